@@ -1,0 +1,1 @@
+"""Sub-commands of the `exiflang` CLI; see `exiflang.cli` for the registry and conventions."""
