@@ -1,0 +1,264 @@
+"""Columbia-style composites from any photo collection: a smooth region of photo A pasted into photo B.
+
+A and B always come from different cameras (EXIF Make/Model). The pasted pixels are A's stored pixels at
+full resolution (no resampling, no blending), so the only differences between the region and its
+surroundings are the imaging pipelines: exactly what a camera-consistency detector should see.
+
+Output folder (the `generic` benchmark layout, see `exiflang.eval.datasets`):
+``spliced/NNNN.png`` composites, ``masks/NNNN.png`` (0/255, 255 = pasted), ``authentic/NNNN.png`` controls
+(whole photos that went through the same saving path), ``manifest.csv`` with ``image,mask,label`` plus
+columns recording both photos and cameras, region size and placement. With a JPEG quality, every image is
+also re-saved as ``.jpg`` at that quality and the manifest points at the JPEGs (the PNGs are kept).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..imageio import ImageLoadError, load_rgb
+
+PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+MIN_AREA, MAX_AREA = 0.05, 0.30
+MANIFEST_FIELDS = [
+    "image", "mask", "label", "lossless", "target", "target_make", "target_model",
+    "source", "source_make", "source_model", "area_frac", "src_x", "src_y", "dst_x", "dst_y",
+    "height", "width", "seed", "jpeg_quality",
+]
+
+
+class SpliceError(Exception):
+    """Composites cannot be made from the given photos; the message says why."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A candidate photo and its camera."""
+
+    path: Path
+    rel: str
+    make: str
+    model: str
+
+    @property
+    def camera(self) -> tuple[str, str]:
+        """Normalised (make, model) used to decide 'different camera'.
+
+        Makers spell their name differently across models ("NIKON" / "NIKON CORPORATION"), so only the first
+        word of Make counts, and a Model that repeats the make ("Canon PowerShot A80") is kept as is.
+        """
+        make = self.make.lower().split()
+        return (make[0] if make else "", " ".join(self.model.lower().split()))
+
+
+def _manifest_cameras(photo_dir: Path) -> dict[str, tuple[str, str]]:
+    """Make/Model per relative path from photos/MANIFEST.csv (the shared-data fast path), if present."""
+    path = photo_dir / "MANIFEST.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not {"path", "make", "model"} <= set(reader.fieldnames or []):
+            return {}
+        return {row["path"]: (row["make"], row["model"]) for row in reader}
+
+
+def _exif_camera(path: Path) -> tuple[str, str]:
+    """Make/Model of one file from its EXIF (exiflang.exif when available, else Pillow's IFD0)."""
+    try:
+        from ..exif import read_exif  # issue-2 module; optional at import time
+    except ImportError:
+        read_exif = None
+    if read_exif is not None:
+        try:
+            tags = read_exif(path)
+            return str(tags.get("Make", "")).strip(), str(tags.get("Model", "")).strip()
+        except Exception:  # noqa: BLE001 - fall back to Pillow on any reader failure
+            pass
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+        return str(exif.get(0x010F, "")).strip("\x00 "), str(exif.get(0x0110, "")).strip("\x00 ")
+    except (OSError, ValueError):
+        return "", ""
+
+
+def list_photos(photo_dir: Path) -> list[Photo]:
+    """Every photo under photo_dir with a known Make/Model, sorted by relative path."""
+    photo_dir = Path(photo_dir)
+    if not photo_dir.is_dir():
+        raise SpliceError(f"{photo_dir}: photo folder not found")
+    known = _manifest_cameras(photo_dir)
+    photos = []
+    for path in sorted(p for p in photo_dir.rglob("*") if p.suffix.lower() in PHOTO_EXTS and p.is_file()):
+        rel = path.relative_to(photo_dir).as_posix()
+        make, model = known[rel] if rel in known else _exif_camera(path)
+        if model:
+            photos.append(Photo(path, rel, make, model))
+    cameras = {p.camera for p in photos}
+    if len(cameras) < 2:
+        raise SpliceError(
+            f"{photo_dir}: need photos from at least 2 cameras (EXIF Make/Model); found {len(photos)} photo(s) "
+            f"from {len(cameras)} camera(s)"
+        )
+    return photos
+
+
+def smooth_region(height: int, width: int, area_frac: float, rng: np.random.Generator) -> np.ndarray:
+    """A random smooth star-shaped blob covering area_frac of an HxW frame, cropped to its bounding box.
+
+    The outline is r(θ) = r0 · exp(Σ_k a_k cos(kθ) + b_k sin(kθ)) with a few low harmonics (k = 2..5),
+    so the region is connected, hole-free and smooth; r0 is solved from the target area.
+    """
+    n = 720
+    theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    shape = np.zeros(n)
+    for k in range(2, 6):
+        amp = rng.normal(0, 0.25 / k)
+        shape += amp * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    aspect = np.exp(rng.uniform(-0.4, 0.4))  # elongate along x or y
+    unit = np.exp(shape)
+    # Area of the unit outline (polar formula), scaled by the aspect stretch (area-preserving).
+    unit_area = 0.5 * np.sum(unit**2) * (2 * np.pi / n)
+    r0 = np.sqrt(area_frac * height * width / unit_area)
+    xs = r0 * unit * np.cos(theta) * aspect
+    ys = r0 * unit * np.sin(theta) / aspect
+    h = int(np.ceil(ys.max() - ys.min())) + 1
+    w = int(np.ceil(xs.max() - xs.min())) + 1
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    # Point-in-star test: compare each pixel's radius with the outline at its angle.
+    cy, cx = -ys.min(), -xs.min()
+    dy, dx = (yy - cy) * aspect, (xx - cx) / aspect
+    ang = np.mod(np.arctan2(dy, dx), 2 * np.pi)
+    outline = np.interp(ang, np.r_[theta, 2 * np.pi], np.r_[unit, unit[0]]) * r0
+    return np.hypot(dx, dy) <= outline
+
+
+def paste(target: np.ndarray, source: np.ndarray, region: np.ndarray, src_xy: tuple[int, int], dst_xy: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Copy source pixels under `region` (at src_xy in source) to dst_xy in target; return (composite, mask)."""
+    h, w = region.shape
+    sx, sy = src_xy
+    dx, dy = dst_xy
+    out = target.copy()
+    window = out[dy:dy + h, dx:dx + w]
+    window[region] = source[sy:sy + h, sx:sx + w][region]
+    mask = np.zeros(target.shape[:2], dtype=bool)
+    mask[dy:dy + h, dx:dx + w] = region
+    return out, mask
+
+
+def _save(arr: np.ndarray, png: Path, jpeg_quality: int | None) -> Path:
+    """Save lossless PNG, and a JPEG re-save when asked; return the file the manifest should name."""
+    png.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(arr)
+    img.save(png, optimize=False)
+    if jpeg_quality is None:
+        return png
+    jpg = png.with_suffix(".jpg")
+    img.save(jpg, quality=int(jpeg_quality), subsampling=0 if jpeg_quality >= 90 else 2)
+    return jpg
+
+
+def _pick_pair(photos: list[Photo], rng: np.random.Generator) -> tuple[Photo, Photo]:
+    """A random (target, source) pair from different cameras."""
+    target = photos[int(rng.integers(len(photos)))]
+    others = [p for p in photos if p.camera != target.camera]
+    return target, others[int(rng.integers(len(others)))]
+
+
+def make_splices(
+    photo_dir: Path,
+    out_dir: Path,
+    n: int,
+    seed: int = 0,
+    jpeg_quality: int | None = None,
+    n_authentic: int | None = None,
+    placement: str = "random",
+    progress: bool = True,
+) -> Path:
+    """Write n composites and n_authentic controls (default n) to out_dir; return the manifest path."""
+    if n < 1:
+        raise SpliceError(f"--n must be at least 1, got {n}")
+    if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+        raise SpliceError(f"JPEG quality must be in 1..100, got {jpeg_quality}")
+    if placement not in ("random", "same"):
+        raise SpliceError(f"placement must be 'random' or 'same', got {placement!r}")
+    n_authentic = n if n_authentic is None else n_authentic
+    photo_dir, out_dir = Path(photo_dir), Path(out_dir)
+    photos = list_photos(photo_dir)
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    cache: dict[Path, np.ndarray] = {}
+
+    def load(p: Photo) -> np.ndarray:
+        if p.path not in cache:
+            if len(cache) > 32:
+                cache.clear()
+            cache[p.path] = load_rgb(p.path)[0]
+        return cache[p.path]
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=n + n_authentic, desc="make-splices", unit="img", disable=not progress)
+    made, attempts = 0, 0
+    while made < n:
+        attempts += 1
+        if attempts > 50 * n:
+            raise SpliceError(f"{photo_dir}: could not place {n} regions after {attempts} tries (photos too small?)")
+        target, source = _pick_pair(photos, rng)
+        area = float(rng.uniform(MIN_AREA, MAX_AREA))
+        try:
+            b, a = load(target), load(source)
+        except ImageLoadError:
+            continue  # unreadable photo: draw again (deterministic, since the draw sequence is fixed)
+        region = smooth_region(b.shape[0], b.shape[1], area, rng)
+        h, w = region.shape
+        if h > min(a.shape[0], b.shape[0]) or w > min(a.shape[1], b.shape[1]):
+            continue  # region does not fit in both frames: draw a new pair
+        sy, sx = int(rng.integers(a.shape[0] - h + 1)), int(rng.integers(a.shape[1] - w + 1))
+        if placement == "same" and sy + h <= b.shape[0] and sx + w <= b.shape[1]:
+            dy, dx = sy, sx
+        else:
+            dy, dx = int(rng.integers(b.shape[0] - h + 1)), int(rng.integers(b.shape[1] - w + 1))
+        composite, mask = paste(b, a, region, (sx, sy), (dx, dy))
+        name = f"{made:04d}"
+        image = _save(composite, out_dir / "spliced" / f"{name}.png", jpeg_quality)
+        (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / "masks" / f"{name}.png")
+        rows.append({
+            "image": image.relative_to(out_dir).as_posix(), "mask": f"masks/{name}.png", "label": 1,
+            "lossless": f"spliced/{name}.png", "target": target.rel, "target_make": target.make,
+            "target_model": target.model, "source": source.rel, "source_make": source.make,
+            "source_model": source.model, "area_frac": f"{mask.mean():.4f}", "src_x": sx, "src_y": sy,
+            "dst_x": dx, "dst_y": dy, "height": b.shape[0], "width": b.shape[1], "seed": seed,
+            "jpeg_quality": jpeg_quality or "",
+        })
+        made += 1
+        bar.update(1)
+    order = rng.permutation(len(photos))
+    for i in range(n_authentic):
+        photo = photos[int(order[i % len(order)])]
+        arr = load(photo)
+        name = f"{i:04d}"
+        image = _save(arr, out_dir / "authentic" / f"{name}.png", jpeg_quality)
+        rows.append({
+            "image": image.relative_to(out_dir).as_posix(), "mask": "", "label": 0,
+            "lossless": f"authentic/{name}.png", "target": photo.rel, "target_make": photo.make,
+            "target_model": photo.model, "source": "", "source_make": "", "source_model": "", "area_frac": "0",
+            "src_x": "", "src_y": "", "dst_x": "", "dst_y": "", "height": arr.shape[0], "width": arr.shape[1],
+            "seed": seed, "jpeg_quality": jpeg_quality or "",
+        })
+        bar.update(1)
+    bar.close()
+    manifest = out_dir / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+__all__ = ["SpliceError", "Photo", "list_photos", "smooth_region", "paste", "make_splices"]
