@@ -1,0 +1,472 @@
+"""Index a photo collection: one JSON line per accepted photo, one per rejected file (with the reason).
+
+An index is a folder:
+
+* ``records.jsonl``  one accepted photo per line: path (absolute), relpath, width, height (decoded size, from
+  the image header, not EXIF), sha256, size, mtime_ns, make, model, n_tags, tags (dict), text (default TextConfig).
+* ``rejects.jsonl``  path, relpath, reason, detail, size, mtime_ns, sha256.
+* ``tag_counts.json`` {"n_photos": N, "counts": {tag: photos having it}} over accepted photos.
+* ``meta.json``      options, reader, text format, the last run's summary.
+
+Both files are streamed (never one big in-memory dict), so millions of photos fit. Re-running on a grown
+folder re-reads only files that are new, or whose size/mtime changed *and* whose content hash changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+import warnings
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from PIL import Image, UnidentifiedImageError
+
+from ..exif.errors import ExifReadError
+from ..exif.reader import DEFAULT_TIMEOUT, ExifReader
+from ..exif.tags import is_private
+from ..exif.text import TextConfig, exif_to_text, selected_tags
+from ..imageio import MAX_PIXELS
+
+RECORDS = "records.jsonl"
+REJECTS = "rejects.jsonl"
+TAG_COUNTS = "tag_counts.json"
+META = "meta.json"
+INDEX_VERSION = 1
+
+# Reject reasons (the `reason` field of rejects.jsonl).
+NOT_AN_IMAGE = "not_an_image"  # Pillow does not recognise the file as an image
+UNDECODABLE = "undecodable"  # recognised, but the pixels cannot be decoded (truncated, corrupt, unsupported)
+TOO_LARGE = "too_large"  # more pixels than exiflang.imageio.MAX_PIXELS
+TOO_SMALL = "too_small"  # a side shorter than one patch
+EXIF_UNREADABLE = "exif_unreadable"  # the EXIF reader failed (time-out, broken structure)
+NO_EXIF = "no_exif"  # no EXIF tags at all
+TOO_FEW_TAGS = "too_few_tags"  # fewer usable tags than min_tags
+EDITED = "edited"  # Software / ProcessingSoftware / XMP CreatorTool / History names editing software
+DUPLICATE = "duplicate"  # same bytes as a photo already accepted
+ERROR = "error"  # anything unexpected (kept so one odd file never stops a million-photo run)
+
+# Software that re-encodes or edits pixels. Camera firmware strings ("Ver1.00", "15.0", "FinePix ...") pass.
+EDITING_SOFTWARE = re.compile(
+    r"photoshop|lightroom|camera ?raw|gimp|capture ?nx|capture ?one|windows photo|photo ?gallery|"
+    r"picasa|paint\.?net|painttool|pixelmator|affinity|snapseed|darktable|rawtherapee|dxo|luminar|"
+    r"aperture|iphoto|acdsee|photoscape|irfanview|imagemagick|graphicsmagick|fireworks|paint shop|"
+    r"photoimpact|noise ?ninja|quicktime|corel|photo ?studio|fotor|facetune|vsco|instagram|"
+    r"bibble|silkypix|faststone|xnview|shotwell|digikam|f-spot|gthumb|preview\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class IndexOptions:
+    """What the index accepts; changing any of these re-judges every file on the next run."""
+
+    min_tags: int = 11  # the paper keeps photos with more than 10 EXIF tags
+    min_size: int = 128  # shorter side in pixels: at least one patch
+    reject_edited: bool = True
+    reject_duplicates: bool = True
+    decode: str = "full"  # "full" decodes every image (catches truncation); "header" only reads the size
+    makernotes: bool = False
+    keep_private: bool = False  # keep GPS/serial/owner tags in records (off: they never reach an index)
+
+    def __post_init__(self) -> None:
+        """Reject impossible options early."""
+        if self.decode not in ("full", "header"):
+            raise ValueError(f"decode must be 'full' or 'header', not {self.decode!r}")
+        if self.min_tags < 0 or self.min_size < 1:
+            raise ValueError("min_tags must be >= 0 and min_size >= 1")
+
+
+@dataclass
+class IndexSummary:
+    """Counts of one indexing run."""
+
+    n_files: int = 0  # files found in the folder
+    n_accepted: int = 0
+    n_rejected: int = 0
+    n_examined: int = 0  # files opened and judged this run (new or changed)
+    n_reused: int = 0  # unchanged files kept from the previous index
+    n_removed: int = 0  # files in the previous index that are gone
+    reasons: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    reader: str = ""
+    workers: int = 1
+
+    def format(self) -> str:
+        """A human-readable multi-line summary."""
+        per_file = 1000 * self.seconds / self.n_examined if self.n_examined else 0.0
+        pct = 100 * self.n_accepted / self.n_files if self.n_files else 0.0
+        lines = [
+            f"{self.n_files} files: {self.n_accepted} accepted ({pct:.1f}%), {self.n_rejected} rejected",
+            f"this run examined {self.n_examined} new/changed files in {self.seconds:.1f} s "
+            f"({per_file:.1f} ms per file, {self.workers} workers, {self.reader}); "
+            f"{self.n_reused} unchanged, {self.n_removed} removed",
+        ]
+        if self.reasons:
+            lines.append("rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items(), key=lambda x: -x[1])))
+        return "\n".join(lines)
+
+
+class IndexReadError(Exception):
+    """An index folder is missing or damaged; the message names the folder and the cause."""
+
+
+# ---------------------------------------------------------------- walking and the previous index
+
+
+def walk_files(photo_dir: Path, skip: Path | None = None) -> Iterator[tuple[Path, str, os.stat_result]]:
+    """Yield (path, relpath, stat) of every regular, non-hidden file under photo_dir, in sorted order."""
+    for root, dirs, files in os.walk(photo_dir):
+        root_path = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or root_path / d != skip))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = root_path / name
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # vanished or a broken link: nothing to index
+            if path.is_file():
+                yield path, path.relative_to(photo_dir).as_posix(), st
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (raw line, parsed dict) from a JSON Lines file; a torn last line (killed run) is skipped."""
+    if not path.is_file():
+        return
+    with path.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield line, json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def _previous_state(out_dir: Path) -> dict[str, tuple[int, int, str]]:
+    """relpath -> (size, mtime_ns, sha256) of every file judged by the previous run (records and rejects)."""
+    state: dict[str, tuple[int, int, str]] = {}
+    for name in (RECORDS, REJECTS):
+        for _, rec in _iter_jsonl(out_dir / name):
+            if "relpath" in rec and "sha256" in rec:
+                state[rec["relpath"]] = (int(rec.get("size", -1)), int(rec.get("mtime_ns", -1)), rec["sha256"] or "")
+    return state
+
+
+def _options_match(out_dir: Path, options: IndexOptions) -> bool:
+    """True when the previous run used the same acceptance options (so its verdicts still hold)."""
+    meta_path = out_dir / META
+    if not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return meta.get("version") == INDEX_VERSION and meta.get("options") == asdict(options)
+
+
+# ---------------------------------------------------------------- judging one file
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Image formats Pillow may lack a decoder for: a failure on these is "undecodable", not "not an image".
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".mpo", ".tif", ".tiff", ".png", ".webp", ".heic", ".heif",
+                             ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw"})
+
+
+def decode_size(path: Path, full: bool = True) -> tuple[int, int, str]:
+    """(width, height, format) from the image itself; with full=True the pixels are decoded too. Raises _Reject."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise _Reject(TOO_LARGE, f"{width}x{height} exceeds {MAX_PIXELS:,} pixels")
+            if full:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img.load()
+            return width, height, str(img.format or "")
+    except _Reject:
+        raise
+    except UnidentifiedImageError as exc:
+        if path.suffix.lower() in _IMAGE_SUFFIXES:
+            raise _Reject(UNDECODABLE, f"Pillow has no decoder for {path.suffix} files (or the file is corrupt)") from exc
+        raise _Reject(NOT_AN_IMAGE, "not an image Pillow can read") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _Reject(UNDECODABLE, f"cannot decode pixels: {exc}") from exc
+
+
+class _Reject(Exception):
+    """Internal: a file fails one acceptance check."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def editing_software(software: Iterable[str]) -> str | None:
+    """The first software string naming an editor, or None."""
+    for text in software:
+        if EDITING_SOFTWARE.search(text):
+            return text
+    return None
+
+
+def judge_file(path: Path, relpath: str, st: os.stat_result, reader: ExifReader, options: IndexOptions,
+               sha256: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Examine one file: ("record", record) or ("reject", reject entry)."""
+    base = {"path": str(path.resolve()), "relpath": relpath, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "sha256": sha256 or sha256_file(path)}
+    try:
+        width, height, fmt = decode_size(path, full=options.decode == "full")
+        if min(width, height) < options.min_size:
+            raise _Reject(TOO_SMALL, f"{width}x{height} is smaller than a {options.min_size}-pixel patch")
+        try:
+            exif = reader.read_record(path)
+        except ExifReadError as exc:
+            raise _Reject(EXIF_UNREADABLE, exc.cause) from exc
+        if not exif.tags:
+            raise _Reject(NO_EXIF, "the file has no EXIF tags")
+        if options.reject_edited:
+            editor = editing_software(exif.editing_software)
+            if editor:
+                raise _Reject(EDITED, f"edited with {editor!r}")
+        tags = exif.tags if options.keep_private else {k: v for k, v in exif.tags.items() if not is_private(k)}
+        n_tags = len(selected_tags(tags, TextConfig()))
+        if n_tags < options.min_tags:
+            raise _Reject(TOO_FEW_TAGS, f"{n_tags} usable tags, fewer than {options.min_tags}")
+    except _Reject as rej:
+        return "reject", {**base, "reason": rej.reason, "detail": rej.detail}
+    record = {**base, "width": width, "height": height, "format": fmt,
+              "make": tags.get("Make", ""), "model": tags.get("Model", ""), "n_tags": n_tags,
+              "tags": tags, "text": exif_to_text(tags)}
+    return "record", record
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+    """Map fn over items with a thread pool, in order, keeping only a small window of jobs in flight."""
+    window = max(4, 8 * workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exiflang-index") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class _Readers:
+    """One ExifReader per worker thread (ExifTool processes are not shared between threads)."""
+
+    def __init__(self, **kwargs: Any):
+        self.kwargs = kwargs
+        self._local = threading.local()
+        self._all: list[ExifReader] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> ExifReader:
+        """This thread's reader, started on first use."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = ExifReader(**self.kwargs)
+            self._local.reader = reader
+            with self._lock:
+                self._all.append(reader)
+        return reader
+
+    def close(self) -> None:
+        """Close every reader."""
+        for reader in self._all:
+            reader.close()
+
+
+def build_index(
+    photo_dir: str | Path,
+    out_dir: str | Path,
+    options: IndexOptions | None = None,
+    *,
+    workers: int | None = None,
+    backend: str = "auto",
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: bool = True,
+) -> IndexSummary:
+    """Index every file under photo_dir into out_dir (incremental when out_dir holds an earlier index)."""
+    from tqdm import tqdm
+
+    photo_dir = Path(photo_dir).expanduser().resolve()
+    out_dir = Path(out_dir).expanduser().resolve()
+    if not photo_dir.is_dir():
+        raise FileNotFoundError(f"{photo_dir}: photo folder not found")
+    options = options or IndexOptions()
+    workers = workers or min(2, os.cpu_count() or 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    reuse = _options_match(out_dir, options)
+    previous = _previous_state(out_dir) if reuse else {}
+    files = list(walk_files(photo_dir, skip=out_dir))
+    present = {rel for _, rel, _ in files}
+    unchanged: set[str] = set()
+    todo: list[tuple[Path, str, os.stat_result]] = []
+    for path, rel, st in files:
+        old = previous.get(rel)
+        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+            unchanged.add(rel)
+        else:
+            todo.append((path, rel, st))
+    # Changed size/mtime with identical content (a copy, a touch) is reused after hashing, not re-read.
+    maybe_same = {rel for _, rel, _ in todo if rel in previous}
+
+    summary = IndexSummary(n_files=len(files), workers=workers)
+    tag_counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    seen_sha: dict[str, str] = {}
+    stashed: dict[str, dict[str, Any]] = {}
+    tmp_rec, tmp_rej = out_dir / (RECORDS + ".tmp"), out_dir / (REJECTS + ".tmp")
+
+    readers = _Readers(backend=backend, makernotes=options.makernotes, timeout=timeout)
+    try:
+        summary.reader = readers.get().describe()
+        with tmp_rec.open("w", encoding="utf-8") as rec_fh, tmp_rej.open("w", encoding="utf-8") as rej_fh:
+
+            def write(kind: str, entry: dict[str, Any]) -> None:
+                """Append one verdict, applying the duplicate check and updating the counts."""
+                if kind == "record" and options.reject_duplicates and entry["sha256"] in seen_sha:
+                    kind = "reject"
+                    entry = {k: entry[k] for k in ("path", "relpath", "size", "mtime_ns", "sha256")}
+                    entry.update(reason=DUPLICATE, detail=f"same content as {seen_sha[entry['sha256']]}")
+                if kind == "record":
+                    seen_sha.setdefault(entry["sha256"], entry["relpath"])
+                    tag_counts.update(entry["tags"].keys())
+                    summary.n_accepted += 1
+                    rec_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                else:
+                    reasons[entry["reason"]] += 1
+                    summary.n_rejected += 1
+                    rej_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+            # 1. Carry over verdicts of unchanged files, streaming the old files.
+            if reuse:
+                for name, kind in ((RECORDS, "record"), (REJECTS, "reject")):
+                    for _, entry in _iter_jsonl(out_dir / name):
+                        rel = entry.get("relpath")
+                        if rel in unchanged:
+                            summary.n_reused += 1
+                            write(kind, entry)
+                        elif rel in maybe_same:
+                            stashed[rel] = {"kind": kind, "entry": entry}
+                summary.n_removed = len(set(previous) - present)
+
+            # 2. Judge new and changed files on `workers` threads (each with its own ExifTool).
+            def job(item: tuple[Path, str, os.stat_result]) -> tuple[str, dict[str, Any]]:
+                path, rel, st = item
+                try:
+                    sha = sha256_file(path)
+                    old = stashed.get(rel)
+                    if old is not None and old["entry"].get("sha256") == sha:
+                        return "same", {**old["entry"], "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                        "_kind": old["kind"]}
+                    return judge_file(path, rel, st, readers.get(), options, sha256=sha)
+                except Exception as exc:  # one odd file must not stop a long run; the reason is recorded
+                    return "reject", {"path": str(path), "relpath": rel, "size": st.st_size,
+                                      "mtime_ns": st.st_mtime_ns, "sha256": "", "reason": ERROR,
+                                      "detail": f"{type(exc).__name__}: {exc}"}
+
+            bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True)
+            for kind, entry in _ordered_map(job, todo, workers):
+                if kind == "same":
+                    kind = entry.pop("_kind")
+                    summary.n_reused += 1
+                else:
+                    summary.n_examined += 1
+                write(kind, entry)
+                bar.update(1)
+                bar.set_postfix(accepted=summary.n_accepted, rejected=summary.n_rejected, refresh=False)
+            bar.close()
+    finally:
+        readers.close()
+
+    os.replace(tmp_rec, out_dir / RECORDS)
+    os.replace(tmp_rej, out_dir / REJECTS)
+    summary.reasons = dict(reasons)
+    summary.seconds = time.perf_counter() - start
+    _write_json(out_dir / TAG_COUNTS, {"n_photos": summary.n_accepted, "counts": dict(tag_counts.most_common())})
+    _write_json(out_dir / META, {
+        "version": INDEX_VERSION,
+        "photo_dir": str(photo_dir),
+        "options": asdict(options),
+        "reader": summary.reader,
+        "text_format": TextConfig().to_dict(),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "summary": asdict(summary),
+    })
+    return summary
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a killed run never leaves half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- reading an index
+
+
+def _index_file(index_dir: str | Path, name: str) -> Path:
+    """Path of one file of an index, with a clear error when the folder is not an index."""
+    path = Path(index_dir).expanduser() / name
+    if not path.is_file():
+        raise IndexReadError(f"{Path(index_dir)}: not an exiflang index (no {name}); run `exiflang index PHOTO_DIR --out {index_dir}`")
+    return path
+
+
+def iter_records(index_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """Stream the accepted photos of an index, one dict per photo."""
+    for _, rec in _iter_jsonl(_index_file(index_dir, RECORDS)):
+        yield rec
+
+
+def load_records(index_dir: str | Path) -> list[dict[str, Any]]:
+    """All accepted photos of an index as a list (use iter_records for very large collections)."""
+    return list(iter_records(index_dir))
+
+
+def iter_rejects(index_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """Stream the rejected files of an index with their reasons."""
+    for _, rec in _iter_jsonl(_index_file(index_dir, REJECTS)):
+        yield rec
+
+
+def load_tag_counts(index_dir: str | Path) -> dict[str, Any]:
+    """The index's tag frequencies: {"n_photos": N, "counts": {tag: n}} (input of TextConfig.with_tag_counts)."""
+    return json.loads(_index_file(index_dir, TAG_COUNTS).read_text(encoding="utf-8"))
+
+
+__all__ = [
+    "IndexOptions", "IndexSummary", "IndexReadError", "build_index", "iter_records", "load_records",
+    "iter_rejects", "load_tag_counts", "judge_file", "walk_files", "sha256_file", "editing_software",
+    "RECORDS", "REJECTS", "TAG_COUNTS", "META",
+]

@@ -1,0 +1,242 @@
+"""In-process fallback reader (pyexiv2) with ExifTool-style tag names and human-readable values.
+
+pyexiv2 returns raw values ("3/2", "16"); ExifTool prints "1.5" and "Off, Did not fire". This module
+re-states ExifTool's print conversion for the standard EXIF tags that matter for the text, so both
+readers give the same text for the common tags. Rarer tags keep their raw value.
+pyexiv2 is imported here only, lazily, so machines without it (e.g. a GPU trainer) still import exiflang.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ExifReadError
+
+# Exiv2 names that differ from ExifTool's.
+_RENAME = {
+    "ISOSpeedRatings": "ISO",
+    "PhotographicSensitivity": "ISO",
+    "ExposureBiasValue": "ExposureCompensation",
+    "DateTime": "ModifyDate",
+    "DateTimeDigitized": "CreateDate",
+    "PixelXDimension": "ExifImageWidth",
+    "PixelYDimension": "ExifImageHeight",
+    "ImageLength": "ImageHeight",
+    "FocalLengthIn35mmFilm": "FocalLengthIn35mmFormat",
+    "LensSpecification": "LensInfo",
+    "InteroperabilityIndex": "InteropIndex",
+    "InteroperabilityVersion": "InteropVersion",
+    "CameraOwnerName": "OwnerName",
+    "BodySerialNumber": "SerialNumber",
+}
+# Pointers and blobs that ExifTool does not list as tags of their own.
+_SKIP = {"ExifTag", "GPSTag", "InteroperabilityTag", "MakerNote", "PrintImageMatching", "XMLPacket",
+         "JPEGInterchangeFormat", "JPEGInterchangeFormatLength", "IPTCNAA", "InterColorProfile"}
+_STANDARD_GROUPS = {"Image", "Photo", "Iop", "GPSInfo"}
+
+_FLASH = {
+    0x0: "No Flash", 0x1: "Fired", 0x5: "Fired, Return not detected", 0x7: "Fired, Return detected",
+    0x8: "On, Did not fire", 0x9: "On, Fired", 0xD: "On, Return not detected", 0xF: "On, Return detected",
+    0x10: "Off, Did not fire", 0x14: "Off, Did not fire, Return not detected", 0x18: "Auto, Did not fire",
+    0x19: "Auto, Fired", 0x1D: "Auto, Fired, Return not detected", 0x1F: "Auto, Fired, Return detected",
+    0x20: "No flash function", 0x30: "Off, No flash function", 0x41: "Fired, Red-eye reduction",
+    0x45: "Fired, Red-eye reduction, Return not detected", 0x47: "Fired, Red-eye reduction, Return detected",
+    0x49: "On, Red-eye reduction", 0x4D: "On, Red-eye reduction, Return not detected",
+    0x4F: "On, Red-eye reduction, Return detected", 0x50: "Off, Red-eye reduction",
+    0x58: "Auto, Did not fire, Red-eye reduction", 0x59: "Auto, Fired, Red-eye reduction",
+    0x5D: "Auto, Fired, Red-eye reduction, Return not detected",
+    0x5F: "Auto, Fired, Red-eye reduction, Return detected",
+}
+_ENUMS: dict[str, dict[int, str]] = {
+    "Flash": _FLASH,
+    "ExposureProgram": {0: "Not Defined", 1: "Manual", 2: "Program AE", 3: "Aperture-priority AE",
+                        4: "Shutter speed priority AE", 5: "Creative (Slow speed)", 6: "Action (High speed)",
+                        7: "Portrait", 8: "Landscape", 9: "Bulb"},
+    "MeteringMode": {0: "Unknown", 1: "Average", 2: "Center-weighted average", 3: "Spot", 4: "Multi-spot",
+                     5: "Multi-segment", 6: "Partial", 255: "Other"},
+    "LightSource": {0: "Unknown", 1: "Daylight", 2: "Fluorescent", 3: "Tungsten (Incandescent)", 4: "Flash",
+                    9: "Fine Weather", 10: "Cloudy", 11: "Shade", 12: "Daylight Fluorescent",
+                    13: "Day White Fluorescent", 14: "Cool White Fluorescent", 15: "White Fluorescent",
+                    16: "Warm White Fluorescent", 17: "Standard Light A", 18: "Standard Light B",
+                    19: "Standard Light C", 20: "D55", 21: "D65", 22: "D75", 23: "D50",
+                    24: "ISO Studio Tungsten", 255: "Other"},
+    "WhiteBalance": {0: "Auto", 1: "Manual"},
+    "ExposureMode": {0: "Auto", 1: "Manual", 2: "Auto bracket"},
+    "SceneCaptureType": {0: "Standard", 1: "Landscape", 2: "Portrait", 3: "Night"},
+    "ColorSpace": {1: "sRGB", 2: "Adobe RGB", 0xFFFF: "Uncalibrated"},
+    "Orientation": {1: "Horizontal (normal)", 2: "Mirror horizontal", 3: "Rotate 180", 4: "Mirror vertical",
+                    5: "Mirror horizontal and rotate 270 CW", 6: "Rotate 90 CW",
+                    7: "Mirror horizontal and rotate 90 CW", 8: "Rotate 270 CW"},
+    "ResolutionUnit": {1: "None", 2: "inches", 3: "cm"},
+    "FocalPlaneResolutionUnit": {1: "None", 2: "inches", 3: "cm", 4: "mm", 5: "um"},
+    "SensingMethod": {1: "Not defined", 2: "One-chip color area", 3: "Two-chip color area",
+                      4: "Three-chip color area", 5: "Color sequential area", 7: "Trilinear",
+                      8: "Color sequential linear"},
+    "CustomRendered": {0: "Normal", 1: "Custom"},
+    "Contrast": {0: "Normal", 1: "Low", 2: "High"},
+    "Saturation": {0: "Normal", 1: "Low", 2: "High"},
+    "Sharpness": {0: "Normal", 1: "Soft", 2: "Hard"},
+    "GainControl": {0: "None", 1: "Low gain up", 2: "High gain up", 3: "Low gain down", 4: "High gain down"},
+    "SubjectDistanceRange": {0: "Unknown", 1: "Macro", 2: "Close", 3: "Distant"},
+    "YCbCrPositioning": {1: "Centered", 2: "Co-sited"},
+    "FileSource": {1: "Film Scanner", 2: "Reflection Print Scanner", 3: "Digital Camera"},
+    "SceneType": {1: "Directly photographed"},
+    "Compression": {1: "Uncompressed", 6: "JPEG (old-style)", 7: "JPEG"},
+    "CompositeImage": {0: "Unknown", 1: "Not a Composite Image", 2: "General Composite Image",
+                       3: "Composite Image Captured While Shooting"},
+    "SensitivityType": {0: "Unknown", 1: "Standard Output Sensitivity", 2: "Recommended Exposure Index",
+                        3: "ISO Speed", 4: "Standard Output Sensitivity and Recommended Exposure Index",
+                        5: "Standard Output Sensitivity and ISO Speed",
+                        6: "Recommended Exposure Index and ISO Speed",
+                        7: "Standard Output Sensitivity, Recommended Exposure Index and ISO Speed"},
+}
+
+
+def _rational(raw: str) -> Fraction:
+    """Parse "a/b" or "a" as a Fraction (raises ValueError/ZeroDivisionError)."""
+    return Fraction(raw.split()[0])
+
+
+def _number(x: float) -> str:
+    """Print a number the way ExifTool does: no trailing zeros."""
+    return f"{x:.10g}"
+
+
+def _exposure_time(seconds: float) -> str:
+    """ExifTool's exposure time: "1/250" below a quarter second, else decimal seconds."""
+    if 0 < seconds < 0.25001:
+        return f"1/{round(1 / seconds)}"
+    return _number(round(seconds, 1))
+
+
+def _signed_fraction(raw: str) -> str:
+    """ExifTool's exposure bias: "0", "+1/3", "-2/3"."""
+    value = _rational(raw).limit_denominator(100)
+    if value == 0:
+        return "0"
+    return ("+" if value > 0 else "") + str(value)
+
+
+def _version(raw: str) -> str:
+    """Undefined-type version fields: "48 50 51 50" -> "0232"."""
+    try:
+        return "".join(chr(int(b)) for b in raw.split())
+    except ValueError:
+        return raw
+
+
+def _components(raw: str) -> str:
+    """ComponentsConfiguration "1 2 3 0" -> "Y, Cb, Cr, -"."""
+    names = {0: "-", 1: "Y", 2: "Cb", 3: "Cr", 4: "R", 5: "G", 6: "B"}
+    return ", ".join(names.get(int(b), "?") for b in raw.split())
+
+
+def _lens_info(raw: str) -> str:
+    """LensSpecification "min max fmin fmax" -> "18-55mm f/3.5-5.6"."""
+    vals = [float(_rational(v)) if _rational(v).denominator else 0.0 for v in raw.split()]
+    if len(vals) != 4:
+        return raw
+    focal = _number(vals[0]) if vals[0] == vals[1] else f"{_number(vals[0])}-{_number(vals[1])}"
+    aperture = _number(vals[2]) if vals[2] == vals[3] else f"{_number(vals[2])}-{_number(vals[3])}"
+    return f"{focal}mm f/{aperture}"
+
+
+_CONVERTERS: dict[str, Callable[[str], str]] = {
+    "ExposureTime": lambda r: _exposure_time(float(_rational(r))),
+    "ShutterSpeedValue": lambda r: _exposure_time(2 ** -float(_rational(r))),
+    "FNumber": lambda r: f"{float(_rational(r)):.1f}",
+    "ApertureValue": lambda r: f"{2 ** (float(_rational(r)) / 2):.1f}",
+    "MaxApertureValue": lambda r: f"{2 ** (float(_rational(r)) / 2):.1f}",
+    "FocalLength": lambda r: f"{float(_rational(r)):.1f} mm",
+    "FocalLengthIn35mmFormat": lambda r: f"{int(r.split()[0])} mm",
+    "ExposureCompensation": _signed_fraction,
+    "BrightnessValue": lambda r: _number(float(_rational(r))),
+    "DigitalZoomRatio": lambda r: _number(float(_rational(r))),
+    "CompressedBitsPerPixel": lambda r: _number(float(_rational(r))),
+    "SubjectDistance": lambda r: f"{_number(float(_rational(r)))} m",
+    "XResolution": lambda r: _number(float(_rational(r))),
+    "YResolution": lambda r: _number(float(_rational(r))),
+    "FocalPlaneXResolution": lambda r: _number(float(_rational(r))),
+    "FocalPlaneYResolution": lambda r: _number(float(_rational(r))),
+    "ExifVersion": _version,
+    "FlashpixVersion": _version,
+    "InteropVersion": _version,
+    "ComponentsConfiguration": _components,
+    "LensInfo": _lens_info,
+}
+
+
+def print_value(tag: str, raw: str) -> str:
+    """ExifTool-style human-readable value of a raw Exiv2 value (raw value when no rule applies)."""
+    try:
+        if tag in _ENUMS:
+            code = int(raw.split()[0])
+            return _ENUMS[tag].get(code, f"Unknown ({code})")
+        if tag in _CONVERTERS:
+            return _CONVERTERS[tag](raw)
+    except (ValueError, ZeroDivisionError, IndexError, OverflowError):
+        pass  # malformed value: keep it raw rather than lose the tag
+    return raw
+
+
+def _split_key(key: str) -> tuple[str, str, str]:
+    """'Exif.Photo.FNumber' -> ('Exif', 'Photo', 'FNumber')."""
+    family, _, rest = key.partition(".")
+    group, _, name = rest.partition(".")
+    return family, group, name
+
+
+def read_with_pyexiv2(path: str | Path, makernotes: bool = False) -> dict[str, Any]:
+    """Read a file with pyexiv2 into the same shape as ExifTool's -G0 JSON ("EXIF:Make": "Canon", ...)."""
+    try:
+        import pyexiv2  # lazy: only the fallback needs it
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ExifReadError(path, "neither ExifTool nor pyexiv2 is available to read EXIF") from exc
+    path = str(path)
+    # Mute Exiv2's log: at its default level pyexiv2 prints warnings and turns recoverable MakerNote
+    # errors into exceptions, losing every tag of a file that ExifTool reads fine.
+    pyexiv2.set_log_level(4)
+    try:
+        img = pyexiv2.Image(path)
+    except Exception as exc:  # pyexiv2 raises plain RuntimeError/Exception for broken files
+        raise ExifReadError(path, f"pyexiv2 cannot open the file ({exc})") from exc
+    try:
+        exif = _read_dict(img.read_exif, path)
+        xmp = _read_dict(img.read_xmp, path, required=False)
+    finally:
+        img.close()
+    out: dict[str, Any] = {"SourceFile": path}
+    for key, raw in exif.items():
+        family, group, name = _split_key(key)
+        if group == "Thumbnail" or name in _SKIP or not isinstance(raw, str):
+            continue
+        name = _RENAME.get(name, name)
+        if group in _STANDARD_GROUPS:
+            out.setdefault(f"EXIF:{name}", print_value(name, raw))
+        elif makernotes:
+            out.setdefault(f"MakerNotes:{name}", raw)
+    for key in ("Xmp.xmp.CreatorTool",):
+        if isinstance(xmp.get(key), str):
+            out["XMP:CreatorTool"] = xmp[key]
+    agents = [v for k, v in xmp.items() if k.startswith("Xmp.xmpMM.History") and k.endswith("softwareAgent")]
+    if agents:
+        out["XMP:HistorySoftwareAgent"] = agents
+    return out
+
+
+def _read_dict(reader: Callable[..., dict], path: str, required: bool = True) -> dict:
+    """Call a pyexiv2 read_* method, retrying in Latin-1 when the strings are not UTF-8."""
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            return reader(encoding=encoding)
+        except UnicodeDecodeError:
+            continue
+        except Exception as exc:
+            if not required:
+                return {}
+            raise ExifReadError(path, f"pyexiv2 cannot read EXIF ({exc})") from exc
+    return {}
+
+
+__all__ = ["read_with_pyexiv2", "print_value"]
