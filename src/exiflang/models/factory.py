@@ -1,0 +1,179 @@
+"""Build models from named configs, save them as safetensors + config.json, and load them back (never pickle)."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..paths import WEIGHTS_DIR
+from .joint import ExifModel
+from .text import TextModelError, build_tokenizer, train_wordpiece
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class ModelError(Exception):
+    """A model config or weights folder is invalid; the message names the file and the cause."""
+
+
+def available_configs() -> list[str]:
+    """Names of the configs shipped in `exiflang/models/configs/`."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object, naming the file on error."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
+
+
+def _default_text_format() -> dict[str, Any] | None:
+    """The default TextConfig as a dict, or None while the exif package is unavailable."""
+    try:
+        from ..exif import TextConfig
+    except ImportError:
+        return None
+    return TextConfig().to_dict()
+
+
+def resolve_config(name_or_config: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A full config dict from a config name (`tiny`, `small`, ...), a JSON file path or a dict."""
+    if isinstance(name_or_config, dict):
+        config = copy.deepcopy(name_or_config)
+    else:
+        text = str(name_or_config)
+        path = CONFIG_DIR / f"{text}.json"
+        if path.is_file():
+            config = _read_json(path)
+        elif text.endswith(".json") and Path(text).is_file():
+            config = _read_json(Path(text))
+        else:
+            raise ModelError(f"unknown model config {text!r}: not a JSON file and not one of {available_configs()}")
+    for key in ("embed_dim", "image", "text"):
+        if key not in config:
+            raise ModelError(f"model config {config.get('name', name_or_config)!r} lacks the required key {key!r}")
+    config.setdefault("name", "custom")
+    config.setdefault("patch_size", 128)
+    if config.get("text_format") is None:
+        config["text_format"] = _default_text_format()
+    return config
+
+
+def create_model(name_or_config: str | Path | dict[str, Any] = "tiny", texts: Iterable[str] | None = None,
+                 seed: int | None = None) -> ExifModel:
+    """A freshly initialised model (train mode); `texts` trains the vocabulary of a `trained` tokenizer."""
+    config = resolve_config(name_or_config)
+    text_cfg = config["text"]
+    tokenizer_json = None
+    if text_cfg.get("tokenizer", "minilm") == "trained" and texts is not None:
+        tokenizer_json = train_wordpiece(texts, int(text_cfg.get("vocab_size", 4000)),
+                                         int(text_cfg.get("max_length", 256))).to_json()
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        tokenizer = build_tokenizer(text_cfg, tokenizer_json)
+        return ExifModel(config, tokenizer)
+    except (TextModelError, ValueError, TypeError) as exc:
+        raise ModelError(f"model config {config['name']!r}: {exc}") from exc
+
+
+def _weights_to_save(model: ExifModel) -> dict[str, torch.Tensor]:
+    """State dict minus what load rebuilds (a frozen package MiniLM), contiguous and detached."""
+    state = model.state_dict()
+    if not model.text.ships_backbone:
+        state = {k: v for k, v in state.items() if not k.startswith("text.backbone.")}
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """Short content hash of a state dict (names, shapes and bytes), used in model ids."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key]
+        h.update(key.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:12]
+
+
+def save_model(model: ExifModel, out_dir: str | Path, extra_config: dict[str, Any] | None = None) -> Path:
+    """Write `model.safetensors` + `config.json` (+ `tokenizer.json` when trained) to `out_dir`."""
+    from safetensors.torch import save_file
+
+    model = getattr(model, "module", model)  # unwrap DDP
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _weights_to_save(model)
+    config = copy.deepcopy(model.config)
+    config.update(copy.deepcopy(extra_config or {}))
+    config["model_id"] = f"{config.get('name', 'custom')}-{weights_digest(state)}"
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "model_id": config["model_id"]})
+    tmp.replace(out / WEIGHTS_FILE)
+    if config["text"].get("tokenizer") == "trained":
+        (out / TOKENIZER_FILE).write_text(model.text.tokenizer.to_json())
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    model.config = config
+    model.model_id = config["model_id"]
+    return out
+
+
+def resolve_weights_dir(name_or_path: str | Path) -> Path:
+    """Folder holding a saved model: 'default' (or another built-in name) or a path."""
+    text = str(name_or_path)
+    builtin = WEIGHTS_DIR / text
+    if "/" not in text and (builtin / CONFIG_FILE).is_file():
+        return builtin
+    path = Path(text).expanduser()
+    if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
+        path = path.parent
+    if not path.is_dir():
+        builtins = sorted(p.name for p in WEIGHTS_DIR.glob("*") if (p / CONFIG_FILE).is_file()) if WEIGHTS_DIR.is_dir() else []
+        raise ModelError(f"{text}: no such model folder (built-in models: {builtins})")
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (path / name).is_file():
+            raise ModelError(f"{path}: not a model folder ({name} missing)")
+    return path
+
+
+def load_model(name_or_path: str | Path = "default", device: str | torch.device = "cpu") -> ExifModel:
+    """Load a saved model (built-in name or folder) in eval mode on `device`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = resolve_weights_dir(name_or_path)
+    config = _read_json(folder / CONFIG_FILE)
+    tokenizer_json = None
+    if config.get("text", {}).get("tokenizer") == "trained":
+        if not (folder / TOKENIZER_FILE).is_file():
+            raise ModelError(f"{folder}: the config needs a trained tokenizer but {TOKENIZER_FILE} is missing")
+        tokenizer_json = (folder / TOKENIZER_FILE).read_text()
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{folder / WEIGHTS_FILE}: cannot read weights ({exc})") from exc
+    text_cfg = config.get("text", {})
+    # A frozen package MiniLM is not in the file: build it from the package; otherwise skip pretrained loading.
+    needs_package = text_cfg.get("kind", "minilm") == "minilm" and not any(k.startswith("text.backbone.") for k in state)
+    try:
+        model = ExifModel(resolve_config(config), build_tokenizer(text_cfg, tokenizer_json), pretrained_text=needs_package)
+    except (TextModelError, ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{folder / CONFIG_FILE}: cannot build the model ({exc})") from exc
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (needs_package and k.startswith("text.backbone."))]
+    if missing or unexpected:
+        raise ModelError(f"{folder / WEIGHTS_FILE}: weights do not match the config "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model.to(device).eval()

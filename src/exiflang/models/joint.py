@@ -1,0 +1,86 @@
+"""The joint model: a ResNet on full-resolution patches and a transformer on EXIF text, in one embedding space."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from .resnet import build_resnet
+from .text import TextEncoder, TextTokenizer
+
+# CLIP's RGB statistics; the model normalises its own input so callers pass plain [0,1] RGB.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ExifModel(nn.Module):
+    """Image encoder (`image`), text encoder (`text`) and the contrastive temperature.
+
+    Attributes: `patch_size`, `embed_dim`, `model_id`, `config` (the full JSON config, with `text_format`),
+    `logit_scale` (the multiplier applied to cosine similarities, e.g. 100.0; stored as `log_logit_scale`).
+    """
+
+    def __init__(self, config: dict[str, Any], tokenizer: TextTokenizer, pretrained_text: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_dim = int(config["embed_dim"])
+        self.patch_size = int(config.get("patch_size", 128))
+        self.model_id = str(config.get("model_id", f"{config.get('name', 'custom')}-untrained"))
+        image_cfg = dict(config["image"])
+        project_image = image_cfg.pop("projection", True)
+        self.image = build_resnet(image_cfg, self.embed_dim if project_image else None)
+        if self.image.out_dim != self.embed_dim:
+            raise ValueError(f"image output width {self.image.out_dim} != embed_dim {self.embed_dim}")
+        self.text = TextEncoder(config["text"], self.embed_dim, tokenizer, pretrained=pretrained_text)
+        scale_cfg = config.get("logit_scale", {"init": 100.0, "learned": False})
+        log_scale = torch.tensor(math.log(float(scale_cfg.get("init", 100.0))))
+        if scale_cfg.get("learned", False):
+            self.log_logit_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_logit_scale", log_scale)
+        self.max_logit_scale = float(scale_cfg.get("max", 100.0))
+        self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """Multiplier of cosine similarities in the loss (exp of the stored log, clamped as in CLIP)."""
+        return self.log_logit_scale.exp().clamp(max=self.max_logit_scale)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return self.pixel_mean.device
+
+    def normalize_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """CLIP normalisation of [0,1] RGB."""
+        return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings [B, D] (unnormalised) from x: float [B,3,H,W], RGB in [0,1]."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"encode_image expects [B,3,H,W] RGB in [0,1], got shape {tuple(x.shape)}")
+        x = x.to(self.pixel_mean.device, torch.float32)
+        # channels_last is markedly faster for these convolutions on CPU (oneDNN).
+        x = self.normalize_pixels(x).contiguous(memory_format=torch.channels_last)
+        return self.image(x)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask for a list of EXIF texts (on the model's device)."""
+        batch = self.text.tokenizer(texts)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Text embeddings [B, D] (unnormalised) from token ids."""
+        return self.text(input_ids.to(self.device), attention_mask.to(self.device))
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Text embeddings [B, D] (unnormalised) from EXIF texts."""
+        batch = self.tokenize(texts)
+        return self.encode_tokens(batch["input_ids"], batch["attention_mask"])
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """(image embeddings, text embeddings), both unnormalised."""
+        return self.encode_image(images), self.encode_tokens(input_ids, attention_mask)
