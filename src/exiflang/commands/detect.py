@@ -1,0 +1,112 @@
+"""`exiflang detect PATH... [--model NAME] [--out DIR]`: splice heatmap, mask and score for each image."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".mpo", ".gif"}
+
+
+def register(subparsers) -> None:
+    """Add the `detect` sub-command."""
+    p = subparsers.add_parser(
+        "detect",
+        help="find spliced regions in photos (no metadata needed)",
+        description=(
+            "Zero-shot splice detection and localisation: embeds a dense grid of full-resolution patches, "
+            "measures how consistent every region is with the rest of the image, and reports a heatmap "
+            "(high = inconsistent, likely spliced), a normalised-cut mask and an image-level score "
+            "(higher = more likely manipulated). Maps are in the file's stored pixel coordinates; the PNGs "
+            "are rotated upright for viewing."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (folders are searched recursively)")
+    p.add_argument("--model", default="default", help="model name ('default' = built-in weights) or a weights folder (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="write <stem>.json, <stem>.heatmap.npy and PNGs (overlay, mask, PCA) here; without it only the summary is printed")
+    p.add_argument("--per-side", type=int, default=30, help="patches along the longer side; sets the stride (default: %(default)s, as in the paper)")
+    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def collect_images(paths: list[str]) -> list[Path]:
+    """Expand files and folders into a sorted list of image files; missing paths are kept so they get reported."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Output stems, with -2, -3, ... appended when two inputs share a file stem."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        n = seen.get(path.stem, 0) + 1
+        seen[path.stem] = n
+        stems.append(path.stem if n == 1 else f"{path.stem}-{n}")
+    return stems
+
+
+def format_table(rows: list[dict]) -> str:
+    """Plain-text summary table: one line per image."""
+    header = f"{'image':<40} {'size':>11} {'score':>7} {'flagged':>8} {'seconds':>8}  status"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        name = r["name"] if len(r["name"]) <= 40 else "..." + r["name"][-37:]
+        if r["error"]:
+            lines.append(f"{name:<40} {'':>11} {'':>7} {'':>8} {'':>8}  FAILED: {r['error']}")
+        else:
+            lines.append(
+                f"{name:<40} {r['size']:>11} {r['score']:>7.3f} {r['flagged']:>7.1%} {r['seconds']:>8.2f}  ok"
+            )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Analyse every image; report and skip bad files; exit 1 if any failed."""
+    from tqdm import tqdm
+
+    from exiflang.cli import CommandError
+    from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
+    from exiflang.imageio import ImageLoadError, load_rgb
+
+    images = collect_images(args.paths)
+    if not images:
+        raise CommandError(f"no images found in {' '.join(args.paths)}")
+    if args.per_side < 1 or args.batch_size < 1:
+        raise CommandError("--per-side and --batch-size must be positive")
+    try:
+        model = resolve_model(args.model, args.device)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise CommandError(f"cannot load model {args.model!r}: {exc}") from exc
+
+    rows = []
+    bar = tqdm(list(zip(images, unique_stems(images))), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)
+    for path, stem in bar:
+        row = {"name": str(path), "error": None}
+        try:
+            pixels, info = load_rgb(path)
+            result = detect(pixels, model, per_side=args.per_side, batch_size=args.batch_size, device=args.device)
+            result.source, result.orientation = str(path), info.orientation
+            if args.out is not None:
+                write_report(result, pixels, args.out, stem)
+            h, w = result.image_size
+            row.update(size=f"{w}x{h}", score=result.score, flagged=result.flagged_fraction, seconds=result.seconds)
+        except (ImageLoadError, ForensicsError) as exc:
+            row["error"] = str(exc)
+            bar.write(f"exiflang detect: skipped {path}: {exc}", file=sys.stderr)
+        rows.append(row)
+    print(format_table(rows))
+    failed = sum(1 for r in rows if r["error"])
+    if args.out is not None:
+        print(f"\nreports in {args.out}/ (<stem>.overlay.png, .mask.png, .pca.png, .json, .heatmap.npy)")
+    if failed:
+        print(f"{failed} of {len(rows)} images failed", file=sys.stderr)
+    return 1 if failed else 0

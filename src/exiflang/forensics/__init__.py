@@ -1,0 +1,22 @@
+"""Zero-shot splice detection and localisation from patch-embedding self-consistency.
+
+Pipeline (Huh et al. 2018, as used by EXIF-as-Language): dense patch grid -> embeddings
+(`grid.embed_patches`) -> all-pairs cosine similarity -> 4-D overlap vote into cells -> mean
+shift to the dominant response map -> heatmap / score (`heatmap`), normalised-cut mask (`ncut`).
+"""
+from .detect import DetectionResult, consistency_from_embeddings, detect, resolve_model
+from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, make_grid
+from .report import write_report
+
+__all__ = [
+    "DEFAULT_PER_SIDE",
+    "DetectionResult",
+    "ForensicsError",
+    "PatchGrid",
+    "consistency_from_embeddings",
+    "detect",
+    "embed_patches",
+    "make_grid",
+    "resolve_model",
+    "write_report",
+]

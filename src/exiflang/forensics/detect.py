@@ -1,0 +1,136 @@
+"""The `detect()` API: image -> patch embeddings -> consistency map -> heatmap, mask and score."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .consistency import mode_consistency_map
+from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches
+from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
+from .ncut import normalized_cut
+
+
+@dataclass
+class DetectionResult:
+    """Everything one detection produced; maps are in the image's stored (not EXIF-rotated) coordinates."""
+
+    heatmap: np.ndarray  # float32 [H, W] in [0, 1], high = inconsistent with the dominant region
+    mask: np.ndarray  # bool [H, W], normalised-cut partition (smaller side)
+    score: float  # consistency gap, higher = more likely manipulated (see heatmap.py)
+    embeddings: np.ndarray  # float32 [N, D], L2-normalised, row-major over the patch grid
+    grid: PatchGrid
+    cell_heatmap: np.ndarray  # float64 [rows, cols]
+    consistency: np.ndarray  # float64 [rows, cols], mean similarity of each cell to the dominant mode
+    flipped: bool  # polarity rule flipped the map
+    radius: float  # mean-shift radius used
+    seconds: float = 0.0
+    model_id: str = ""
+    timings: dict = field(default_factory=dict)
+    source: str | None = None  # path of the analysed file, when there was one
+    orientation: int = 1  # the file's EXIF Orientation (maps are NOT rotated by it)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the analysed pixel array."""
+        return self.grid.height, self.grid.width
+
+    @property
+    def flagged_fraction(self) -> float:
+        """Fraction of pixels with heatmap >= 0.5."""
+        return float((self.heatmap >= 0.5).mean())
+
+
+def consistency_from_embeddings(
+    embeddings: np.ndarray,
+    grid: PatchGrid,
+    *,
+    iters: int = 5,
+    percentile: float = 10.0,
+    model_id: str = "",
+) -> DetectionResult:
+    """Patch embeddings [N, D] on ``grid`` -> DetectionResult (heatmap, normalised-cut mask, score)."""
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or emb.shape[0] != grid.n_patches:
+        raise ForensicsError(f"expected {grid.n_patches} embeddings for a {grid.gy}x{grid.gx} grid, got shape {emb.shape}")
+    t0 = time.perf_counter()
+    rows, cols = grid.cell_shape
+    mode, vote, radius = mode_consistency_map(emb, grid.gy, grid.gx, grid.spread, iters, percentile)
+    mode = mode.reshape(rows, cols)
+    areas = cell_areas(grid)
+    cell_heat, flipped = apply_polarity(normalised_inconsistency(mode), areas)
+    score = consistency_gap(mode, cell_heat, areas)
+    t1 = time.perf_counter()
+    cell_mask = normalized_cut(vote, areas).reshape(rows, cols)
+    t2 = time.perf_counter()
+    return DetectionResult(
+        heatmap=grid.cells_to_pixels(cell_heat.astype(np.float32)),
+        mask=grid.cells_to_pixels(cell_mask),
+        score=float(score),
+        embeddings=emb.astype(np.float32, copy=False),
+        grid=grid,
+        cell_heatmap=cell_heat,
+        consistency=mode,
+        flipped=flipped,
+        radius=radius,
+        model_id=model_id,
+        timings={"consistency_s": t1 - t0, "ncut_s": t2 - t1},
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_named_model(name: str, device: str):
+    """Load a model by name or folder once per process (the CLI analyses many images with one model)."""
+    from exiflang.models import load_model
+
+    return load_model(name, device=device)
+
+
+def resolve_model(model, device: str = "cpu"):
+    """Accept a model object, a name ("default") or a weights folder; return a model in eval mode."""
+    if isinstance(model, (str, Path)):
+        return _load_named_model(str(model), device)
+    if not hasattr(model, "encode_image") or not hasattr(model, "patch_size"):
+        raise ForensicsError(f"model must be a name, a weights folder or an ExifModel, got {type(model).__name__}")
+    return model
+
+
+def model_identifier(model) -> str:
+    """The model's id for reports (``model_id`` attribute, else its class name)."""
+    return str(getattr(model, "model_id", "") or type(model).__name__)
+
+
+def detect(
+    image_or_path,
+    model="default",
+    *,
+    per_side: int = DEFAULT_PER_SIDE,
+    batch_size: int = 64,
+    device: str = "cpu",
+    iters: int = 5,
+    percentile: float = 10.0,
+) -> DetectionResult:
+    """Detect and localise a splice in an image (path, PIL image or HxWx3 array) with no metadata."""
+    from exiflang.imageio import as_rgb_array, load_rgb
+
+    t0 = time.perf_counter()
+    source, orientation = None, 1
+    if isinstance(image_or_path, (str, Path)):
+        image, info = load_rgb(image_or_path)
+        source, orientation = str(image_or_path), info.orientation
+    else:
+        image = as_rgb_array(image_or_path)
+    net = resolve_model(model, device)
+    t1 = time.perf_counter()
+    embeddings, grid = embed_patches(image, net, per_side=per_side, batch_size=batch_size)
+    t2 = time.perf_counter()
+    result = consistency_from_embeddings(
+        embeddings, grid, iters=iters, percentile=percentile, model_id=model_identifier(net)
+    )
+    result.seconds = time.perf_counter() - t0
+    result.timings.update(load_s=t1 - t0, embed_s=t2 - t1)
+    result.source, result.orientation = source, orientation
+    return result

@@ -1,0 +1,130 @@
+"""The dense patch grid over an image, and its batched embedding with an image encoder.
+
+Grid (the paper's): square patches of side P (the model's patch size), stride
+``max(1, (max(H, W) - P) // per_side)`` with ``per_side = 30``, top-left corners at
+``range(0, H - P + 1, stride)`` x ``range(0, W - P + 1, stride)``.
+
+Cells: the consistency map lives on a finer grid of *cells*, squares of side ``stride``. A patch
+at grid index (i, j) covers the ``spread x spread`` cells (i .. i+spread-1, j .. j+spread-1), with
+``spread = max(1, P // stride)``; there are ``gy + spread - 1`` rows of cells. A pixel (y, x)
+belongs to cell ``(min(y // stride, rows-1), min(x // stride, cols-1))``, so the right/bottom
+remainder that no patch covers joins the last cell.
+
+Small-image policy: an image with a side shorter than P is refused with `ForensicsError`
+(reflect-padding would invent content whose traces are copies of real ones, and one patch has
+nothing to be inconsistent with). The grid must hold at least two patches.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+DEFAULT_PER_SIDE = 30
+
+
+class ForensicsError(Exception):
+    """An image cannot be analysed (too small, bad array, ...); the message names the cause."""
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Geometry of the patch grid and of the cell grid it votes into."""
+
+    height: int
+    width: int
+    patch: int
+    stride: int
+    gy: int  # patch rows
+    gx: int  # patch columns
+
+    @property
+    def spread(self) -> int:
+        """How many cells one patch covers along each axis."""
+        return max(1, self.patch // self.stride)
+
+    @property
+    def n_patches(self) -> int:
+        """Number of patches in the grid."""
+        return self.gy * self.gx
+
+    @property
+    def cell_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the cell grid."""
+        return self.gy + self.spread - 1, self.gx + self.spread - 1
+
+    def patch_origins(self) -> np.ndarray:
+        """Top-left (y, x) pixel corner of every patch, row-major, shape [N, 2]."""
+        ys = np.arange(self.gy) * self.stride
+        xs = np.arange(self.gx) * self.stride
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        return np.stack([yy.ravel(), xx.ravel()], axis=1)
+
+    def cells_to_pixels(self, cell_map: np.ndarray) -> np.ndarray:
+        """Expand a [rows, cols(, C)] cell map to full resolution [H, W(, C)] (each pixel takes its cell's value)."""
+        rows, cols = self.cell_shape
+        iy = np.minimum(np.arange(self.height) // self.stride, rows - 1)
+        ix = np.minimum(np.arange(self.width) // self.stride, cols - 1)
+        return cell_map[iy][:, ix]
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (the stored fields plus spread and cell shape)."""
+        out = asdict(self)
+        out.update(spread=self.spread, cell_rows=self.cell_shape[0], cell_cols=self.cell_shape[1])
+        return out
+
+
+def make_grid(height: int, width: int, patch: int, per_side: int = DEFAULT_PER_SIDE) -> PatchGrid:
+    """Lay the paper's patch grid over an HxW image; raise ForensicsError when the image is too small."""
+    if height < patch or width < patch:
+        raise ForensicsError(
+            f"image is {width}x{height} pixels, smaller than the model's {patch}x{patch} patch; "
+            f"at least {patch}x{patch} is needed"
+        )
+    stride = max(1, (max(height, width) - patch) // max(1, per_side))
+    gy = (height - patch) // stride + 1
+    gx = (width - patch) // stride + 1
+    if gy * gx < 2:
+        raise ForensicsError(
+            f"image is {width}x{height} pixels: only one {patch}x{patch} patch fits, nothing to compare it with"
+        )
+    return PatchGrid(height, width, patch, stride, gy, gx)
+
+
+def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int):
+    """Yield float32 tensors [B, 3, P, P] in [0, 1] of the grid's patches, row-major."""
+    import torch
+
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # uint8 view, no copy
+    # unfold gives a [3, gy, gx, P, P] view whose origins are exactly range(0, H-P+1, stride).
+    windows = chw.unfold(1, grid.patch, grid.stride).unfold(2, grid.patch, grid.stride)
+    windows = windows[:, : grid.gy, : grid.gx].reshape(3, grid.n_patches, grid.patch, grid.patch)
+    for start in range(0, grid.n_patches, batch_size):
+        batch = windows[:, start : start + batch_size].permute(1, 0, 2, 3)
+        yield batch.float().div_(255.0)
+
+
+def embed_patches(
+    image: np.ndarray,
+    model,
+    per_side: int = DEFAULT_PER_SIDE,
+    batch_size: int = 64,
+    channels_last: bool = True,
+    grid: PatchGrid | None = None,
+) -> tuple[np.ndarray, PatchGrid]:
+    """Embed every grid patch of an HxWx3 uint8 image with ``model.encode_image``: L2-normalised [N, D] float32."""
+    import torch
+
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ForensicsError(f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
+    grid = grid or make_grid(image.shape[0], image.shape[1], int(model.patch_size), per_side)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    chunks = []
+    with torch.inference_mode():
+        for batch in iter_patch_batches(image, grid, batch_size):
+            batch = batch.to(device)
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            emb = model.encode_image(batch).float()
+            chunks.append(torch.nn.functional.normalize(emb, dim=1).cpu())
+    return torch.cat(chunks).numpy(), grid
