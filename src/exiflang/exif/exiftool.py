@@ -64,8 +64,12 @@ class ExifToolProcess:
             self._stderr.append(line)
 
     def version(self) -> str:
-        """ExifTool's version string."""
-        return subprocess.run([self.executable, "-ver"], capture_output=True, text=True, timeout=30).stdout.strip()
+        """ExifTool's version string ("unknown" when it does not answer within the time limit)."""
+        try:
+            out = subprocess.run([self.executable, "-ver"], capture_output=True, text=True, timeout=self.timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+        return out.stdout.strip() or "unknown"
 
     def read(self, path: str | Path) -> dict[str, Any]:
         """Read one file; raise ExifReadError on a time-out or when ExifTool reports no result."""

@@ -95,8 +95,6 @@ NAMED_SUBSETS: dict[str, tuple[str, ...]] = {
 _DISPLAY_OVERRIDES = {
     "FNumber": "F Number",
     "ISO": "ISO",
-    "YCbCrPositioning": "YCbCr Positioning",
-    "YCbCrSubSampling": "YCbCr Sub Sampling",
     "FocalLengthIn35mmFormat": "Focal Length In 35mm Format",
     "ExifVersion": "Exif Version",
     "FlashpixVersion": "Flashpix Version",
@@ -174,6 +172,8 @@ def display_name(tag: str) -> str:
     """Render a tag name with spaces: "ExposureTime" -> "Exposure Time", "FNumber" -> "F Number"."""
     if tag in _DISPLAY_OVERRIDES:
         return _DISPLAY_OVERRIDES[tag]
+    if tag.startswith("YCbCr") and len(tag) > 5:  # one word: "YCbCr Positioning", not "Y Cb Cr Positioning"
+        return "YCbCr " + display_name(tag[5:])
     name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", tag)  # exposureTime -> exposure Time
     name = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", " ", name)  # ISOSpeed -> ISO Speed
     name = re.sub(r"(?<=[A-Za-z])(?=\d)", " ", name)  # In35mm -> In 35mm
