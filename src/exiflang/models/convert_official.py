@@ -70,15 +70,13 @@ class OfficialWeights:
         return None if self.logit_scale_log is None else math.exp(self.logit_scale_log)
 
 
-def _unsafe_reason(exc: Exception) -> str | None:
-    """The offending global named by torch's weights-only unpickler, or None when the error is not about one."""
-    text = str(exc)
-    if "GLOBAL" not in text and "global" not in text:
-        return None
-    for line in text.splitlines():
-        if "GLOBAL" in line or "Unsupported global" in line:
-            return line.strip()
-    return "a Python object other than tensors and plain containers"
+def _detail(exc: Exception) -> str:
+    """The informative line of a torch.load error (its messages wrap the cause in generic advice)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line or "failed reading" in line:
+            return line
+    return lines[0] if lines else type(exc).__name__
 
 
 def load_checkpoint_safely(path: str | Path) -> Any:
@@ -95,16 +93,16 @@ def load_checkpoint_safely(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
-        reason = _unsafe_reason(exc)
-        if reason is not None:
+        detail = _detail(exc)
+        if "GLOBAL" in detail:
+            # The weights-only unpickler met a reference to a Python callable/class: the file wanted to run code.
             raise OfficialCheckpointError(
                 f"{path}: refused: the file holds Python objects beyond tensors and plain containers, which could "
-                f"run code when unpickled ({reason}); exiflang only reads weights-only checkpoints"
+                f"run code when unpickled ({detail}); exiflang only reads weights-only checkpoints"
             ) from None
-        raise OfficialCheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OfficialCheckpointError(f"{path}: not a PyTorch checkpoint ({first_line})") from None
+        raise OfficialCheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data: {detail})") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, IndexError, ... on foreign or corrupt bytes
+        raise OfficialCheckpointError(f"{path}: not a PyTorch checkpoint ({_detail(exc)})") from None
 
 
 def _state_dict_of(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
