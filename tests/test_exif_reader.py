@@ -141,3 +141,19 @@ def test_value_conversion_handles_lists_bools_binary_and_nul() -> None:
     assert _to_text("Canon\x00\x00") == "Canon"
     assert _to_text("   ") is None
     assert _to_text({"a": 1}) is None
+
+
+@pytest.mark.parametrize("backend", [pytest.param("exiftool", marks=needs_exiftool), "pyexiv2"])
+def test_non_utf8_strings_give_the_same_text(backend: str, tmp_path: Path) -> None:
+    piexif = pytest.importorskip("piexif")
+    from PIL import Image
+
+    from exiflang.exif import exif_to_text
+
+    path = tmp_path / "latin1.jpg"
+    exif = {"0th": {piexif.ImageIFD.Make: b"Caf\xe9 Cam", piexif.ImageIFD.Model: b"M\xfcller 3000"}, "Exif": {}}
+    Image.new("RGB", (64, 64)).save(path, exif=piexif.dump(exif))
+    tags = read_exif(path, backend=backend)
+    # ExifTool shows invalid UTF-8 as "?", pyexiv2 decodes Latin-1; the text's character filter agrees.
+    assert tags["Make"] in ("Caf? Cam", "Café Cam")
+    assert exif_to_text(tags) == "Make: Caf Cam, Model: Mller 3000"

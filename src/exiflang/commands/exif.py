@@ -100,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
             if args.tags:
                 for name, value in tags.items():
                     print(f"{name}: {value}")
-            else:
+            elif text:
                 print(text)
+            else:
+                print(f"exiflang exif: {path}: no EXIF tags to show ({len(tags)} read, all excluded or filtered)"
+                      if tags else f"exiflang exif: {path}: the file has no EXIF tags", file=sys.stderr)
     if failed == len(args.photos):
         raise CommandError(f"could not read EXIF from {'any of the files' if failed > 1 else 'the file'}")
     return 2 if failed else 0

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import threading
 import time
 import warnings
@@ -133,7 +134,7 @@ def walk_files(photo_dir: Path, skip: Path | None = None) -> Iterator[tuple[Path
                 st = path.stat()
             except OSError:
                 continue  # vanished or a broken link: nothing to index
-            if path.is_file():
+            if stat.S_ISREG(st.st_mode):
                 yield path, path.relative_to(photo_dir).as_posix(), st
 
 
@@ -230,10 +231,10 @@ def editing_software(software: Iterable[str]) -> str | None:
     return None
 
 
-def judge_file(path: Path, relpath: str, st: os.stat_result, reader: ExifReader, options: IndexOptions,
+def judge_file(path: Path, relpath: str, size: int, mtime_ns: int, reader: ExifReader, options: IndexOptions,
                sha256: str | None = None) -> tuple[str, dict[str, Any]]:
     """Examine one file: ("record", record) or ("reject", reject entry)."""
-    base = {"path": str(path.resolve()), "relpath": relpath, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+    base = {"path": str(path.resolve()), "relpath": relpath, "size": size, "mtime_ns": mtime_ns,
             "sha256": sha256 or sha256_file(path)}
     try:
         width, height, fmt = decode_size(path, full=options.decode == "full")
@@ -325,21 +326,23 @@ def build_index(
     start = time.perf_counter()
 
     reuse = _options_match(out_dir, options)
+    # Memory per file: one small tuple here and one in `previous` (~200-300 bytes), so 10^6 photos fit easily.
     previous = _previous_state(out_dir) if reuse else {}
-    files = list(walk_files(photo_dir, skip=out_dir))
-    present = {rel for _, rel, _ in files}
     unchanged: set[str] = set()
-    todo: list[tuple[Path, str, os.stat_result]] = []
-    for path, rel, st in files:
+    todo: list[tuple[str, int, int]] = []  # (relpath, size, mtime_ns) of new or changed files
+    n_files = n_seen_before = 0
+    for _, rel, st in walk_files(photo_dir, skip=out_dir):
+        n_files += 1
         old = previous.get(rel)
+        n_seen_before += old is not None
         if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
             unchanged.add(rel)
         else:
-            todo.append((path, rel, st))
+            todo.append((rel, st.st_size, st.st_mtime_ns))
     # Changed size/mtime with identical content (a copy, a touch) is reused after hashing, not re-read.
-    maybe_same = {rel for _, rel, _ in todo if rel in previous}
+    maybe_same = {rel for rel, _, _ in todo if rel in previous}
 
-    summary = IndexSummary(n_files=len(files), workers=workers)
+    summary = IndexSummary(n_files=n_files, workers=workers)
     tag_counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     seen_sha: dict[str, str] = {}
@@ -377,22 +380,21 @@ def build_index(
                             write(kind, entry)
                         elif rel in maybe_same:
                             stashed[rel] = {"kind": kind, "entry": entry}
-                summary.n_removed = len(set(previous) - present)
+                summary.n_removed = len(previous) - n_seen_before
 
             # 2. Judge new and changed files on `workers` threads (each with its own ExifTool).
-            def job(item: tuple[Path, str, os.stat_result]) -> tuple[str, dict[str, Any]]:
-                path, rel, st = item
+            def job(item: tuple[str, int, int]) -> tuple[str, dict[str, Any]]:
+                rel, size, mtime_ns = item
+                path = photo_dir / rel
                 try:
                     sha = sha256_file(path)
                     old = stashed.get(rel)
                     if old is not None and old["entry"].get("sha256") == sha:
-                        return "same", {**old["entry"], "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                        "_kind": old["kind"]}
-                    return judge_file(path, rel, st, readers.get(), options, sha256=sha)
+                        return "same", {**old["entry"], "size": size, "mtime_ns": mtime_ns, "_kind": old["kind"]}
+                    return judge_file(path, rel, size, mtime_ns, readers.get(), options, sha256=sha)
                 except Exception as exc:  # one odd file must not stop a long run; the reason is recorded
-                    return "reject", {"path": str(path), "relpath": rel, "size": st.st_size,
-                                      "mtime_ns": st.st_mtime_ns, "sha256": "", "reason": ERROR,
-                                      "detail": f"{type(exc).__name__}: {exc}"}
+                    return "reject", {"path": str(path), "relpath": rel, "size": size, "mtime_ns": mtime_ns,
+                                      "sha256": "", "reason": ERROR, "detail": f"{type(exc).__name__}: {exc}"}
 
             bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True)
             for kind, entry in _ordered_map(job, todo, workers):
