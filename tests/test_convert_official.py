@@ -229,3 +229,22 @@ def test_dataparallel_prefix_is_accepted(reference, tmp_path):
     torch.save({"epoch": 0, "model": {"module." + k: v for k, v in small.items()}}, tmp_path / "dp.pth")
     parts = read_official_checkpoint(tmp_path / "dp.pth")
     assert len(parts.visual) == 320 and parts.unexpected == [] and parts.epoch == 0
+
+
+def test_converted_model_works_with_commands(converted_model, converted, casia_dir, photos_dir, tmp_path, capsys):
+    """The converted folder is accepted by `detect` (image tower) and `predict-exif` (both towers)."""
+    import json
+
+    out, _ = converted
+    image = sorted((casia_dir / "tampered").glob("*.jpg"))[0]
+    assert cli_main(["detect", str(image), "--model", str(out), "--per-side", "3", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / f"{image.stem}.json").read_text())
+    assert report["model_id"] == converted_model.model_id
+    photo = sorted(photos_dir.rglob("*.jpg"))[0]
+    candidates = tmp_path / "candidates.txt"
+    candidates.write_text("Make: Canon, Model: Canon EOS 40D\nMake: NIKON CORPORATION, Model: NIKON D3200\n")
+    capsys.readouterr()
+    assert cli_main(["predict-exif", str(photo), "--model", str(out), "--patches", "2",
+                     "--candidates", str(candidates)]) == 0
+    printed = capsys.readouterr().out
+    assert converted_model.model_id in printed and "NIKON D3200" in printed
