@@ -3,8 +3,9 @@
 An index is a folder:
 
 * ``records.jsonl``  one accepted photo per line: path (absolute), relpath, width, height (decoded size, from
-  the image header, not EXIF), sha256, size, mtime_ns, make, model, n_tags, tags (dict), text (default TextConfig).
-* ``rejects.jsonl``  path, relpath, reason, detail, size, mtime_ns, sha256.
+  the image itself, not EXIF), format, sha256, size, mtime (s), mtime_ns, make, model, n_tags (tags the default
+  text uses), tags (dict, private tags removed), text (default TextConfig).
+* ``rejects.jsonl``  path, relpath, reason, detail, size, mtime, mtime_ns, sha256.
 * ``tag_counts.json`` {"n_photos": N, "counts": {tag: photos having it}} over accepted photos.
 * ``meta.json``      options, reader, text format, the last run's summary.
 
@@ -158,7 +159,7 @@ def _previous_state(out_dir: Path) -> dict[str, tuple[int, int, str]]:
     state: dict[str, tuple[int, int, str]] = {}
     for name in (RECORDS, REJECTS):
         for _, rec in _iter_jsonl(out_dir / name):
-            if "relpath" in rec and "sha256" in rec:
+            if "relpath" in rec and "sha256" in rec and rec.get("reason") != ERROR:  # unexpected errors are retried
                 state[rec["relpath"]] = (int(rec.get("size", -1)), int(rec.get("mtime_ns", -1)), rec["sha256"] or "")
     return state
 
@@ -234,8 +235,8 @@ def editing_software(software: Iterable[str]) -> str | None:
 def judge_file(path: Path, relpath: str, size: int, mtime_ns: int, reader: ExifReader, options: IndexOptions,
                sha256: str | None = None) -> tuple[str, dict[str, Any]]:
     """Examine one file: ("record", record) or ("reject", reject entry)."""
-    base = {"path": str(path.resolve()), "relpath": relpath, "size": size, "mtime_ns": mtime_ns,
-            "sha256": sha256 or sha256_file(path)}
+    base = {"path": str(path.resolve()), "relpath": relpath, "size": size, "mtime": mtime_ns / 1e9,
+            "mtime_ns": mtime_ns, "sha256": sha256 or sha256_file(path)}
     try:
         width, height, fmt = decode_size(path, full=options.decode == "full")
         if min(width, height) < options.min_size:
@@ -358,7 +359,7 @@ def build_index(
                 """Append one verdict, applying the duplicate check and updating the counts."""
                 if kind == "record" and options.reject_duplicates and entry["sha256"] in seen_sha:
                     kind = "reject"
-                    entry = {k: entry[k] for k in ("path", "relpath", "size", "mtime_ns", "sha256")}
+                    entry = {k: entry[k] for k in ("path", "relpath", "size", "mtime", "mtime_ns", "sha256")}
                     entry.update(reason=DUPLICATE, detail=f"same content as {seen_sha[entry['sha256']]}")
                 if kind == "record":
                     seen_sha.setdefault(entry["sha256"], entry["relpath"])
@@ -390,11 +391,13 @@ def build_index(
                     sha = sha256_file(path)
                     old = stashed.get(rel)
                     if old is not None and old["entry"].get("sha256") == sha:
-                        return "same", {**old["entry"], "size": size, "mtime_ns": mtime_ns, "_kind": old["kind"]}
+                        return "same", {**old["entry"], "size": size, "mtime": mtime_ns / 1e9, "mtime_ns": mtime_ns,
+                                        "_kind": old["kind"]}
                     return judge_file(path, rel, size, mtime_ns, readers.get(), options, sha256=sha)
                 except Exception as exc:  # one odd file must not stop a long run; the reason is recorded
-                    return "reject", {"path": str(path), "relpath": rel, "size": size, "mtime_ns": mtime_ns,
-                                      "sha256": "", "reason": ERROR, "detail": f"{type(exc).__name__}: {exc}"}
+                    return "reject", {"path": str(path), "relpath": rel, "size": size, "mtime": mtime_ns / 1e9,
+                                      "mtime_ns": mtime_ns, "sha256": "", "reason": ERROR,
+                                      "detail": f"{type(exc).__name__}: {exc}"}
 
             bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True)
             for kind, entry in _ordered_map(job, todo, workers):
