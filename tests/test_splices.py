@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from exiflang.eval.datasets import load_dataset, load_mask
-from exiflang.eval.splices import SpliceError, make_splices, smooth_region
+from exiflang.eval.splices import SpliceError, make_splices, rebuild_splices, smooth_region
 from exiflang.imageio import load_rgb
 
 
@@ -70,6 +70,19 @@ def test_deterministic_for_a_seed(photos_dir, tmp_path):
         make_splices(photos_dir, tmp_path / name, n=2, seed=seed, n_authentic=1, progress=False)
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     assert digest(tmp_path / "a")["manifest.csv"] != digest(tmp_path / "c")["manifest.csv"]
+
+
+def test_rebuild_from_recipe_gives_the_same_pixels(splice_dir, photos_dir, tmp_path):
+    import shutil
+
+    recipe = tmp_path / "recipe"
+    shutil.copytree(splice_dir, recipe, ignore=lambda d, names: [n for n in names if n.endswith(".jpg")
+                                                                  or (n.endswith(".png") and "masks" not in d)])
+    assert not list(recipe.rglob("0*.png")) and not list(recipe.rglob("*.jpg"))  # only masks + manifest
+    assert rebuild_splices(photos_dir, recipe, progress=False) == 8
+    for r in _rows(splice_dir / "manifest.csv"):
+        for col in ("lossless", "image"):  # PNG, and the JPEG re-save of identical pixels at the same quality
+            assert np.array_equal(np.asarray(Image.open(splice_dir / r[col])), np.asarray(Image.open(recipe / r[col])))
 
 
 def test_output_is_a_generic_benchmark_dataset(splice_dir):

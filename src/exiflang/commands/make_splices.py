@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also re-save every image as JPEG at quality Q and benchmark those (default: lossless PNG only)")
     p.add_argument("--placement", choices=["random", "same"], default="random",
                    help="paste at a random position of B, or at the region's position in A when it fits (default random)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="re-create the images of an existing --out folder from its manifest.csv, masks/ and PHOTO_DIR "
+                        "(share composites as recipes without the photos); pixels are checked against the manifest")
     p.set_defaults(func=run)
 
 
@@ -35,8 +38,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..cli import CommandError
-    from ..eval.splices import SpliceError, make_splices
+    from ..eval.splices import SpliceError, make_splices, rebuild_splices
 
+    if args.rebuild:
+        if not (Path(args.out) / "manifest.csv").is_file():
+            raise CommandError(f"{args.out}: no manifest.csv to rebuild from")
+        try:
+            n = rebuild_splices(Path(args.photo_dir), Path(args.out))
+        except (SpliceError, OSError) as exc:
+            raise CommandError(str(exc)) from exc
+        print(f"rebuilt {n} image(s) in {args.out}")
+        return 0
     try:
         manifest = make_splices(
             Path(args.photo_dir), Path(args.out), n=args.n, seed=args.seed, jpeg_quality=args.jpeg_quality,

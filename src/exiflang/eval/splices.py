@@ -26,7 +26,7 @@ MIN_AREA, MAX_AREA = 0.05, 0.30
 MANIFEST_FIELDS = [
     "image", "mask", "label", "lossless", "target", "target_make", "target_model",
     "source", "source_make", "source_model", "area_frac", "src_x", "src_y", "dst_x", "dst_y",
-    "height", "width", "seed", "jpeg_quality",
+    "height", "width", "seed", "jpeg_quality", "pixel_sha256",
 ]
 
 
@@ -150,6 +150,15 @@ def paste(target: np.ndarray, source: np.ndarray, region: np.ndarray, src_xy: tu
     return out, mask
 
 
+def pixel_sha256(arr: np.ndarray) -> str:
+    """Hash of a pixel array (shape included): identifies a composite independently of PNG encoder bytes."""
+    import hashlib
+
+    h = hashlib.sha256(str(arr.shape).encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
 def _save(arr: np.ndarray, png: Path, jpeg_quality: int | None) -> Path:
     """Save lossless PNG, and a JPEG re-save when asked; return the file the manifest should name."""
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -234,13 +243,17 @@ def make_splices(
             "target_model": target.model, "source": source.rel, "source_make": source.make,
             "source_model": source.model, "area_frac": f"{mask.mean():.4f}", "src_x": sx, "src_y": sy,
             "dst_x": dx, "dst_y": dy, "height": b.shape[0], "width": b.shape[1], "seed": seed,
-            "jpeg_quality": jpeg_quality or "",
+            "jpeg_quality": jpeg_quality or "", "pixel_sha256": pixel_sha256(composite),
         })
         made += 1
         bar.update(1)
-    order = rng.permutation(len(photos))
-    for i in range(n_authentic):
-        photo = photos[int(order[i % len(order)])]
+    # Authentic controls: the composites' own backgrounds first (the same scene with and without a splice,
+    # saved the same way), then other photos when more controls than distinct targets are asked for.
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    by_rel = {p.rel: p for p in photos}
+    rest = [photos[int(i)].rel for i in rng.permutation(len(photos)) if photos[int(i)].rel not in set(targets)]
+    for i, rel in enumerate((targets + rest)[:n_authentic]):
+        photo = by_rel[rel]
         arr = load(photo)
         name = f"{i:04d}"
         image = _save(arr, out_dir / "authentic" / f"{name}.png", jpeg_quality)
@@ -249,7 +262,7 @@ def make_splices(
             "lossless": f"authentic/{name}.png", "target": photo.rel, "target_make": photo.make,
             "target_model": photo.model, "source": "", "source_make": "", "source_model": "", "area_frac": "0",
             "src_x": "", "src_y": "", "dst_x": "", "dst_y": "", "height": arr.shape[0], "width": arr.shape[1],
-            "seed": seed, "jpeg_quality": jpeg_quality or "",
+            "seed": seed, "jpeg_quality": jpeg_quality or "", "pixel_sha256": pixel_sha256(arr),
         })
         bar.update(1)
     bar.close()
@@ -261,4 +274,38 @@ def make_splices(
     return manifest
 
 
-__all__ = ["SpliceError", "Photo", "list_photos", "smooth_region", "paste", "make_splices"]
+
+
+
+def rebuild_splices(photo_dir: Path, splice_dir: Path, progress: bool = True) -> int:
+    """Re-create the images of a make-splices folder from its manifest, masks and the original photos.
+
+    A composite folder can thus be shared as a recipe (manifest.csv + masks/, a few hundred kB) without
+    redistributing anyone's photos. Each rebuilt image is checked against the manifest's pixel hash.
+    Returns the number of images written.
+    """
+    from tqdm import tqdm
+
+    photo_dir, splice_dir = Path(photo_dir), Path(splice_dir)
+    with (splice_dir / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in tqdm(rows, desc="rebuild-splices", unit="img", disable=not progress):
+        target = load_rgb(photo_dir / r["target"])[0]
+        if r["label"] == "1":
+            source = load_rgb(photo_dir / r["source"])[0]
+            mask = np.asarray(Image.open(splice_dir / r["mask"])) > 127
+            sx, sy, dx, dy = (int(r[k]) for k in ("src_x", "src_y", "dst_x", "dst_y"))
+            ys, xs = np.nonzero(mask)
+            h, w = ys.max() - dy + 1, xs.max() - dx + 1
+            arr, _ = paste(target, source, mask[dy:dy + h, dx:dx + w], (sx, sy), (dx, dy))
+        else:
+            arr = target
+        if r.get("pixel_sha256") and pixel_sha256(arr) != r["pixel_sha256"]:
+            raise SpliceError(f"{splice_dir / r['lossless']}: rebuilt pixels differ from the recorded hash "
+                              f"(is {photo_dir / r['target']} the same photo?)")
+        q = r.get("jpeg_quality") or None
+        _save(arr, splice_dir / r["lossless"], int(q) if q else None)
+    return len(rows)
+
+
+__all__ = ["SpliceError", "Photo", "list_photos", "smooth_region", "paste", "make_splices", "rebuild_splices", "pixel_sha256"]

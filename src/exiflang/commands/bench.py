@@ -1,0 +1,93 @@
+"""`exiflang bench --dataset KIND:PATH [--method M] [--model NAME] --out DIR`: forensic benchmark of one method."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+KINDS_HELP = (
+    "KIND:PATH. Kinds: columbia (4cam_auth/, 4cam_splc/ + edgemask/), dso1 (DSO-1/, DSO-1-Fake-Images-Masks/), "
+    "korus (<camera>/pristine|tampered-realistic|ground-truth/), inthewild (images/, masks/), casia1 (Au/, Sp/ + "
+    "casia1groundtruth masks), casia2 (Au/, Tp/ + *_gt.png), manifest (MANIFEST.csv: the ../shared/data/casia1 "
+    "layout), generic (manifest.csv with image,mask,label; what make-splices writes)."
+)
+
+
+def default_cache_dir() -> Path:
+    """$EXIFLANG_CACHE/embeddings, else ~/.cache/exiflang/embeddings."""
+    import os
+
+    base = os.environ.get("EXIFLANG_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "exiflang") / "embeddings"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the bench sub-command."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark splice detection/localisation on a dataset (p-mAP, cIoU, F1, MCC, AUC, detection AP)",
+        description=(
+            "Run detection on every image of a dataset and score it: per-image metrics (per_image.csv), the maps "
+            "and scores `exiflang detect --out` writes (maps/), summary.json and summary.md. Interrupted runs resume "
+            "where they stopped (re-run the same command). Patch embeddings are cached, so re-running with other "
+            "post-processing (--iters, --percentile, --threshold) or into another --out embeds nothing again. "
+            "Metric definitions are in the docstring of exiflang.eval.metrics."
+        ),
+    )
+    p.add_argument("--dataset", required=True, metavar="KIND:PATH", help=KINDS_HELP)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (re-use it to resume)")
+    p.add_argument("--method", choices=["exiflang", "random", "noise"], default="exiflang",
+                   help="exiflang: a trained model (--model); random: the --model architecture with random weights "
+                        "(seed --seed); noise: the classical noise-level-inconsistency baseline (default: %(default)s)")
+    p.add_argument("--model", default="default",
+                   help="model name ('default' = built-in weights) or a weights folder, e.g. an image-only run's model "
+                        "dir (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random (default: %(default)s)")
+    p.add_argument("--per-side", type=int, default=30, help="patches along the longer side (default: %(default)s, as in the paper)")
+    p.add_argument("--iters", type=int, default=5, help="mean-shift iterations (default: %(default)s)")
+    p.add_argument("--percentile", type=float, default=10.0, help="mean-shift radius percentile (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=0.5, help="fixed heatmap threshold for f1_fixed/mcc_fixed (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="embedding cache (default: $EXIFLANG_CACHE/embeddings or ~/.cache/exiflang/embeddings)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--no-maps", action="store_true", help="skip writing per-image maps and PNGs (metrics only)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
+    p.add_argument("--strict", action="store_true", help="refuse to run when the dataset is incomplete (counts, masks)")
+    p.add_argument("--overwrite", action="store_true", help="discard per-image results already in --out")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the dataset, build the method, run the benchmark, print the table."""
+    import sys
+
+    from ..cli import CommandError
+    from ..eval.bench import BenchError, build_method, run_bench
+    from ..eval.datasets import DatasetError, load_dataset
+
+    try:
+        dataset = load_dataset(args.dataset, strict=args.strict)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from exc
+    for problem in dataset.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    try:
+        method = build_method(args.method, args.model, cache, args.device, args.per_side, args.batch_size,
+                              args.iters, args.percentile, args.seed)
+    except BenchError as exc:
+        raise CommandError(str(exc)) from exc
+    except Exception as exc:  # ModelError (missing weights folder, bad config) -> a user error
+        if type(exc).__name__ in ("ModelError", "ForensicsError"):
+            raise CommandError(str(exc)) from exc
+        raise
+    try:
+        summary, stats = run_bench(dataset, method, args.out, dataset_spec=args.dataset, fixed_threshold=args.threshold,
+                                   limit=args.limit, write_maps=not args.no_maps, overwrite=args.overwrite)
+    except (BenchError, DatasetError) as exc:
+        raise CommandError(str(exc)) from exc
+    print((args.out / "summary.md").read_text())
+    print(f"{stats.computed} image(s) analysed now, {stats.resumed} resumed from {args.out}, "
+          f"{stats.cached_embeddings} from the embedding cache, {stats.errors} error(s); summary: {args.out / 'summary.json'}")
+    return 0
