@@ -7,6 +7,7 @@ pyexiv2 is imported here only, lazily, so machines without it (e.g. a GPU traine
 """
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,7 @@ _RENAME = {
     "PixelXDimension": "ExifImageWidth",
     "PixelYDimension": "ExifImageHeight",
     "ImageLength": "ImageHeight",
+    "RelatedImageLength": "RelatedImageHeight",
     "FocalLengthIn35mmFilm": "FocalLengthIn35mmFormat",
     "LensSpecification": "LensInfo",
     "InteroperabilityIndex": "InteropIndex",
@@ -32,7 +34,8 @@ _RENAME = {
 }
 # Pointers and blobs that ExifTool does not list as tags of their own.
 _SKIP = {"ExifTag", "GPSTag", "InteroperabilityTag", "MakerNote", "PrintImageMatching", "XMLPacket",
-         "JPEGInterchangeFormat", "JPEGInterchangeFormatLength", "IPTCNAA", "InterColorProfile"}
+         "JPEGInterchangeFormat", "JPEGInterchangeFormatLength", "IPTCNAA", "InterColorProfile",
+         "DeviceSettingDescription"}  # the last one is binary: ExifTool shows no value either
 _STANDARD_GROUPS = {"Image", "Photo", "Iop", "GPSInfo"}
 
 _FLASH = {
@@ -73,7 +76,8 @@ _ENUMS: dict[str, dict[int, str]] = {
     "SensingMethod": {1: "Not defined", 2: "One-chip color area", 3: "Two-chip color area",
                       4: "Three-chip color area", 5: "Color sequential area", 7: "Trilinear",
                       8: "Color sequential linear"},
-    "CustomRendered": {0: "Normal", 1: "Custom"},
+    "CustomRendered": {0: "Normal", 1: "Custom", 2: "HDR (no original saved)", 3: "HDR (original saved)",
+                       4: "Original (for HDR)", 6: "Panorama", 7: "Portrait HDR", 8: "Portrait"},
     "Contrast": {0: "Normal", 1: "Low", 2: "High"},
     "Saturation": {0: "Normal", 1: "Low", 2: "High"},
     "Sharpness": {0: "Normal", 1: "Soft", 2: "Hard"},
@@ -104,10 +108,41 @@ def _number(x: float) -> str:
 
 
 def _exposure_time(seconds: float) -> str:
-    """ExifTool's exposure time: "1/250" below a quarter second, else decimal seconds."""
+    """ExifTool's exposure time: "1/250" below a quarter second, else decimal seconds.
+
+    Same arithmetic as ExifTool (10 significant digits, then int(0.5 + 1/x)), so "10/615" prints "1/62" and
+    "10/1015" prints "1/101" in both readers.
+    """
     if 0 < seconds < 0.25001:
-        return f"1/{round(1 / seconds)}"
-    return _number(round(seconds, 1))
+        return f"1/{int(0.5 + 1 / seconds)}"
+    return f"{seconds:.1f}".removesuffix(".0")
+
+
+def _float(raw: str) -> float:
+    """A rational "a/b" as ExifTool computes it: float division rounded to 10 significant digits."""
+    num, _, den = raw.split()[0].partition("/")
+    return float(f"{float(num) / float(den) if den else float(num):.10g}")
+
+
+def _rationals(raw: str) -> str:
+    """Space-separated rationals as decimals ("313/1000 329/1000" -> "0.313 0.329"); 0/0 is "undef"."""
+    out = []
+    for token in raw.split():
+        num, _, den = token.partition("/")
+        out.append("undef" if den and float(den) == 0 else _number(_float(token)))
+    return " ".join(out)
+
+
+def _cfa_pattern(raw: str) -> str:
+    """CFAPattern bytes "0 2 0 2 1 0 2 1" -> "[Green,Red][Blue,Green]" (either byte order of the size)."""
+    colours = ["Red", "Green", "Blue", "Cyan", "Magenta", "Yellow", "White"]
+    vals = [int(v) for v in raw.split()]
+    width, height = max(vals[0], vals[1]), max(vals[2], vals[3])
+    cells = vals[4:]
+    if width * height != len(cells) or max(cells, default=0) >= len(colours):
+        return raw
+    rows = [cells[r * width:(r + 1) * width] for r in range(height)]
+    return "".join("[" + ",".join(colours[c] for c in row) + "]" for row in rows)
 
 
 def _signed_fraction(raw: str) -> str:
@@ -143,8 +178,8 @@ def _lens_info(raw: str) -> str:
 
 
 _CONVERTERS: dict[str, Callable[[str], str]] = {
-    "ExposureTime": lambda r: _exposure_time(float(_rational(r))),
-    "ShutterSpeedValue": lambda r: _exposure_time(2 ** -float(_rational(r))),
+    "ExposureTime": lambda r: _exposure_time(_float(r)),
+    "ShutterSpeedValue": lambda r: _exposure_time(2 ** -_float(r)),
     "FNumber": lambda r: f"{float(_rational(r)):.1f}",
     "ApertureValue": lambda r: f"{2 ** (float(_rational(r)) / 2):.1f}",
     "MaxApertureValue": lambda r: f"{2 ** (float(_rational(r)) / 2):.1f}",
@@ -152,7 +187,7 @@ _CONVERTERS: dict[str, Callable[[str], str]] = {
     "FocalLengthIn35mmFormat": lambda r: f"{int(r.split()[0])} mm",
     "ExposureCompensation": _signed_fraction,
     "BrightnessValue": lambda r: _number(float(_rational(r))),
-    "DigitalZoomRatio": lambda r: _number(float(_rational(r))),
+    "DigitalZoomRatio": _rationals,
     "CompressedBitsPerPixel": lambda r: _number(float(_rational(r))),
     "SubjectDistance": lambda r: f"{_number(float(_rational(r)))} m",
     "XResolution": lambda r: _number(float(_rational(r))),
@@ -164,7 +199,11 @@ _CONVERTERS: dict[str, Callable[[str], str]] = {
     "InteropVersion": _version,
     "ComponentsConfiguration": _components,
     "LensInfo": _lens_info,
+    "CFAPattern": _cfa_pattern,
+    "InteropIndex": lambda r: {"R98": "R98 - DCF basic file (sRGB)", "R03": "R03 - DCF option file (Adobe RGB)",
+                               "THM": "THM - DCF thumbnail file"}.get(r.strip(), r),
 }
+_RATIONAL_VALUE = re.compile(r"-?\d+/\d+( -?\d+/\d+)*")
 
 
 def print_value(tag: str, raw: str) -> str:
@@ -175,6 +214,8 @@ def print_value(tag: str, raw: str) -> str:
             return _ENUMS[tag].get(code, f"Unknown ({code})")
         if tag in _CONVERTERS:
             return _CONVERTERS[tag](raw)
+        if _RATIONAL_VALUE.fullmatch(raw.strip()):  # other rational tags: ExifTool prints decimals
+            return _rationals(raw)
     except (ValueError, ZeroDivisionError, IndexError, OverflowError):
         pass  # malformed value: keep it raw rather than lose the tag
     return raw
@@ -209,7 +250,7 @@ def read_with_pyexiv2(path: str | Path, makernotes: bool = False) -> dict[str, A
     out: dict[str, Any] = {"SourceFile": path}
     for key, raw in exif.items():
         family, group, name = _split_key(key)
-        if group == "Thumbnail" or name in _SKIP or not isinstance(raw, str):
+        if group == "Thumbnail" or name in _SKIP or name.startswith("0x") or not isinstance(raw, str):
             continue
         name = _RENAME.get(name, name)
         if group in _STANDARD_GROUPS:

@@ -20,6 +20,8 @@ log = logging.getLogger("exiflang.exif")
 BACKENDS = ("auto", "exiftool", "pyexiv2")
 DEFAULT_TIMEOUT = 10.0  # seconds per file: ExifTool reads a camera JPEG in ~10 ms, so only a pathological file waits this long
 _BINARY_PREFIX = "(Binary data"
+# EXIF tags naming software that touched the pixels (EXIF 2.32 added the last two).
+SOFTWARE_TAGS = ("Software", "ProcessingSoftware", "ImageEditingSoftware", "RAWDevelopingSoftware")
 
 
 @dataclass
@@ -70,7 +72,7 @@ def record_from_json(path: str, data: dict[str, Any], makernotes: bool = False) 
     if makernotes:
         for name, text in maker.items():
             tags.setdefault(name, text)
-    software = [tags[k] for k in ("Software", "ProcessingSoftware") if k in tags]
+    software = [tags[k] for k in SOFTWARE_TAGS if k in tags]
     for key in ("XMP:CreatorTool", "XMP:HistorySoftwareAgent"):
         text = _to_text(data.get(key)) if key in data else None
         if text:

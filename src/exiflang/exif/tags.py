@@ -115,10 +115,10 @@ DEFAULT_EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion(r"(Country|City|State|Location|Sub-?location|Province).*", "private", "location names"),
     Exclusion(r".*Serial.*|ImageUniqueID|.*UniqueID|CameraID|InternalSerialNumber", "private",
               "serial numbers and unique IDs identify one physical device or file, not a camera model"),
-    Exclusion(r"Artist|Copyright|.*Owner.*|XPAuthor|Author|By-line.*|Creator", "private",
-              "names of the photographer or owner"),
+    Exclusion(r"Artist|Copyright|.*Owner.*|XPAuthor|Author|By-line.*|Creator|Photographer|ImageEditor", "private",
+              "names of the photographer, owner or editor"),
     Exclusion(r"ImageDescription|UserComment|XPComment|XPTitle|XPKeywords|XPSubject|DocumentName|PageName|"
-              r"Caption.*|Keywords|Title|Comment", "private", "free text typed by a person, may hold anything"),
+              r"Caption.*|Keywords|Title|ImageTitle|Comment", "private", "free text typed by a person, may hold anything"),
     Exclusion(r"FileName|Directory|FilePath|SourceFile|File.*Date|FilePermissions|FileSize|OriginalFileName|"
               r"OriginalRawFileName|RelatedImageFile.*", "private", "file-system names and dates of this copy"),
     Exclusion(r"(Exif)?Image(Width|Height|Length|Size)|RelatedImage(Width|Height)|PixelXDimension|"
