@@ -1,0 +1,208 @@
+"""Random full-resolution patches from an index, in deterministic, resumable batches.
+
+Camera traces (demosaicing, sensor noise, JPEG grid) are destroyed by resampling, flips and colour jitter, so
+crops are taken from the stored pixel array as-is. Each batch visits a set of photos once: every photo is
+decoded once per visit (or once per run when the collection is cached in memory) and `crops_per_photo`
+random crops are cut from it.
+
+Everything random is a pure function of (seed, step), so batch `s` is the same whichever process, worker or
+resumed run builds it: the data position of a run is just its step number.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..imageio import ImageLoadError, load_rgb
+
+EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
+
+
+class PatchDataError(Exception):
+    """Training data cannot be built (empty split, unreadable photo, bad setting); names the file or setting."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One usable photo: where it is, its size and its EXIF text."""
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    text: str
+    make: str
+    model: str
+
+
+def photos_from_records(records: Sequence[dict[str, Any]], patch_size: int) -> tuple[list[Photo], int]:
+    """Photos usable at this patch size, and how many were skipped for being smaller than a patch."""
+    photos, skipped = [], 0
+    for rec in records:
+        if int(rec["width"]) < patch_size or int(rec["height"]) < patch_size:
+            skipped += 1
+            continue
+        photos.append(Photo(rec["path"], rec.get("sha256", ""), int(rec["width"]), int(rec["height"]),
+                            rec["text"], rec.get("make") or "", rec.get("model") or ""))
+    return photos, skipped
+
+
+def split_by_photo(photos: Sequence[Photo], val_fraction: float) -> tuple[list[Photo], list[Photo]]:
+    """Deterministic train/held-out split by photo content hash (never splits one photo's patches)."""
+    train, val = [], []
+    for photo in photos:
+        key = photo.sha256 or hashlib.sha256(photo.path.encode()).hexdigest()
+        (val if int(key[:8], 16) / 0xFFFFFFFF < val_fraction else train).append(photo)
+    return train, val
+
+
+def data_hash(photos: Sequence[Photo]) -> str:
+    """Hash of a photo set and its texts (order-independent): identifies the data a model was trained on."""
+    h = hashlib.sha256()
+    for sha, text in sorted((p.sha256, p.text) for p in photos):
+        h.update(sha.encode())
+        h.update(text.encode())
+    return h.hexdigest()[:16]
+
+
+def crop_positions(height: int, width: int, patch: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n uniformly random top-left corners [n, 2] (y, x) of patch x patch windows inside the image."""
+    ys = rng.integers(0, height - patch + 1, size=n)
+    xs = rng.integers(0, width - patch + 1, size=n)
+    return np.stack([ys, xs], 1)
+
+
+def cut_crops(image: np.ndarray, positions: np.ndarray, patch: int) -> np.ndarray:
+    """Crops [n, 3, patch, patch] uint8 (channels first), copied from an HxWx3 array."""
+    out = np.empty((len(positions), 3, patch, patch), dtype=np.uint8)
+    for i, (y, x) in enumerate(positions):
+        out[i] = image[y:y + patch, x:x + patch].transpose(2, 0, 1)
+    return out
+
+
+class PhotoStore:
+    """Decoded pixels of a photo list, optionally cached in memory (decode once per run)."""
+
+    def __init__(self, photos: Sequence[Photo], cache: bool = False) -> None:
+        self.photos = list(photos)
+        self.cache = cache
+        self._arrays: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def cache_bytes(photos: Sequence[Photo]) -> int:
+        """Memory the decoded collection would take."""
+        return sum(p.width * p.height * 3 for p in photos)
+
+    def preload(self, progress: bool = False) -> None:
+        """Decode every photo now (before worker processes fork, so they share the cache)."""
+        from tqdm import tqdm
+
+        for i in tqdm(range(len(self.photos)), desc="decoding photos", unit="photo", disable=not progress):
+            self.image(i)
+
+    def image(self, i: int) -> np.ndarray:
+        """HxWx3 uint8 stored pixels of photo i."""
+        if i in self._arrays:
+            return self._arrays[i]
+        photo = self.photos[i]
+        try:
+            arr, _ = load_rgb(photo.path)
+        except ImageLoadError as exc:
+            raise PatchDataError(f"{photo.path}: {exc}") from exc
+        if arr.shape[0] < photo.height or arr.shape[1] < photo.width:
+            raise PatchDataError(f"{photo.path}: decoded size {arr.shape[1]}x{arr.shape[0]} differs from the index "
+                                 f"({photo.width}x{photo.height}); rebuild the index")
+        if self.cache:
+            self._arrays[i] = arr
+        return arr
+
+
+class PatchBatches(torch.utils.data.Dataset):
+    """Map-style dataset over training steps: item `step` is this rank's share of the global batch of that step.
+
+    A global batch holds `photos_per_batch` distinct photos (an epoch is a seeded permutation of the photos,
+    cut into batches, remainder dropped) and `crops_per_photo` crops of each. Rank r of `world` takes the r-th
+    contiguous slice of the batch's photos, so the ranks' slices concatenated are the single-process batch.
+    """
+
+    def __init__(self, store: PhotoStore, patch_size: int, photos_per_batch: int, crops_per_photo: int,
+                 seed: int = 0, rank: int = 0, world: int = 1) -> None:
+        n = len(store.photos)
+        if photos_per_batch < 1 or crops_per_photo < 1:
+            raise PatchDataError("photos per batch and crops per photo must be at least 1")
+        if photos_per_batch % world:
+            raise PatchDataError(f"photos per batch ({photos_per_batch}) must be a multiple of the number of "
+                                 f"processes ({world})")
+        if n < photos_per_batch:
+            raise PatchDataError(f"only {n} training photos, fewer than one batch of {photos_per_batch}; "
+                                 "lower --photos-per-batch")
+        self.store, self.patch = store, patch_size
+        self.photos_per_batch, self.crops = photos_per_batch, crops_per_photo
+        self.seed, self.rank, self.world = seed, rank, world
+        self.local_photos = photos_per_batch // world
+        self.steps_per_epoch = n // photos_per_batch
+        texts = sorted({p.text for p in store.photos})
+        self.text_ids = {t: i for i, t in enumerate(texts)}  # group id: equal texts are positives
+
+    def __len__(self) -> int:
+        return 1 << 62  # indexed by step; the trainer decides how many steps to take
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The photo permutation of an epoch."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.store.photos))
+
+    def batch_photos(self, step: int) -> np.ndarray:
+        """Indices of this rank's photos at a step."""
+        epoch, b = divmod(step, self.steps_per_epoch)
+        order = self.epoch_order(epoch)
+        start = b * self.photos_per_batch + self.rank * self.local_photos
+        return order[start:start + self.local_photos]
+
+    def photo_crops(self, index: int, epoch: int) -> np.ndarray:
+        """The crops of one photo on one visit [crops, 3, P, P] uint8."""
+        photo = self.store.photos[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        positions = crop_positions(photo.height, photo.width, self.patch, self.crops, rng)
+        return cut_crops(self.store.image(index), positions, self.patch)
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        """{'pixels': uint8 [L*K,3,P,P] photo-major, 'photo': [L] photo ids, 'group': [L] text ids, 'step'}."""
+        epoch = step // self.steps_per_epoch
+        idx = self.batch_photos(step)
+        pixels = np.concatenate([self.photo_crops(int(i), epoch) for i in idx])
+        groups = [self.text_ids[self.store.photos[int(i)].text] for i in idx]
+        return {"pixels": torch.from_numpy(pixels), "photo": torch.as_tensor(idx, dtype=torch.long),
+                "group": torch.tensor(groups, dtype=torch.long), "step": torch.tensor(step)}
+
+
+def eval_crops(store: PhotoStore, patch_size: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random crops of every photo of a held-out store: (uint8 [N*n,3,P,P], photo index per crop)."""
+    crops, owner = [], []
+    for i, photo in enumerate(store.photos):
+        rng = np.random.default_rng([seed, EVAL_STREAM, i])
+        crops.append(cut_crops(store.image(i), crop_positions(photo.height, photo.width, patch_size, n, rng),
+                               patch_size))
+        owner += [i] * n
+    return torch.from_numpy(np.concatenate(crops)), torch.tensor(owner, dtype=torch.long)
+
+
+def to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 crops -> float RGB in [0,1] (the model normalises them itself)."""
+    return pixels.float().div_(255.0)
+
+
+def resolve_cache(photos: Sequence[Photo], cache: str, limit_mb: float = 4096) -> bool:
+    """Whether to cache decoded photos: 'yes', 'no', or 'auto' (when they fit in `limit_mb`)."""
+    if cache not in ("auto", "yes", "no"):
+        raise PatchDataError(f"cache must be auto, yes or no, not {cache!r}")
+    if cache == "auto":
+        return PhotoStore.cache_bytes(photos) <= limit_mb * 2**20
+    return cache == "yes"
+
+
+__all__ = ["Photo", "PhotoStore", "PatchBatches", "PatchDataError", "photos_from_records", "split_by_photo",
+           "data_hash", "crop_positions", "cut_crops", "eval_crops", "to_float", "resolve_cache"]

@@ -1,0 +1,94 @@
+"""Training end to end on real photos with the tiny model: metrics, evaluation, checkpoints, resume, CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from exiflang.cli import main as cli_main
+from exiflang.models import load_model
+from exiflang.train import CHECKPOINT, TrainError, TrainOptions, read_checkpoint, train, warmup_cosine
+
+from train_helpers import make_small_index
+
+FAST = dict(config="tiny", photos_per_batch=4, crops_per_photo=2, val_fraction=0.25, eval_crops=2,
+            log_every=1, progress=False, threads=1, lr=3e-3, warmup=2)
+
+
+@pytest.fixture(scope="module")
+def index(photos_dir, tmp_path_factory):
+    return make_small_index(photos_dir, tmp_path_factory.mktemp("train"), n_photos=20)
+
+
+def _events(run_dir, kind):
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if r["event"] == kind]
+
+
+def test_train_writes_metrics_checkpoint_and_model(index, tmp_path):
+    out = tmp_path / "run"
+    summary = train(TrainOptions(index=str(index), out=str(out), steps=4, eval_every=2, ckpt_every=2, **FAST))
+    train_events = _events(out, "train")
+    assert [e["step"] for e in train_events] == [1, 2, 3, 4]
+    assert all(e["loss"] > 0 and e["patches_per_s"] > 0 for e in train_events)
+    evals = _events(out, "eval")
+    assert [e["step"] for e in evals] == [2, 4]
+    assert 0 <= evals[-1]["patch_top5"] <= 1 and evals[-1]["chance_top1"] == pytest.approx(1 / evals[-1]["n_texts"])
+    start = _events(out, "start")[0]
+    assert start["n_train_photos"] + start["n_val_photos"] == 20 and start["data_hash"] == summary["data_hash"]
+    assert (out / CHECKPOINT).is_file() and not (out / (CHECKPOINT + ".tmp")).exists()
+    model = load_model(out / "model")
+    assert model.config["train"]["data_hash"] == summary["data_hash"]
+    assert model.config["train"]["recipe"]["photos_per_batch"] == 4
+    # The saved model is the trained one, not a fresh initialisation.
+    trained = summary["model"].state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+
+
+def test_resume_reproduces_an_uninterrupted_run(index, tmp_path):
+    """N steps straight == N/2, 'kill', --resume, N/2: identical weights and losses."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = dict(index=str(index), steps=6, eval_every=100, ckpt_every=100, **FAST)
+    train(TrainOptions(out=str(straight), **common))
+    first = train(TrainOptions(out=str(split), stop_at=3, **common))
+    assert first["steps_done"] == 3 and "model_dir" not in first
+    assert read_checkpoint(split / CHECKPOINT)[1]["step"] == 3
+    # Resume takes the recipe from the checkpoint even when the command line says otherwise.
+    train(TrainOptions(out=str(split), resume=True, **{**common, "lr": 1.0}))
+    a, b = load_file(str(straight / "model" / "model.safetensors")), load_file(str(split / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    loss = lambda d: [e["loss"] for e in _events(d, "train")]
+    assert loss(straight) == loss(split)
+
+
+def test_image_only_objective(index, tmp_path):
+    out = tmp_path / "io"
+    train(TrainOptions(index=str(index), out=str(out), steps=2, eval_every=2, objective="image-only", **FAST))
+    result = _events(out, "eval")[-1]
+    assert 0 <= result["same_photo_top1"] <= 1 and result["chance_same_photo_top1"] > 0
+    # The text tower took no part, so it is still the initialisation.
+    from exiflang.models import create_model
+
+    fresh = create_model("tiny", seed=0).state_dict()
+    trained = load_model(out / "model").state_dict()
+    assert torch.equal(fresh["text.proj.weight"], trained["text.proj.weight"])
+    assert not torch.equal(fresh["image.conv1.weight"], trained["image.conv1.weight"])
+
+
+def test_bad_options_and_cli_errors(index, tmp_path, capsys):
+    with pytest.raises(TrainError, match="at least 2 crops"):
+        train(TrainOptions(index=str(index), out=str(tmp_path), objective="image-only", crops_per_photo=1))
+    with pytest.raises(TrainError, match="no checkpoint"):
+        train(TrainOptions(index=str(index), out=str(tmp_path / "none"), resume=True))
+    assert cli_main(["train", "--index", str(tmp_path / "missing"), "--out", str(tmp_path / "x"),
+                     "--config", "tiny"]) == 2
+    assert "cannot read the index" in capsys.readouterr().err
+    assert cli_main(["train", "--index", str(index), "--out", str(tmp_path / "y"), "--config", "nope"]) == 2
+
+
+def test_warmup_cosine_schedule():
+    f = warmup_cosine(warmup=10, total=110, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
