@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--per-side and --batch-size must be positive")
     try:
         model = resolve_model(args.model, args.device)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise CommandError(f"cannot load model {args.model!r}: {exc}") from exc
+    except ForensicsError as exc:
+        raise CommandError(str(exc)) from exc
 
     rows = []
     bar = tqdm(list(zip(images, unique_stems(images))), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)

@@ -4,7 +4,7 @@ Pipeline (Huh et al. 2018, as used by EXIF-as-Language): dense patch grid -> emb
 (`grid.embed_patches`) -> all-pairs cosine similarity -> 4-D overlap vote into cells -> mean
 shift to the dominant response map -> heatmap / score (`heatmap`), normalised-cut mask (`ncut`).
 """
-from .detect import DetectionResult, consistency_from_embeddings, detect, resolve_model
+from .api import DetectionResult, consistency_from_embeddings, detect, resolve_model
 from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, make_grid
 from .report import write_report
 

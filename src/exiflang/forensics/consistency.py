@@ -82,29 +82,65 @@ def radius_from_distances(off_diagonal: np.ndarray, percentile: float = 10.0) ->
     return r
 
 
-def mean_shift_mode(points: np.ndarray, iters: int = 5, percentile: float = 10.0) -> tuple[np.ndarray, float]:
+def mean_shift_mode(
+    points: np.ndarray, iters: int = 5, percentile: float = 10.0, carry: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """Flat-kernel mean shift of every point over the data; return (dominant mode, radius).
 
     Each seed y_i starts at x_i and moves, ``iters`` times, to the mean of the data points within the
     radius of it. The dominant mode is the mean of the converged seeds that have the most data
-    points within the radius (ties averaged).
+    points within the radius (ties averaged). With ``carry`` (one row per point), the same averaging
+    weights are applied to ``carry`` instead and its mode is returned: this lets the search run in
+    compact coordinates while the answer is read in the original ones.
     """
     x = np.asarray(points, dtype=np.float64)
+    values = x if carry is None else np.asarray(carry, dtype=np.float64)
     radius = meanshift_radius(x, percentile)
     r = radius * (1.0 + RADIUS_SLACK)
-    y = x.copy()
+    y, y_values = x.copy(), values.copy()
     for _ in range(iters):
         near = (pairwise_distances(y, x) <= r).astype(np.float64)  # [seeds, data]
-        counts = near.sum(1, keepdims=True)
         # counts >= 1 always: the centroid of points in a ball has one of them within the radius.
-        y = np.where(counts > 0, (near @ x) / np.maximum(counts, 1), y)
+        counts = np.maximum(near.sum(1, keepdims=True), 1.0)
+        y, y_values = (near @ x) / counts, (near @ values) / counts
     support = (pairwise_distances(y, x) <= r).sum(1)
     best = support == support.max()
-    return y[best].mean(0), radius
+    return y_values[best].mean(0), radius
+
+
+def cell_features(emb: np.ndarray, gy: int, gx: int, spread: int) -> np.ndarray:
+    """Mean unit embedding of the patches covering each cell, [M, D].
+
+    The 4-D vote of the pair tensor is separable: vote[c1, c2] = f(c1) . f(c2) with f these cell
+    features, because cosine similarity is a dot product of unit vectors and the box filters over
+    the two patch indices act on the two factors independently.
+    """
+    e = np.asarray(emb, dtype=np.float64)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    t = e.reshape(gy, gx, -1)
+    t = box_sum_full(box_sum_full(t, spread, 0), spread, 1)
+    t = t / np.outer(cover_counts(gy, spread), cover_counts(gx, spread))[..., None]
+    return t.reshape(-1, e.shape[1])
+
+
+def isometric_coordinates(features: np.ndarray) -> np.ndarray:
+    """Coordinates z (one row per cell) with |z_i - z_j| = |v_i - v_j| for the response maps v = rows of F F^T."""
+    gram = features.T @ features  # [D, D]
+    lam, q = np.linalg.eigh(gram)
+    return features @ (q * np.sqrt(np.maximum(lam, 0.0)))
 
 
 def mode_consistency_map(emb: np.ndarray, gy: int, gx: int, spread: int, iters: int = 5, percentile: float = 10.0):
-    """Embeddings -> (mode map [rows*cols] of mean similarity to the dominant region, cell affinity [M, M], radius)."""
-    vote = overlap_vote(cosine_similarity_matrix(emb), gy, gx, spread)
-    mode, radius = mean_shift_mode(vote, iters, percentile)
+    """Embeddings -> (mode map [M] of mean similarity to the dominant region, cell affinity [M, M], radius).
+
+    Mean shift runs over the M response maps (rows of the vote). When the embedding is narrower than
+    the number of cells they are searched in D-dimensional coordinates with the same distances.
+    """
+    feats = cell_features(emb, gy, gx, spread)
+    vote = feats @ feats.T
+    if feats.shape[1] < feats.shape[0]:
+        mode_feats, radius = mean_shift_mode(isometric_coordinates(feats), iters, percentile, carry=feats)
+        mode = feats @ mode_feats  # the mode response map is linear in the averaged features
+    else:
+        mode, radius = mean_shift_mode(vote, iters, percentile)
     return mode, vote, radius

@@ -95,6 +95,8 @@ def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int):
     """Yield float32 tensors [B, 3, P, P] in [0, 1] of the grid's patches, row-major."""
     import torch
 
+    if not image.flags.writeable:  # torch refuses read-only buffers (e.g. arrays from np.asarray(PIL))
+        image = image.copy()
     chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # uint8 view, no copy
     # unfold gives a [3, gy, gx, P, P] view whose origins are exactly range(0, H-P+1, stride).
     windows = chw.unfold(1, grid.patch, grid.stride).unfold(2, grid.patch, grid.stride)

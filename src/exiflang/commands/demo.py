@@ -1,0 +1,76 @@
+"""`exiflang demo --out DIR`: splice analysis of a composite the project generates itself, with the built-in model."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the `demo` sub-command."""
+    p = subparsers.add_parser(
+        "demo",
+        help="run splice detection on a generated composite (no data needed)",
+        description=(
+            "Generates two synthetic scenes, processes them differently (host: sensor-like mosaic + noise + "
+            "JPEG q=95; donor: resampled + JPEG q=70), pastes a region of the donor into the host with a known "
+            "mask, runs `detect` on the composite with the built-in model and writes the report. Nothing is "
+            "downloaded and no photo is needed."
+        ),
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the composite, its true mask and the report")
+    p.add_argument("--model", default="default", help="model name or weights folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generated scenes (default: %(default)s)")
+    p.add_argument("--size", default="1024x768", metavar="WxH", help="composite size (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1024x768' -> (1024, 768)."""
+    from exiflang.cli import CommandError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise CommandError(f"--size must look like 1024x768, got {text!r}") from exc
+    if w < 1 or h < 1:
+        raise CommandError(f"--size must be positive, got {text!r}")
+    return w, h
+
+
+def run(args: argparse.Namespace) -> int:
+    """Make the composite, detect, write the report, print the score and p-AP against the known mask."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.metrics import average_precision_score
+
+    from exiflang.cli import CommandError
+    from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
+    from exiflang.forensics.synthetic import make_composite
+
+    width, height = parse_size(args.size)
+    try:
+        model = resolve_model(args.model, args.device)
+    except ForensicsError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"generating a {width}x{height} composite (seed {args.seed}) ...")
+    composite, truth = make_composite(height, width, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(composite).save(args.out / "demo_composite.png")
+    Image.fromarray((truth * 255).astype(np.uint8)).save(args.out / "demo_truth_mask.png")
+    try:
+        result = detect(composite, model, device=args.device)
+    except ForensicsError as exc:
+        raise CommandError(str(exc)) from exc
+    paths = write_report(result, composite, args.out, "demo_composite")
+    p_ap = float(average_precision_score(truth.ravel(), result.heatmap.ravel()))
+    iou = float((result.mask & truth).sum() / max((result.mask | truth).sum(), 1))
+    print(f"model           {result.model_id}")
+    print(f"score           {result.score:.3f}   (consistency gap; higher = more likely manipulated)")
+    print(f"p-AP            {p_ap:.3f}   (pixel average precision of the heatmap; chance = {truth.mean():.3f})")
+    print(f"mask IoU        {iou:.3f}   (normalised-cut mask vs the pasted region)")
+    print(f"seconds         {result.seconds:.2f}")
+    print(f"look at         {paths['overlay.png']}  (heatmap over the photo; bright = likely spliced)")
+    print(f"                {paths['mask.png']}, {paths['pca.png']}, {args.out / 'demo_truth_mask.png'}")
+    print("your own photos: exiflang detect PHOTO.jpg --out report/")
+    return 0

@@ -1,0 +1,90 @@
+"""`exiflang detect` and `exiflang demo` from the command line: outputs, summary, bad files skipped."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from exiflang.cli import main
+from exiflang.forensics.synthetic import make_composite
+from test_forensics_support import NoiseStatsModel
+
+
+@pytest.fixture()
+def fake_model(monkeypatch):
+    """Make every model name resolve to the hand-made noise-statistics encoder."""
+    import exiflang.forensics.api as det
+
+    model = NoiseStatsModel()
+    monkeypatch.setattr(det, "_load_named_model", lambda name, device: model)
+    return model
+
+
+def test_detect_folder_with_a_bad_file(tmp_path, fake_model, capsys):
+    photos = tmp_path / "in"
+    (photos / "sub").mkdir(parents=True)
+    image, _ = make_composite(160, 192, seed=3)
+    Image.fromarray(image).save(photos / "a.png")
+    Image.fromarray(image).save(photos / "sub" / "a.jpg", quality=90)  # same stem: must not overwrite
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not an image")
+    Image.new("RGB", (16, 16)).save(photos / "tiny.png")
+    out = tmp_path / "out"
+    status = main(["detect", str(photos), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 1  # some inputs failed
+    assert "broken.jpg" in captured.err and "tiny.png" in captured.err
+    assert "FAILED" in captured.out and captured.out.count(" ok") == 2
+    for stem in ("a", "a-2"):
+        meta = json.loads((out / f"{stem}.json").read_text())
+        assert meta["model_id"] == "test-noise-stats" and meta["grid"]["patch"] == 32
+        assert {"score", "seconds", "image_size"} <= set(meta)
+        heat = np.load(out / f"{stem}.heatmap.npy")
+        assert heat.shape == (160, 192) and heat.dtype == np.float32
+        for kind in ("overlay", "mask", "pca"):
+            assert (out / f"{stem}.{kind}.png").is_file()
+    assert not (out / "broken.json").exists()
+
+
+def test_detect_without_out_prints_only(tmp_path, fake_model, capsys):
+    path = tmp_path / "one.png"
+    Image.fromarray(make_composite(128, 160, seed=4)[0]).save(path)
+    assert main(["detect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "one.png" in out and " ok" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.png"]
+
+
+def test_detect_errors(tmp_path, fake_model, capsys, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["detect", str(empty)]) == 2
+    assert "no images found" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "missing.jpg")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    monkeypatch.undo()  # real model loading: a folder that holds no weights
+    assert main(["detect", str(tmp_path / "missing.jpg"), "--model", str(empty)]) == 2
+    assert "cannot load model" in capsys.readouterr().err
+
+
+def test_demo_reports_against_its_known_mask(tmp_path, fake_model, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--size", "320x256", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    p_ap = float(out.split("p-AP")[1].split()[0])
+    chance = float(out.split("chance = ")[1].split(")")[0])
+    assert p_ap > 2 * chance  # the noise-statistics encoder finds the differently processed region
+    for name in ("demo_composite.png", "demo_truth_mask.png", "demo_composite.overlay.png", "demo_composite.json"):
+        assert (tmp_path / name).is_file()
+
+
+def test_builtin_default_model_runs(tmp_path):
+    """The shipped weights load and run on a small composite (quality is measured in docs/results)."""
+    from exiflang.paths import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "default" / "model.safetensors").is_file():
+        pytest.skip("built-in weights not present")
+    from exiflang.forensics import detect
+
+    res = detect(make_composite(256, 320, seed=2)[0], "default", per_side=5)  # few patches: a smoke test
+    assert res.heatmap.shape == (256, 320) and res.model_id
