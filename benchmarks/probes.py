@@ -1,0 +1,205 @@
+"""Camera properties from pixels: the numbers of docs/results/probes.md.
+
+    python benchmarks/probes.py reference --index INDEX --out src/exiflang/probes/reference_texts.json
+    python benchmarks/probes.py zero-shot --index INDEX [--model default] [--baseline-model PATH]
+    python benchmarks/probes.py check     --index INDEX [--model default] [--baseline-model PATH]
+    python benchmarks/probes.py probes    [exiflang probe options...]   (same as `exiflang probe`)
+
+zero-shot: for each photo, rank the collection's cameras (one representative text each) by mean
+patch-text similarity; report top-1 / top-5 accuracy of the photo's own camera, beside chance and the
+random-weights model. check: for each photo, compare its score with its own EXIF text against the
+representative texts of every other camera; report the fraction of (photo, other camera) pairs where
+the own text wins, the mean percentile and the verdict counts. Both use the model's held-out photos when
+its config lists them (else all photos, and say so).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _records(index: str) -> list[dict]:
+    from exiflang.data.index import load_records
+
+    return load_records(index)
+
+
+def cmd_reference(args) -> int:
+    """Write the shipped reference set (one camera description per camera, tags only, no pixels)."""
+    from exiflang.probes.check import build_reference_set
+
+    entries = build_reference_set(_records(args.index))
+    payload = {"description": "One typical EXIF description per camera of the shared photo collection "
+                              "(tags of the camera's most typical photo); used by `exiflang check-exif` and "
+                              "`exiflang predict-exif` as other cameras' texts. No pixels.",
+               "references": entries}
+    # One camera per line: small, and diffs stay readable.
+    lines = ",\n".join(json.dumps(e, ensure_ascii=True, separators=(",", ":")) for e in entries)
+    text = '{"description": ' + json.dumps(payload["description"]) + ',\n"references": [\n' + lines + "\n]}\n"
+    json.loads(text)  # the hand-assembled file must stay valid JSON
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"wrote {len(entries)} cameras to {args.out} ({Path(args.out).stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+def _eval_photos(records: list[dict], model, use_held_out: bool) -> tuple[list[dict], str]:
+    """The photos to evaluate on: the model's held-out photos when recorded, else all."""
+    from exiflang.probes.tasks import held_out_paths
+
+    held = held_out_paths(model) if use_held_out else None
+    if held:
+        chosen = [r for r in records if str(Path(r["path"]).resolve()) in held]
+        if chosen:
+            return chosen, f"{len(chosen)} held-out photos of the model's training run"
+    return records, f"all {len(records)} photos (NO held-out split recorded: the model may have trained on them)"
+
+
+def _models(args) -> dict:
+    from exiflang.probes.tasks import load_comparison_models
+
+    return load_comparison_models(args.model, args.baseline_model, True, args.seed, args.device)
+
+
+def _photo_embeddings(model, paths: list[str], k: int, device: str):
+    """Per-photo patch embeddings (grid of about k) as a list of [k, D] arrays."""
+    from exiflang.probes.features import extract_features
+
+    feats = extract_features(paths, model, k, "grid", device=device, progress=False)
+    return [feats.features[feats.photo_index == i] for i in range(len(paths))]
+
+
+def cmd_zero_shot(args) -> int:
+    """Top-1/top-5 camera identification by zero-shot ranking of camera texts."""
+    from exiflang.exif import TextConfig, exif_to_text
+    from exiflang.probes.ranking import camera_candidates, camera_key, encode_texts, patch_text_scores
+
+    records = _records(args.index)
+    models = _models(args)
+    photos, note = _eval_photos(records, models["model"], not args.all_photos)
+    out = {"evaluated_on": note, "models": {}}
+    print(f"zero-shot camera ranking on {note}")
+    for name, model in models.items():
+        cfg = TextConfig.from_dict(model.config.get("text_format"))
+        cands = camera_candidates(records, lambda r: exif_to_text(r.get("tags") or {}, cfg))
+        keys = [(c.make, c.model) for c in cands]
+        text_emb = encode_texts(model, [c.text for c in cands], device=args.device)
+        t0 = time.time()
+        embs = _photo_embeddings(model, [r["path"] for r in photos], args.patches, args.device)
+        ranks = []
+        for rec, emb in zip(photos, embs):
+            if len(emb) == 0:
+                continue
+            scores = patch_text_scores(emb, text_emb)
+            own = keys.index(camera_key(rec))
+            ranks.append(int(np.sum(scores > scores[own])) + 1)
+        ranks = np.array(ranks)
+        res = {"top1": float(np.mean(ranks == 1)), "top5": float(np.mean(ranks <= 5)),
+               "median_rank": float(np.median(ranks)), "n_photos": int(len(ranks)), "n_cameras": len(cands),
+               "chance_top1": 1.0 / len(cands), "chance_top5": min(1.0, 5.0 / len(cands)),
+               "model_id": model.model_id, "seconds": round(time.time() - t0, 1)}
+        out["models"][name] = res
+        print(f"  {name:<11} top-1 {res['top1']:.3f}  top-5 {res['top5']:.3f}  median rank {res['median_rank']:.0f}"
+              f" / {len(cands)}   (chance top-1 {res['chance_top1']:.3f}, top-5 {res['chance_top5']:.3f})")
+    _dump(args, out)
+    return 0
+
+
+def cmd_check(args) -> int:
+    """Own EXIF vs other cameras' texts: pairwise win rate, percentile, verdicts."""
+    from exiflang.exif import TextConfig, exif_to_text
+    from exiflang.probes.check import percentile_of, verdict_for
+    from exiflang.probes.ranking import camera_candidates, camera_key, encode_texts, patch_text_scores
+
+    records = _records(args.index)
+    models = _models(args)
+    photos, note = _eval_photos(records, models["model"], not args.all_photos)
+    out = {"evaluated_on": note, "models": {}}
+    print(f"check-exif: own EXIF vs every other camera's text, on {note}")
+    for name, model in models.items():
+        cfg = TextConfig.from_dict(model.config.get("text_format"))
+        cands = camera_candidates(records, lambda r: exif_to_text(r.get("tags") or {}, cfg))
+        keys = [(c.make, c.model) for c in cands]
+        ref_emb = encode_texts(model, [c.text for c in cands], device=args.device)
+        own_emb = encode_texts(model, [exif_to_text(r.get("tags") or {}, cfg) for r in photos], device=args.device)
+        embs = _photo_embeddings(model, [r["path"] for r in photos], args.patches, args.device)
+        wins, pcts, verdicts, swapped_pcts = [], [], [], []
+        rng = np.random.default_rng(0)
+        for i, (rec, emb) in enumerate(zip(photos, embs)):
+            if len(emb) == 0:
+                continue
+            own_key = camera_key(rec)
+            others = np.array([k != own_key for k in keys])
+            own = float(patch_text_scores(emb, own_emb[i:i + 1])[0])
+            ref = patch_text_scores(emb, ref_emb)[others]
+            wins.extend((own > ref).tolist())
+            pct = percentile_of(own, ref)
+            pcts.append(pct)
+            verdicts.append(verdict_for(pct))
+            # Swapped metadata: the photo paired with a random other camera's text, scored the same way.
+            j = int(rng.choice(np.flatnonzero(others)))
+            rest = others.copy()
+            rest[j] = False
+            swapped_pcts.append(percentile_of(float(patch_text_scores(emb, ref_emb[j:j + 1])[0]),
+                                              np.concatenate([[own], patch_text_scores(emb, ref_emb)[rest]])))
+        pcts, swapped_pcts = np.array(pcts), np.array(swapped_pcts)
+        # AUC of percentile as a detector of swapped EXIF (own = negative, swapped = positive).
+        auc = float(np.mean(pcts[:, None] > swapped_pcts[None, :]) + 0.5 * np.mean(pcts[:, None] == swapped_pcts[None, :]))
+        res = {"pairwise_own_wins": float(np.mean(wins)), "n_pairs": len(wins), "n_photos": len(pcts),
+               "mean_percentile": float(pcts.mean()), "median_percentile": float(np.median(pcts)),
+               "verdicts": {v: verdicts.count(v) for v in ("consistent", "uncertain", "inconsistent")},
+               "swapped_mean_percentile": float(swapped_pcts.mean()), "own_vs_swapped_auc": auc,
+               "model_id": model.model_id}
+        out["models"][name] = res
+        print(f"  {name:<11} own beats other camera in {res['pairwise_own_wins']:.3f} of {len(wins)} pairs; "
+              f"mean percentile own {res['mean_percentile']:.3f} vs swapped {res['swapped_mean_percentile']:.3f} "
+              f"(AUC {auc:.3f}); verdicts {res['verdicts']}")
+    _dump(args, out)
+    return 0
+
+
+def cmd_probes(argv: list[str]) -> int:
+    """Delegate to `exiflang probe` (same options)."""
+    from exiflang.cli import main
+
+    return main(["probe", *argv])
+
+
+def _dump(args, out: dict) -> None:
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "probes":
+        return cmd_probes(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ref = sub.add_parser("reference", help="write the shipped reference set from an index")
+    ref.add_argument("--index", required=True)
+    ref.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src/exiflang/probes/reference_texts.json"))
+    ref.set_defaults(func=cmd_reference)
+    for name, func in (("zero-shot", cmd_zero_shot), ("check", cmd_check)):
+        p = sub.add_parser(name)
+        p.add_argument("--index", required=True, help="index of the photos (e.g. of ../shared/data/photos)")
+        p.add_argument("--model", default="default")
+        p.add_argument("--baseline-model", help="image-only contrastive model folder")
+        p.add_argument("--seed", type=int, default=0, help="random-weights baseline seed")
+        p.add_argument("--patches", type=int, default=16)
+        p.add_argument("--all-photos", action="store_true", help="ignore the model's held-out split")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--json", help="write results here")
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""`exiflang probe TASK ...`: linear probes on frozen features, beside chance and the baselines."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from exiflang.cli import CommandError
+
+TASK_HELP = {
+    "make": "camera Make (split by photo)",
+    "model": "camera Model",
+    "exposure": "ExposureTime, 4 log-quantile bins",
+    "iso": "ISO, 4 log-quantile bins",
+    "fnumber": "FNumber, 4 log-quantile bins",
+    "focal": "FocalLength, 4 log-quantile bins",
+    "distortion": "synthetic radial distortion, k1 bins from lensfun calibrations",
+    "casia": "CASIA v1.0 real vs manipulated, resized and centre-cropped protocols",
+}
+DESCRIPTION = "Fit logistic-regression probes on frozen patch features. Tasks:\n" + "\n".join(
+    f"  {k:<11}{v}" for k, v in TASK_HELP.items()) + """
+  all        every task above
+
+Each task is run for the model under test (--model), a random-weights model of the same configuration
+(fixed --seed; --no-random-baseline skips it) and, with --baseline-model, an image-only contrastive model.
+Photo probes never put patches of one photo in both training and test; when the model's config records
+held-out photos they form the test set (--split random overrides). Accuracy is per photo (patch
+log-probabilities summed) and per patch; chance is the training-majority class and 1/classes.
+"""
+
+
+def register(subparsers) -> None:
+    """Add the `probe` sub-command."""
+    p = subparsers.add_parser("probe", help="linear probes: camera properties, distortion, CASIA real/fake",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tasks", nargs="+", metavar="TASK", choices=list(TASK_HELP) + ["all"],
+                   help="one or more of: " + ", ".join(TASK_HELP) + ", all")
+    p.add_argument("--model", default="default", help="model under test: name or folder (default: built-in)")
+    p.add_argument("--baseline-model", metavar="PATH", help="image-only contrastive model folder to compare with")
+    p.add_argument("--no-random-baseline", action="store_true", help="skip the random-weights baseline")
+    p.add_argument("--index", metavar="INDEX", help="photos of an `exiflang index` folder (default: --photos)")
+    p.add_argument("--photos", metavar="DIR",
+                   help="folder of camera photos with EXIF (default: the shared photos, ../shared/data/photos)")
+    p.add_argument("--casia", metavar="DIR", help="CASIA folder with MANIFEST.csv (default: ../shared/data/casia1)")
+    p.add_argument("--patches", type=int, default=16, metavar="K", help="patches per photo (default 16)")
+    p.add_argument("--distortion-patches", type=int, default=8, metavar="K",
+                   help="patches per distorted version (default 8; every photo is distorted once per bin)")
+    p.add_argument("--sampling", choices=("random", "grid"), default="random", help="patch placement (default random)")
+    p.add_argument("--bins", type=int, default=5, help="distortion bins (default 5, equal-frequency in k1)")
+    p.add_argument("--max-photos", type=int, metavar="N", help="use only the first N photos (quick runs)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="random photo splits averaged (default 3)")
+    p.add_argument("--test-fraction", type=float, default=0.3, help="test share of photos per class (default 0.3)")
+    p.add_argument("--split", choices=("auto", "random"), default="auto",
+                   help="auto: the model's held-out photos as test when its config lists them; random: always random")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-weights baseline (default 0)")
+    p.add_argument("--cache", metavar="DIR", help="cache patch features here (reused by later runs)")
+    p.add_argument("--json", metavar="OUT", help="also write all results to this JSON file")
+    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default 64)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _photos(args):
+    """The photo set from --index, --photos or the shared photos."""
+    from exiflang.paths import shared_data_dir
+    from exiflang.probes.tasks import photos_from_folder, photos_from_index
+
+    if args.index:
+        photos = photos_from_index(args.index)
+    else:
+        folder = args.photos
+        if folder is None:
+            root = shared_data_dir()
+            if root is None or not (root / "photos").is_dir():
+                raise CommandError("no photos: pass --photos DIR or --index INDEX (shared data not found)")
+            folder = root / "photos"
+        photos = photos_from_folder(folder, progress=not args.quiet)
+    return photos[:args.max_photos] if args.max_photos else photos
+
+
+def _casia_root(args):
+    """--casia or the shared CASIA folder."""
+    from exiflang.paths import shared_data_dir
+
+    if args.casia:
+        return args.casia
+    root = shared_data_dir()
+    if root is None or not (root / "casia1").is_dir():
+        raise CommandError("no CASIA data: pass --casia DIR")
+    return root / "casia1"
+
+
+def format_row(name: str, res: dict) -> str:
+    """One table line: accuracies (mean ± std over splits) and chance."""
+    return (f"  {name:<11} photo acc {res['photo_accuracy']:.3f} ± {res['photo_accuracy_std']:.3f}   "
+            f"patch acc {res['patch_accuracy']:.3f}   chance: majority {res['majority_chance']:.3f}, "
+            f"1/{res['n_classes']} = {res['uniform_chance']:.3f}")
+
+
+def run(args) -> int:
+    """Run every requested probe for every compared model and print a table per task."""
+    from exiflang.models import ModelError
+    from exiflang.probes.casia import CasiaError
+    from exiflang.probes.distortion import DistortionError
+    from exiflang.probes.features import FeatureError
+    from exiflang.probes.linear import ProbeError
+    from exiflang.probes.tasks import (EXIF_TASKS, TaskError, casia_task, distortion_probe, exif_probe,
+                                       held_out_paths, load_comparison_models)
+
+    tasks = list(TASK_HELP) if "all" in args.tasks else list(dict.fromkeys(args.tasks))
+    seeds = tuple(range(max(1, args.seeds)))
+    try:
+        models = load_comparison_models(args.model, args.baseline_model, not args.no_random_baseline,
+                                        args.seed, args.device)
+        held_out = held_out_paths(models["model"]) if args.split == "auto" else None
+        photos = _photos(args) if any(t in EXIF_TASKS or t == "distortion" for t in tasks) else []
+        results: dict = {"models": {k: getattr(m, "model_id", "") for k, m in models.items()}, "tasks": {}}
+        common = dict(batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+        for task in tasks:
+            results["tasks"][task] = {}
+            for name, model in models.items():
+                if task in EXIF_TASKS:
+                    res = exif_probe(task, photos, model, args.patches, args.sampling, seeds, args.test_fraction,
+                                     held_out, args.cache, **common)
+                elif task == "distortion":
+                    res = distortion_probe(photos, model, args.bins, args.distortion_patches, args.sampling, seeds,
+                                           args.test_fraction, None, args.cache, **common)
+                else:
+                    res = casia_task(_casia_root(args), model, **common)
+                results["tasks"][task][name] = res
+            _print_task(task, results["tasks"][task])
+    except (ModelError, TaskError, ProbeError, FeatureError, DistortionError, CasiaError) as exc:
+        raise CommandError(str(exc)) from exc
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_task(task: str, by_model: dict) -> None:
+    """Print one task's table."""
+    first = next(iter(by_model.values()))
+    if task == "casia":
+        print(f"casia ({first['protocols'][next(iter(first['protocols']))]['n_images']} images, 5-fold by image)")
+        for protocol in first["protocols"]:
+            for name, res in by_model.items():
+                r = res["protocols"][protocol]
+                print(f"  {protocol:<15} {name:<11} acc {r['accuracy']:.3f} ± {r['accuracy_std']:.3f}   "
+                      f"chance (majority) {r['majority_chance']:.3f}")
+        return
+    extra = f", {first.get('split', '')}" if first.get("split") else ""
+    print(f"{task} ({first['n_classes']} classes, {first.get('n_test_photos', first.get('n_photos', '?'))} "
+          f"test photos{extra})")
+    for name, res in by_model.items():
+        print(format_row(name, res))

@@ -1,0 +1,168 @@
+"""Synthetic radial lens distortion with realistic coefficients, and the distortion-bin labels.
+
+Model (Brown–Conrady, radial part): a point at undistorted radius r_u appears at
+    r_d = r_u * (1 + k1 r_u^2 + k2 r_u^4)
+with radii normalised so that r = 1 is half the image's shorter side (the lensfun/Hugin convention).
+k1 < 0 is barrel, k1 > 0 pincushion.
+
+Realistic (k1, k2) pairs come from the lensfun calibration database shipped inside `lensfunpy`
+(works offline): each PTLens / poly3 / poly5 calibration is rescaled to unit magnification at the centre
+and least-squares fitted by k1 r^2 + k2 r^4 over 0 < r <= 1.5. Without `lensfunpy`, a fallback table of
+the same pool's quantiles (measured with lensfunpy 1.18, 5694 calibrations) is used.
+
+The warp keeps the image size and maps corners to corners (lensfun-style auto-scale), so no pixel
+samples outside the source and every bin, including the near-zero one, is resampled the same way
+(bilinear), i.e. "was it resampled at all" is no cue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+FIT_RADIUS = 1.5  # fit range of the lensfun conversion; a 4:3 frame's corner is at r = 5/3
+# Quantiles (1, 5, 10, 20, 30, ..., 90, 95, 99 %) of (k1, k2) over the lensfun pool, measured once
+# with lensfunpy 1.18; used to draw coefficients when lensfunpy is not installed.
+_FALLBACK_Q = np.array([1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99], dtype=np.float64)
+_FALLBACK_K1 = np.array([-0.0893, -0.0446, -0.0292, -0.0151, -0.0080, -0.0031, 0.0, 0.0034, 0.0075,
+                         0.0127, 0.0261, 0.0357, 0.0715])
+_FALLBACK_K2 = np.array([-0.0275, -0.0115, -0.0083, -0.0038, -0.0015, 0.0, 0.0, 0.0, 0.0012, 0.0034,
+                         0.0069, 0.0112, 0.0236])
+
+
+class DistortionError(Exception):
+    """Distortion coefficients or images are unusable; the message says why."""
+
+
+def radial_factor(r: np.ndarray, k1: float, k2: float = 0.0) -> np.ndarray:
+    """r_d / r_u = 1 + k1 r^2 + k2 r^4."""
+    r2 = np.square(r)
+    return 1.0 + k1 * r2 + k2 * r2 * r2
+
+
+def is_monotone(k1: float, k2: float, r_max: float) -> bool:
+    """True when r_d(r_u) increases on [0, r_max] (otherwise the warp folds the image)."""
+    r = np.linspace(0.0, r_max, 512)
+    return bool(np.all(1.0 + 3.0 * k1 * r**2 + 5.0 * k2 * r**4 > 0.05))
+
+
+def distort(image: np.ndarray, k1: float, k2: float = 0.0) -> np.ndarray:
+    """Apply radial distortion to an HxWx3 uint8 image (same size out, corners kept, bilinear)."""
+    from scipy.ndimage import map_coordinates
+
+    h, w = image.shape[:2]
+    half = min(h, w) / 2.0
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    r_corner = np.hypot(cy, cx) / half
+    if not is_monotone(k1, k2, r_corner):
+        raise DistortionError(f"k1={k1}, k2={k2} fold the image within r={r_corner:.2f}; use smaller coefficients")
+    # Invert r_d(r_u) on a dense 1-D table (monotone, so interpolation is exact enough: < 1e-4 px).
+    r_u_table = np.linspace(0.0, r_corner * 1.001, 4096)
+    r_d_table = r_u_table * radial_factor(r_u_table, k1, k2)
+    zoom = float(radial_factor(np.array(r_corner), k1, k2))  # r_d(corner) / corner: corners map to corners
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    dy, dx = (yy - cy) / half, (xx - cx) / half
+    rho = np.hypot(dy, dx)  # output radius; the output corner shows the source corner
+    r_d = rho * zoom
+    r_u = np.interp(r_d, r_d_table, r_u_table)
+    scale = np.divide(r_u, rho, out=np.ones_like(rho), where=rho > 0)
+    src_y, src_x = cy + dy * scale * half, cx + dx * scale * half
+    out = np.empty_like(image)
+    for c in range(image.shape[2]):
+        out[..., c] = np.clip(np.round(map_coordinates(image[..., c].astype(np.float32), [src_y, src_x],
+                                                       order=1, mode="nearest")), 0, 255)
+    return out
+
+
+def _fit_k1_k2(excess: np.ndarray, r: np.ndarray) -> tuple[float, float]:
+    """Least-squares (k1, k2) with k1 r^2 + k2 r^4 ≈ excess(r)."""
+    design = np.stack([r**2, r**4], axis=1)
+    sol, *_ = np.linalg.lstsq(design, excess, rcond=None)
+    return float(sol[0]), float(sol[1])
+
+
+@lru_cache(maxsize=1)
+def lensfun_pool() -> np.ndarray:
+    """(k1, k2) pairs [N, 2] of every lensfun distortion calibration; empty when lensfunpy is absent."""
+    try:
+        import lensfunpy
+    except ImportError:
+        return np.zeros((0, 2))
+    r = np.linspace(0.0, FIT_RADIUS, 61)[1:]
+    pairs = []
+    for lens in lensfunpy.Database().lenses:
+        for cal in lens.calib_distortion or []:
+            model, terms = str(cal.model).upper(), list(cal.terms)
+            if "PTLENS" in model:
+                a, b, c = terms[:3]
+                d = 1.0 - a - b - c  # lensfun's magnification at the centre; we normalise it to 1
+                excess = (a * r**3 + b * r**2 + c * r) / d
+            elif "POLY3" in model:
+                excess = (terms[0] / (1.0 - terms[0])) * r**2
+            elif "POLY5" in model:
+                excess = terms[0] * r**2 + terms[1] * r**4
+            else:
+                continue
+            pairs.append(_fit_k1_k2(excess, r))
+    return np.array(pairs, dtype=np.float64).reshape(-1, 2)
+
+
+def coefficient_pool(r_max: float = 5.0 / 3.0) -> tuple[np.ndarray, str]:
+    """Realistic (k1, k2) pairs that do not fold a frame up to `r_max`, and where they came from."""
+    pool = lensfun_pool()
+    source = "lensfun (lensfunpy)"
+    if len(pool) == 0:
+        # Pair the k1 and k2 quantiles (they are strongly correlated in the real pool).
+        grid = np.linspace(1, 99, 197)
+        pool = np.stack([np.interp(grid, _FALLBACK_Q, _FALLBACK_K1), np.interp(grid, _FALLBACK_Q, _FALLBACK_K2)], 1)
+        source = "fallback quantile table (lensfunpy not installed)"
+    keep = np.array([is_monotone(k1, k2, r_max) for k1, k2 in pool])
+    return pool[keep], source
+
+
+@dataclass
+class DistortionBins:
+    """Bins on k1 (inner edges ascending) and the coefficient pairs that fall in each."""
+
+    edges: np.ndarray
+    members: list[np.ndarray]
+    source: str
+
+    @property
+    def n_bins(self) -> int:
+        """Number of bins."""
+        return len(self.members)
+
+    def label(self, i: int) -> str:
+        """Readable k1 range of bin i."""
+        lo = f"{self.edges[i - 1]:.4f}" if i > 0 else "-inf"
+        hi = f"{self.edges[i]:.4f}" if i < len(self.edges) else "inf"
+        return f"k1 in [{lo}, {hi})"
+
+    def sample(self, i: int, rng: np.random.Generator) -> tuple[float, float]:
+        """A random realistic (k1, k2) from bin i."""
+        k1, k2 = self.members[i][rng.integers(len(self.members[i]))]
+        return float(k1), float(k2)
+
+
+def distortion_bins(n_bins: int = 5, r_max: float = 5.0 / 3.0) -> DistortionBins:
+    """Equal-frequency bins of k1 over the realistic pool (so barrel, none and pincushion all appear)."""
+    if n_bins < 2:
+        raise DistortionError(f"need at least two distortion bins, got {n_bins}")
+    pool, source = coefficient_pool(r_max)
+    # Clip the 1 % tails: extreme fisheye-like calibrations would make the outer bins trivially easy.
+    lo, hi = np.quantile(pool[:, 0], [0.01, 0.99])
+    pool = pool[(pool[:, 0] >= lo) & (pool[:, 0] <= hi)]
+    edges = np.quantile(pool[:, 0], np.linspace(0, 1, n_bins + 1)[1:-1])
+    idx = np.searchsorted(edges, pool[:, 0], side="right")
+    members = [pool[idx == i] for i in range(n_bins)]
+    if any(len(m) == 0 for m in members):
+        raise DistortionError(f"{n_bins} bins leave an empty bin (many identical k1 values); use fewer bins")
+    return DistortionBins(edges=edges, members=members, source=source)
+
+
+__all__ = [
+    "DistortionError", "radial_factor", "is_monotone", "distort", "lensfun_pool", "coefficient_pool",
+    "DistortionBins", "distortion_bins",
+]

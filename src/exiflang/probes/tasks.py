@@ -1,0 +1,207 @@
+"""Probe tasks end to end: photo sets, the models to compare, cached features, one result table per task.
+
+Every task is run for each model being compared (the model under test, a random-weights model of the
+same architecture, and optionally an image-only contrastive baseline), so its number always appears
+beside chance and beside the baselines.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from exiflang.probes.features import PatchFeatures, extract_features
+
+EXIF_TASKS = ("make", "model", "exposure", "iso", "fnumber", "focal")
+ALL_TASKS = EXIF_TASKS + ("distortion", "casia")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+class TaskError(Exception):
+    """A probe task cannot run with these inputs; the message names the input and the cause."""
+
+
+@dataclass
+class Photo:
+    """A photo with its tags (EXIF read or taken from an index record)."""
+
+    path: str
+    tags: dict
+    make: str
+    model: str
+
+
+# ---------------------------------------------------------------- photo sets
+def photos_from_index(index_dir: str | Path) -> list[Photo]:
+    """Photos of an `exiflang index` folder."""
+    from exiflang.data.index import load_records
+
+    index_dir = Path(index_dir)
+    if not (index_dir / "records.jsonl").is_file():
+        raise TaskError(f"{index_dir}: not an exiflang index (records.jsonl missing)")
+    return [Photo(r["path"], dict(r.get("tags") or {}), str(r.get("make") or ""), str(r.get("model") or ""))
+            for r in load_records(index_dir)]
+
+
+def photos_from_folder(folder: str | Path, progress: bool = True) -> list[Photo]:
+    """Every image under `folder` (recursively) with its EXIF; files without Make/Model are skipped."""
+    from tqdm import tqdm
+
+    from exiflang.exif import ExifReader
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TaskError(f"{folder}: no such folder")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    out = []
+    with ExifReader() as reader:
+        for path, tags in tqdm(reader.read_many(paths), total=len(paths), desc="reading EXIF",
+                               disable=not progress, unit="photo"):
+            if isinstance(tags, Exception) or not tags.get("Make") or not tags.get("Model"):
+                continue
+            out.append(Photo(path, tags, str(tags["Make"]).strip(), str(tags["Model"]).strip()))
+    if not out:
+        raise TaskError(f"{folder}: no image with EXIF Make and Model")
+    return out
+
+
+# ---------------------------------------------------------------- models
+def load_comparison_models(model: str = "default", baseline_model: str | None = None,
+                           random_baseline: bool = True, seed: int = 0, device: str = "cpu") -> dict:
+    """{name: ExifModel} for the model under test, its random-weights twin and the image-only baseline."""
+    from exiflang.models import create_model, load_model
+
+    models = {"model": load_model(model, device=device)}
+    if random_baseline:
+        # Same architecture and config, fixed random init (seeded, so the baseline is reproducible).
+        rnd = create_model(dict(models["model"].config), seed=seed)
+        rnd.model_id = f"random-init(seed={seed})"
+        models["random"] = rnd.to(device).eval()
+    if baseline_model:
+        models["image-only"] = load_model(baseline_model, device=device)
+    return models
+
+
+def held_out_paths(model) -> set[str] | None:
+    """Photos a model's training run held out (from its config), as resolved paths; None if not recorded."""
+    cfg = getattr(model, "config", {}) or {}
+    for key in ("held_out", "held_out_photos", "test_photos", "val_photos"):
+        value = cfg.get(key) or (cfg.get("training") or {}).get(key)
+        if value:
+            return {str(Path(p).resolve()) for p in value} if isinstance(value, list) else None
+    return None
+
+
+# ---------------------------------------------------------------- cached features
+def _cache_key(model, kind: str, sources: Sequence[str], **params) -> str:
+    """A short hash naming the model, the feature kind, its parameters and the inputs."""
+    blob = json.dumps({"model": getattr(model, "model_id", "?"), "kind": kind, "params": params,
+                       "sources": list(sources)}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def cached(cache_dir: str | Path | None, model, kind: str, sources: Sequence[str], compute, **params):
+    """Load features from `cache_dir` when present, else compute (and save them there)."""
+    if cache_dir is None:
+        return compute()
+    path = Path(cache_dir) / f"{kind}-{_cache_key(model, kind, sources, **params)}.npz"
+    if path.is_file():
+        return PatchFeatures.load(path)
+    feats = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feats.save(path)
+    return feats
+
+
+# ---------------------------------------------------------------- tasks
+def exif_probe(task: str, photos: Sequence[Photo], model, k: int = 16, mode: str = "random",
+               seeds: Sequence[int] = (0, 1, 2), test_fraction: float = 0.3, held_out: set[str] | None = None,
+               cache_dir=None, batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict:
+    """Linear probe of one EXIF property (make, model, exposure, ...) on frozen patch features."""
+    from exiflang.probes.linear import LABEL_SPECS, photo_labels, repeated_probe
+
+    if task not in LABEL_SPECS:
+        raise TaskError(f"unknown EXIF probe {task!r}; choose one of {sorted(LABEL_SPECS)}")
+    paths = [p.path for p in photos]
+    feats = cached(cache_dir, model, "photos", paths,
+                   lambda: extract_features(paths, model, k, mode, seed=0, batch_size=batch_size, device=device,
+                                            progress=progress, desc=f"features {getattr(model, 'model_id', '')}"),
+                   k=k, mode=mode)
+    tag_dicts = [dict(p.tags, Make=p.make, Model=p.model) for p in photos]
+    labels, binning = photo_labels(tag_dicts, LABEL_SPECS[task])
+    read_ok = set(np.unique(feats.photo_index).tolist())
+    labels = [lab if i in read_ok else None for i, lab in enumerate(labels)]
+    forced = None
+    if held_out:
+        forced = [str(Path(p).resolve()) in held_out for p in paths]
+    out = repeated_probe(task, feats.features, feats.photo_index, labels, seeds, test_fraction, forced)
+    out["binning"] = binning
+    out["split"] = "model's held-out photos as test" if forced else f"random by photo, {test_fraction:.0%} test"
+    return out
+
+
+def distortion_probe(photos: Sequence[Photo], model, n_bins: int = 5, k: int = 8, mode: str = "random",
+                     seeds: Sequence[int] = (0, 1, 2), test_fraction: float = 0.3, max_photos: int | None = None,
+                     cache_dir=None, batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict:
+    """Every photo distorted once per k1 bin (realistic lensfun coefficients); probe the bin, split by photo."""
+    from exiflang.probes.distortion import distort, distortion_bins
+    from exiflang.probes.linear import run_probe
+
+    bins = distortion_bins(n_bins)
+    paths = [p.path for p in photos][:max_photos] if max_photos else [p.path for p in photos]
+    versions = [path for path in paths for _ in range(n_bins)]  # version v = photo v // n_bins, bin v % n_bins
+    coeffs = [bins.sample(v % n_bins, np.random.default_rng([12345, v])) for v in range(len(versions))]
+
+    def transform(image: np.ndarray, v: int) -> np.ndarray:
+        return distort(image, *coeffs[v])
+
+    feats = cached(cache_dir, model, "distortion", versions,
+                   lambda: extract_features(versions, model, k, mode, seed=1, transform=transform,
+                                            batch_size=batch_size, device=device, progress=progress,
+                                            desc=f"distorted {getattr(model, 'model_id', '')}"),
+                   k=k, mode=mode, n_bins=n_bins, coeffs=[list(map(float, c)) for c in coeffs])
+    labels = [bins.label(v % n_bins) for v in range(len(versions))]
+    runs = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(paths))
+        n_test = max(1, int(round(len(paths) * test_fraction)))
+        test_photos, train_photos = set(order[:n_test].tolist()), set(order[n_test:].tolist())
+        test_v = np.array([v for v in range(len(versions)) if v // n_bins in test_photos])
+        train_v = np.array([v for v in range(len(versions)) if v // n_bins in train_photos])
+        runs.append(run_probe("distortion", feats.features, feats.photo_index, labels, train_v, test_v))
+    out = {"task": "distortion", "n_runs": len(runs), "runs": [r.to_dict() for r in runs],
+           "bins": [bins.label(i) for i in range(n_bins)], "coefficient_source": bins.source,
+           "n_photos": len(paths), "split": f"random by source photo (all its distorted versions), "
+                                            f"{test_fraction:.0%} test"}
+    for key in ("patch_accuracy", "photo_accuracy", "majority_chance", "uniform_chance"):
+        vals = np.array([r.to_dict()[key] for r in runs])
+        out[key], out[key + "_std"] = round(float(vals.mean()), 4), round(float(vals.std()), 4)
+    out["n_classes"] = n_bins
+    out["n_test_photos"] = max(1, int(round(len(paths) * test_fraction)))
+    return out
+
+
+def casia_task(root: str | Path, model, protocols: Sequence[str] = ("resized", "center-cropped"),
+               folds: int = 5, batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict:
+    """Real-vs-manipulated probe under each protocol (k-fold by image)."""
+    from exiflang.probes.casia import casia_embeddings, casia_probe, read_manifest
+
+    items = read_manifest(root)
+    out = {"task": "casia", "protocols": {}}
+    for protocol in protocols:
+        x, y, skipped = casia_embeddings(items, model, protocol, batch_size, device, progress)
+        res = casia_probe(x, y, protocol, folds=folds).to_dict()
+        res["skipped"] = len(skipped)
+        out["protocols"][protocol] = res
+    return out
+
+
+__all__ = [
+    "EXIF_TASKS", "ALL_TASKS", "TaskError", "Photo", "photos_from_index", "photos_from_folder",
+    "load_comparison_models", "held_out_paths", "cached", "exif_probe", "distortion_probe", "casia_task",
+]
