@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
     p.add_argument("--strict", action="store_true", help="refuse to run when the dataset is incomplete (counts, masks)")
     p.add_argument("--overwrite", action="store_true", help="discard per-image results already in --out")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="analyse only images K, K+N, K+2N, ... and write no summary: run N shards in parallel into "
+                        "one --out, then once without --shard to gather them")
     p.set_defaults(func=run)
 
 
@@ -72,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     for problem in dataset.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    shard = None
+    if args.shard:
+        try:
+            k, n = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            raise CommandError(f"--shard {args.shard!r} is not K/N (e.g. 0/4)") from None
+        shard = (k, n)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     try:
         method = build_method(args.method, args.model, cache, args.device, args.per_side, args.batch_size,
@@ -84,9 +94,13 @@ def run(args: argparse.Namespace) -> int:
         raise
     try:
         summary, stats = run_bench(dataset, method, args.out, dataset_spec=args.dataset, fixed_threshold=args.threshold,
-                                   limit=args.limit, write_maps=not args.no_maps, overwrite=args.overwrite)
+                                   limit=args.limit, write_maps=not args.no_maps, overwrite=args.overwrite,
+                                   shard=shard)
     except (BenchError, DatasetError) as exc:
         raise CommandError(str(exc)) from exc
+    if shard is not None:
+        print(f"shard {args.shard}: {stats.computed} image(s) analysed, {stats.resumed} already done, {stats.errors} error(s)")
+        return 0
     print((args.out / "summary.md").read_text())
     print(f"{stats.computed} image(s) analysed now, {stats.resumed} resumed from {args.out}, "
           f"{stats.cached_embeddings} from the embedding cache, {stats.errors} error(s); summary: {args.out / 'summary.json'}")

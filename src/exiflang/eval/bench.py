@@ -313,6 +313,7 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
                 f"to discard it"
             )
     if overwrite and (out_dir / "per_image").is_dir():
+        # Shards of one run would delete each other's results: overwrite is for a single process.
         for p in (out_dir / "per_image").glob("*.json"):
             p.unlink()
     _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
@@ -320,8 +321,12 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
 
 def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str = "", fixed_threshold: float = 0.5,
               limit: int | None = None, write_maps: bool = True, overwrite: bool = False,
-              progress: bool = True) -> tuple[dict, BenchRun]:
-    """Run (or resume) a benchmark; write per-image files, per_image.csv, summary.json and summary.md."""
+              progress: bool = True, shard: tuple[int, int] | None = None) -> tuple[dict, BenchRun]:
+    """Run (or resume) a benchmark; write per-image files, per_image.csv, summary.json and summary.md.
+
+    With ``shard=(k, n)`` only every n-th image from the k-th is analysed and no summary is written: run n
+    shards in parallel into the same folder, then once without a shard to gather them (nothing is recomputed).
+    """
     from tqdm import tqdm
 
     from ..imageio import ImageLoadError
@@ -340,6 +345,11 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
     stems = [sample_stem(s, dataset.root) for s in samples]
     if len(set(stems)) != len(stems):
         raise BenchError(f"{dataset.root}: two images map to the same output name; rename them")
+    if shard is not None:
+        k, n = shard
+        if not 0 <= k < n:
+            raise BenchError(f"shard {k}/{n}: need 0 <= K < N")
+        samples, stems = samples[k::n], stems[k::n]
     per_image, maps_dir = out_dir / "per_image", (out_dir / "maps" if write_maps else None)
     run = BenchRun(problems=list(dataset.problems))
     records: list[dict] = []
@@ -361,6 +371,8 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
         _atomic_write(done, lambda tmp, r=record: tmp.write_text(json.dumps(r) + "\n"))
         records.append(record)
         run.computed += 1
+    if shard is not None:
+        return {}, run
     summary = summarise(records)
     summary.update({
         "dataset": config["dataset"], "method": method.method_id, "settings": method.settings(),

@@ -1,0 +1,106 @@
+"""Benchmark harness: a small real run, the embedding cache, and resuming after a kill."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from exiflang.eval import metrics as M
+from exiflang.eval.bench import BenchError, NoiseMethod, build_method, run_bench
+from exiflang.eval.datasets import Dataset, load_dataset, load_mask
+
+KEYS = ["pmap", "pmap_strict", "ciou", "ciou_strict", "f1_best", "mcc_best", "pixel_auc", "det_ap", "det_auc", "counts"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from exiflang.models import create_model, save_model
+
+    out = tmp_path_factory.mktemp("tiny")
+    save_model(create_model("tiny", seed=0), out)
+    return out
+
+
+def _subset(casia_dir, n_each: int) -> Dataset:
+    """The first n_each tampered and n_each authentic CASIA images."""
+    ds = load_dataset(f"manifest:{casia_dir}")
+    tampered = [s for s in ds.samples if s.label == 1][:n_each]
+    authentic = [s for s in ds.samples if s.label == 0][:n_each]
+    return Dataset(ds.kind, ds.root, tampered + authentic)
+
+
+def test_small_run_writes_consistent_outputs(casia_dir, tiny_model_dir, tmp_path):
+    ds = _subset(casia_dir, 2)
+    method = build_method("exiflang", str(tiny_model_dir), tmp_path / "cache", per_side=10)
+    summary, run = run_bench(ds, method, tmp_path / "out", progress=False)
+    assert run.computed == 4 and run.errors == 0
+    assert all(k in summary for k in KEYS)
+    assert summary["counts"]["manipulated"] == 2 and summary["counts"]["authentic"] == 2
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["pmap"] == pytest.approx(summary["pmap"])
+    assert "| " + method.method_id in (tmp_path / "out" / "summary.md").read_text()
+    rows = list(csv.DictReader((tmp_path / "out" / "per_image.csv").open()))
+    assert len(rows) == 4
+    # The maps on disk are the detect --out files, and re-scoring them gives the summary's p-mAP.
+    maps, masks = [], []
+    for s, row in zip(ds.samples, rows):
+        assert (tmp_path / "out" / "maps" / f"{row['stem']}.json").is_file()
+        heat = np.load(tmp_path / "out" / "maps" / f"{row['stem']}.heatmap.npy")
+        mask = load_mask(s, heat.shape)
+        if s.label:
+            maps.append(heat)
+            masks.append(mask)
+    assert M.pmap(maps, masks) == pytest.approx(summary["pmap"], abs=1e-9)
+    assert M.pmap(maps, masks, polarity_free=False) == pytest.approx(summary["pmap_strict"], abs=1e-9)
+
+    # Other post-processing into another folder: every embedding comes from the cache.
+    method2 = build_method("exiflang", str(tiny_model_dir), tmp_path / "cache", per_side=10, iters=2)
+    _, run2 = run_bench(ds, method2, tmp_path / "out2", progress=False)
+    assert run2.cached_embeddings == 4
+    # Re-running with other settings into the first folder is refused rather than mixing results.
+    with pytest.raises(BenchError, match="other settings"):
+        run_bench(ds, method2, tmp_path / "out", progress=False)
+
+
+def test_noise_baseline_and_random_weights_run_in_the_same_harness(casia_dir, tmp_path):
+    ds = _subset(casia_dir, 2)
+    summary, _ = run_bench(ds, NoiseMethod(), tmp_path / "noise", progress=False)
+    assert 0.0 <= summary["pmap"] <= 1.0 and summary["counts"]["scored"] == 4
+    assert (tmp_path / "noise" / "maps").is_dir()
+    a = build_method("random", "tiny", None, per_side=10, seed=0)
+    b = build_method("random", "tiny", None, per_side=10, seed=0)
+    image = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    assert a.method_id == "random-tiny-seed0"
+    assert np.array_equal(a.analyse(image).heatmap, b.analyse(image).heatmap)  # fixed seed -> same weights
+
+
+def test_killed_benchmark_resumes(casia_dir, tiny_model_dir, tmp_path):
+    out, cache = tmp_path / "killed", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "exiflang.cli", "bench", "--dataset", f"manifest:{casia_dir}", "--limit", "6",
+           "--model", str(tiny_model_dir), "--out", str(out), "--cache-dir", str(cache), "--no-maps"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "per_image").glob("*.json")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in (out / "per_image").glob("*.json")}
+    assert proc.returncode == -signal.SIGKILL and 1 <= len(done_before) < 6
+
+    ds = load_dataset(f"manifest:{casia_dir}")
+    method = build_method("exiflang", str(tiny_model_dir), cache)
+    summary, run = run_bench(ds, method, out, dataset_spec=f"manifest:{casia_dir}", limit=6, write_maps=False,
+                             progress=False)
+    assert run.resumed == len(done_before) and run.computed == 6 - len(done_before)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "per_image").glob("*.json") if p.name in done_before} == done_before
+    # Same numbers as a run that was never interrupted.
+    fresh, _ = run_bench(ds, method, tmp_path / "fresh", limit=6, write_maps=False, progress=False)
+    for key in ("pmap", "pmap_strict", "ciou", "f1_best", "mcc_best", "pixel_auc"):
+        assert summary[key] == pytest.approx(fresh[key], abs=1e-9)
