@@ -125,7 +125,7 @@ DEFAULT_EXCLUSIONS: tuple[Exclusion, ...] = (
               r"PixelYDimension|Default(Crop|User)?(Origin|Size)|CropSize|SensorWidth|SensorHeight",
               "uninformative", "image dimensions: the shared photos are crops, and a patch cannot show the frame size"),
     Exclusion(r".*Offsets?|.*ByteCounts?|.*Thumbnail.*|.*Preview.*|JpgFromRaw.*|OtherImage.*|MakerNoteOffset|"
-              r"ExifOffset|InteropOffset|SubIFD.*|IFD\d*", "uninformative",
+              r"ExifOffset|InteropOffset|OffsetSchema|SubIFD.*|IFD\d*", "uninformative",
               "pointers, lengths and embedded thumbnails/previews describe the file layout, not the capture"),
     Exclusion(r".*Date.*|.*TimeStamp.*|SubSecTime.*|OffsetTime.*|TimeZone.*|RunTime.*|.*TimeCreated|"
               r"ModifyDate|CreateDate", "uninformative",
