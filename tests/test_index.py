@@ -196,6 +196,11 @@ def test_cli_exif_and_index(photos_dir: Path, tmp_path: Path, capsys) -> None:
     assert data["text"] == "Make: NIKON CORPORATION, Model: NIKON D3100" and data["tags"]["FNumber"] == "4.0"
     assert cli_main(["exif", "--no-names", "--subset", "Make,Model", photo]) == 0
     assert capsys.readouterr().out.strip() == "NIKON CORPORATION, NIKON D3100"
+    assert cli_main(["exif", "--subset", "Model", "--max-value-chars", "40", str(photos_dir / SOME[1])]) == 0
+    assert capsys.readouterr().out.strip() == "Model: Canon EOS 20D"
+    assert cli_main(["exif", "--shuffle", "3", photo]) == 0
+    shuffled = capsys.readouterr().out.strip()
+    assert not shuffled.startswith("Make:") and "Model: NIKON D3100" in shuffled
     assert cli_main(["exif", str(tmp_path / "missing.jpg")]) == 2
     assert "no such file" in capsys.readouterr().err
 

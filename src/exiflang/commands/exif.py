@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                       help="keep only these tags: 'camera-only' (Make, Model), 'exposure', 'lens', 'processing', one tag name, or a comma-separated list")
     text.add_argument("--no-exclusions", action="store_true", help="keep private and uninformative tags too (GPS, serials, dates, sizes ...)")
     text.add_argument("--raw-values", action="store_true", help="print values as read, without the paper's value rules (integers, 20-character limit, character filter)")
+    text.add_argument("--max-value-chars", type=int, default=20, metavar="N",
+                      help="values longer than this become 'Unknown' (default: %(default)s, the official rule; it hides long "
+                           "model names such as 'Canon EOS 5D Mark III')")
     text.add_argument("--min-frequency", type=float, default=0.0, metavar="FRACTION",
                       help="keep only tags present in at least this fraction of an indexed collection (needs --index)")
     text.add_argument("--index", default=None, metavar="INDEX", help="index folder whose tag_counts.json --min-frequency uses")
@@ -55,6 +58,7 @@ def text_config_from_args(args: argparse.Namespace):
             default_exclusions=not args.no_exclusions,
             normalize_values=not args.raw_values,
             min_frequency=args.min_frequency,
+            max_value_chars=args.max_value_chars,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc

@@ -12,8 +12,8 @@ def register(subparsers) -> None:
         description=(
             "Walk PHOTO_DIR recursively, read every file's EXIF on several cores, and write INDEX/records.jsonl "
             "(one accepted photo per line: path, decoded width/height, sha256, tags, text), INDEX/rejects.jsonl "
-            "(every other file with its reason: not_an_image, undecodable, too_small, exif_unreadable, no_exif, "
-            "too_few_tags, edited, duplicate), INDEX/tag_counts.json and INDEX/meta.json. Running it again on a "
+            "(every other file with its reason: not_an_image, undecodable, too_large, too_small, exif_unreadable, "
+            "no_exif, too_few_tags, edited, duplicate, error), INDEX/tag_counts.json and INDEX/meta.json. Running it again on a "
             "grown folder only reads new or changed files."
         ),
     )

@@ -320,7 +320,7 @@ def build_index(
     photo_dir = Path(photo_dir).expanduser().resolve()
     out_dir = Path(out_dir).expanduser().resolve()
     if not photo_dir.is_dir():
-        raise FileNotFoundError(f"{photo_dir}: photo folder not found")
+        raise FileNotFoundError(f"{photo_dir}: {'not a folder' if photo_dir.exists() else 'photo folder not found'}")
     options = options or IndexOptions()
     workers = workers or min(2, os.cpu_count() or 1)
     out_dir.mkdir(parents=True, exist_ok=True)
