@@ -155,6 +155,12 @@ def test_reject_reasons(photos_dir: Path, tmp_path: Path) -> None:
     assert [r["relpath"] for r in iter_records(tmp_path / "idx")] == [good.name]
     assert summary.n_files == 8 and summary.reasons["duplicate"] == 1
 
+    # The original goes away: on the next run its duplicate is accepted in its place.
+    good.unlink()
+    build_index(folder, tmp_path / "idx", progress=False)
+    assert [r["relpath"] for r in iter_records(tmp_path / "idx")] == ["copy.jpg"]
+    shutil.copy2(folder / "copy.jpg", good)
+
     # Every rule is an option.
     loose = IndexOptions(min_tags=0, min_size=32, reject_edited=False, reject_duplicates=False, decode="header")
     build_index(folder, tmp_path / "loose", loose, progress=False)

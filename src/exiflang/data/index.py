@@ -159,7 +159,8 @@ def _previous_state(out_dir: Path) -> dict[str, tuple[int, int, str]]:
     state: dict[str, tuple[int, int, str]] = {}
     for name in (RECORDS, REJECTS):
         for _, rec in _iter_jsonl(out_dir / name):
-            if "relpath" in rec and "sha256" in rec and rec.get("reason") != ERROR:  # unexpected errors are retried
+            # Unexpected errors are retried; duplicates are re-judged because their original may be gone.
+            if "relpath" in rec and "sha256" in rec and rec.get("reason") not in (ERROR, DUPLICATE):
                 state[rec["relpath"]] = (int(rec.get("size", -1)), int(rec.get("mtime_ns", -1)), rec["sha256"] or "")
     return state
 
@@ -304,6 +305,114 @@ class _Readers:
             reader.close()
 
 
+@dataclass
+class _Plan:
+    """What a run has to do: which files are unchanged and which must be (re)judged."""
+
+    n_files: int = 0
+    n_removed: int = 0
+    unchanged: set[str] = field(default_factory=set)
+    todo: list[tuple[str, int, int]] = field(default_factory=list)  # (relpath, size, mtime_ns)
+    maybe_same: set[str] = field(default_factory=set)  # changed size/mtime: hash before re-reading
+
+
+def _plan(photo_dir: Path, out_dir: Path, previous: dict[str, tuple[int, int, str]]) -> _Plan:
+    """Compare the folder with the previous index by size and mtime (one small tuple per file in memory)."""
+    plan = _Plan()
+    n_seen_before = 0
+    for _, rel, st in walk_files(photo_dir, skip=out_dir):
+        plan.n_files += 1
+        old = previous.get(rel)
+        n_seen_before += old is not None
+        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+            plan.unchanged.add(rel)
+        else:
+            plan.todo.append((rel, st.st_size, st.st_mtime_ns))
+            if old is not None:
+                plan.maybe_same.add(rel)
+    plan.n_removed = len(previous) - n_seen_before
+    return plan
+
+
+class _Writer:
+    """Streams verdicts to records/rejects files, applying the duplicate check and counting tags and reasons."""
+
+    def __init__(self, out_dir: Path, options: IndexOptions, summary: IndexSummary):
+        self.options = options
+        self.summary = summary
+        self.tag_counts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.seen_sha: dict[str, str] = {}  # sha256 -> relpath of the accepted photo
+        self.rec_tmp, self.rej_tmp = out_dir / (RECORDS + ".tmp"), out_dir / (REJECTS + ".tmp")
+        self.rec_fh = self.rec_tmp.open("w", encoding="utf-8")
+        self.rej_fh = self.rej_tmp.open("w", encoding="utf-8")
+
+    def write(self, kind: str, entry: dict[str, Any]) -> None:
+        """Append one verdict ("record" or "reject")."""
+        if kind == "record" and self.options.reject_duplicates and entry["sha256"] in self.seen_sha:
+            kind = "reject"
+            entry = {k: entry[k] for k in ("path", "relpath", "size", "mtime", "mtime_ns", "sha256")}
+            entry.update(reason=DUPLICATE, detail=f"same content as {self.seen_sha[entry['sha256']]}")
+        if kind == "record":
+            self.seen_sha.setdefault(entry["sha256"], entry["relpath"])
+            self.tag_counts.update(entry["tags"].keys())
+            self.summary.n_accepted += 1
+            self.rec_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        else:
+            self.reasons[entry["reason"]] += 1
+            self.summary.n_rejected += 1
+            self.rej_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def commit(self, out_dir: Path) -> None:
+        """Close the files and move them into place (a killed run leaves the previous index intact)."""
+        self.close()
+        os.replace(self.rec_tmp, out_dir / RECORDS)
+        os.replace(self.rej_tmp, out_dir / REJECTS)
+        self.summary.reasons = dict(self.reasons)
+        _write_json(out_dir / TAG_COUNTS, {"n_photos": self.summary.n_accepted,
+                                           "counts": dict(self.tag_counts.most_common())})
+
+    def close(self) -> None:
+        """Close both files."""
+        self.rec_fh.close()
+        self.rej_fh.close()
+
+
+def _carry_over(out_dir: Path, plan: _Plan, writer: _Writer) -> dict[str, dict[str, Any]]:
+    """Copy verdicts of unchanged files from the previous index; return the old entries of maybe-same files."""
+    stashed: dict[str, dict[str, Any]] = {}
+    for name, kind in ((RECORDS, "record"), (REJECTS, "reject")):
+        for _, entry in _iter_jsonl(out_dir / name):
+            rel = entry.get("relpath")
+            if rel in plan.unchanged:
+                writer.summary.n_reused += 1
+                writer.write(kind, entry)
+            elif rel in plan.maybe_same:
+                stashed[rel] = {"kind": kind, "entry": entry}
+    return stashed
+
+
+def _judge_job(photo_dir: Path, readers: _Readers, options: IndexOptions, stashed: dict[str, dict[str, Any]]):
+    """The per-file job run on worker threads: hash, reuse an identical old verdict, else judge the file."""
+
+    def job(item: tuple[str, int, int]) -> tuple[str, dict[str, Any]]:
+        rel, size, mtime_ns = item
+        path = photo_dir / rel
+        try:
+            sha = sha256_file(path)
+            old = stashed.get(rel)
+            if old is not None and old["entry"].get("sha256") == sha:
+                return "same", {**old["entry"], "size": size, "mtime": mtime_ns / 1e9, "mtime_ns": mtime_ns,
+                                "_kind": old["kind"]}
+            return judge_file(path, rel, size, mtime_ns, readers.get(), options, sha256=sha)
+        except Exception as exc:  # one odd file must not stop a long run; the reason is recorded
+            return "reject", {"path": str(path), "relpath": rel, "size": size, "mtime": mtime_ns / 1e9,
+                              "mtime_ns": mtime_ns, "sha256": "", "reason": ERROR,
+                              "detail": f"{type(exc).__name__}: {exc}"}
+
+    return job
+
+
 def build_index(
     photo_dir: str | Path,
     out_dir: str | Path,
@@ -326,98 +435,33 @@ def build_index(
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    reuse = _options_match(out_dir, options)
-    # Memory per file: one small tuple here and one in `previous` (~200-300 bytes), so 10^6 photos fit easily.
-    previous = _previous_state(out_dir) if reuse else {}
-    unchanged: set[str] = set()
-    todo: list[tuple[str, int, int]] = []  # (relpath, size, mtime_ns) of new or changed files
-    n_files = n_seen_before = 0
-    for _, rel, st in walk_files(photo_dir, skip=out_dir):
-        n_files += 1
-        old = previous.get(rel)
-        n_seen_before += old is not None
-        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
-            unchanged.add(rel)
-        else:
-            todo.append((rel, st.st_size, st.st_mtime_ns))
-    # Changed size/mtime with identical content (a copy, a touch) is reused after hashing, not re-read.
-    maybe_same = {rel for rel, _, _ in todo if rel in previous}
-
-    summary = IndexSummary(n_files=n_files, workers=workers)
-    tag_counts: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    seen_sha: dict[str, str] = {}
-    stashed: dict[str, dict[str, Any]] = {}
-    tmp_rec, tmp_rej = out_dir / (RECORDS + ".tmp"), out_dir / (REJECTS + ".tmp")
-
+    # Verdicts of an earlier run hold only if it used the same acceptance options.
+    previous = _previous_state(out_dir) if _options_match(out_dir, options) else {}
+    plan = _plan(photo_dir, out_dir, previous)
+    summary = IndexSummary(n_files=plan.n_files, n_removed=plan.n_removed, workers=workers)
     readers = _Readers(backend=backend, makernotes=options.makernotes, timeout=timeout)
+    writer = _Writer(out_dir, options, summary)
     try:
         summary.reader = readers.get().describe()
-        with tmp_rec.open("w", encoding="utf-8") as rec_fh, tmp_rej.open("w", encoding="utf-8") as rej_fh:
-
-            def write(kind: str, entry: dict[str, Any]) -> None:
-                """Append one verdict, applying the duplicate check and updating the counts."""
-                if kind == "record" and options.reject_duplicates and entry["sha256"] in seen_sha:
-                    kind = "reject"
-                    entry = {k: entry[k] for k in ("path", "relpath", "size", "mtime", "mtime_ns", "sha256")}
-                    entry.update(reason=DUPLICATE, detail=f"same content as {seen_sha[entry['sha256']]}")
-                if kind == "record":
-                    seen_sha.setdefault(entry["sha256"], entry["relpath"])
-                    tag_counts.update(entry["tags"].keys())
-                    summary.n_accepted += 1
-                    rec_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                else:
-                    reasons[entry["reason"]] += 1
-                    summary.n_rejected += 1
-                    rej_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-            # 1. Carry over verdicts of unchanged files, streaming the old files.
-            if reuse:
-                for name, kind in ((RECORDS, "record"), (REJECTS, "reject")):
-                    for _, entry in _iter_jsonl(out_dir / name):
-                        rel = entry.get("relpath")
-                        if rel in unchanged:
-                            summary.n_reused += 1
-                            write(kind, entry)
-                        elif rel in maybe_same:
-                            stashed[rel] = {"kind": kind, "entry": entry}
-                summary.n_removed = len(previous) - n_seen_before
-
-            # 2. Judge new and changed files on `workers` threads (each with its own ExifTool).
-            def job(item: tuple[str, int, int]) -> tuple[str, dict[str, Any]]:
-                rel, size, mtime_ns = item
-                path = photo_dir / rel
-                try:
-                    sha = sha256_file(path)
-                    old = stashed.get(rel)
-                    if old is not None and old["entry"].get("sha256") == sha:
-                        return "same", {**old["entry"], "size": size, "mtime": mtime_ns / 1e9, "mtime_ns": mtime_ns,
-                                        "_kind": old["kind"]}
-                    return judge_file(path, rel, size, mtime_ns, readers.get(), options, sha256=sha)
-                except Exception as exc:  # one odd file must not stop a long run; the reason is recorded
-                    return "reject", {"path": str(path), "relpath": rel, "size": size, "mtime": mtime_ns / 1e9,
-                                      "mtime_ns": mtime_ns, "sha256": "", "reason": ERROR,
-                                      "detail": f"{type(exc).__name__}: {exc}"}
-
-            bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True)
-            for kind, entry in _ordered_map(job, todo, workers):
-                if kind == "same":
-                    kind = entry.pop("_kind")
-                    summary.n_reused += 1
-                else:
-                    summary.n_examined += 1
-                write(kind, entry)
-                bar.update(1)
-                bar.set_postfix(accepted=summary.n_accepted, rejected=summary.n_rejected, refresh=False)
-            bar.close()
+        stashed = _carry_over(out_dir, plan, writer) if previous else {}
+        bar = tqdm(total=len(plan.todo), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True)
+        for kind, entry in _ordered_map(_judge_job(photo_dir, readers, options, stashed), plan.todo, workers):
+            if kind == "same":
+                kind = entry.pop("_kind")
+                summary.n_reused += 1
+            else:
+                summary.n_examined += 1
+            writer.write(kind, entry)
+            bar.update(1)
+            bar.set_postfix(accepted=summary.n_accepted, rejected=summary.n_rejected, refresh=False)
+        bar.close()
+    except BaseException:
+        writer.close()
+        raise
     finally:
         readers.close()
-
-    os.replace(tmp_rec, out_dir / RECORDS)
-    os.replace(tmp_rej, out_dir / REJECTS)
-    summary.reasons = dict(reasons)
+    writer.commit(out_dir)
     summary.seconds = time.perf_counter() - start
-    _write_json(out_dir / TAG_COUNTS, {"n_photos": summary.n_accepted, "counts": dict(tag_counts.most_common())})
     _write_json(out_dir / META, {
         "version": INDEX_VERSION,
         "photo_dir": str(photo_dir),
