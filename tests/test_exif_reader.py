@@ -167,3 +167,14 @@ def test_fallback_gives_the_same_text_as_exiftool_on_most_photos(photos_dir: Pat
     with ExifReader(backend="exiftool") as a, ExifReader(backend="pyexiv2") as b:
         same = sum(exif_to_text(a.read(f)) == exif_to_text(b.read(f)) for f in files)
     assert same >= 0.95 * len(files), f"{same} of {len(files)} texts agree"  # measured: 298 of all 302
+
+
+@needs_exiftool
+def test_odd_file_names(photos_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    src = photos_dir / "SONY_ILCE-6400/DSC00007.jpg"
+    for name in ("-looks-like-an-option.jpg", "späces and ünïcode.jpg"):
+        shutil.copy(src, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    with ExifReader(backend="exiftool") as reader:
+        assert reader.read("-looks-like-an-option.jpg")["Model"] == "ILCE-6400"
+        assert reader.read(tmp_path / "späces and ünïcode.jpg")["Model"] == "ILCE-6400"

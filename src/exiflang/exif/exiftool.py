@@ -78,9 +78,11 @@ class ExifToolProcess:
         path = str(path)
         if "\n" in path or "\r" in path:
             raise ExifReadError(path, "file names containing line breaks cannot be passed to ExifTool")
+        # A relative name starting with "-" would be taken for an option.
+        arg = f"./{path}" if path.startswith("-") else path
         with self._lock:
             proc = self._start()
-            args = "\n".join([*self.tag_args, path, "-execute", ""])
+            args = "\n".join([*self.tag_args, arg, "-execute", ""])
             try:
                 proc.stdin.write(args.encode("utf-8", "surrogateescape"))
                 proc.stdin.flush()
