@@ -165,7 +165,10 @@ class ExifReader:
 
 def read_exif(path: str | Path, backend: str = "auto", makernotes: bool = False,
               timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
-    """Read one photo's EXIF tags ({"Make": "Canon", "ExposureTime": "1/500", ...}); raise ExifReadError."""
+    """Read one photo's EXIF tags ({"Make": "Canon", "ExposureTime": "1/500", ...}); raise ExifReadError.
+
+    Starts (and stops) one ExifTool process per call; use `ExifReader` to read many files.
+    """
     with ExifReader(backend=backend, makernotes=makernotes, timeout=timeout) as reader:
         return reader.read(path)
 
