@@ -33,6 +33,7 @@ from .models import ExifModel, clip_loss, create_model, image_only_loss, save_mo
 from .models.loss import gather_with_grad
 
 CHECKPOINT = "checkpoint.safetensors"
+TEXT_FEATURES = "text_features.safetensors"
 METRICS = "metrics.jsonl"
 OBJECTIVES = ("exif", "image-only")
 # Options that define what is computed; a resumed run takes them from its checkpoint, not the command line.
@@ -75,6 +76,7 @@ class TrainOptions:
     cache: str = "auto"
     bn_group: int | None = None  # crops per BatchNorm group (None: the whole local batch)
     threads: int | None = None
+    text_features: str | None = None  # frozen-text feature cache (default RUN_DIR/text_features.safetensors)
     resume: bool = False
     stop_at: int | None = None  # stop after this step as if killed (tests and time-sliced runs)
     progress: bool = True
@@ -139,7 +141,12 @@ def load_photos(opt: TrainOptions, patch_size: int) -> tuple[list[Photo], int]:
     if opt.shards is not None:
         from .data.shards import photos_from_shards
 
-        return photos_from_shards(opt.shards, patch_size, Path(opt.out) / "shard_cache")
+        from .data.shards import ShardError
+
+        try:
+            return photos_from_shards(opt.shards, patch_size)
+        except ShardError as exc:
+            raise TrainError(str(exc)) from exc
     from .data.index import IndexReadError, load_records
 
     try:
@@ -193,6 +200,44 @@ def text_feature_table(model: ExifModel, texts: list[str], device: torch.device,
         tok = model.tokenize(texts[i:i + batch])
         out.append(model.text.features(tok["input_ids"].to(device), tok["attention_mask"].to(device)).float())
     return torch.cat(out) if out else torch.empty(0, model.text.hidden_size, device=device)
+
+
+def _text_key(text: str) -> str:
+    """Cache key of a text."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _backbone_identity(model: ExifModel) -> str:
+    """What the cached features depend on: the text tower's kind, tokenizer, length and architecture."""
+    cfg = model.text.cfg
+    return json.dumps({k: cfg.get(k) for k in ("kind", "tokenizer", "max_length", "backbone_config")}, sort_keys=True)
+
+
+def cached_text_features(model: ExifModel, texts: list[str], device: torch.device, path: Path | None,
+                         write: bool, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Frozen-backbone features per text, read from / added to a safetensors cache file (keyed by text hash)."""
+    from safetensors.torch import load_file, save_file
+
+    identity = _backbone_identity(model)
+    known: dict[str, torch.Tensor] = {}
+    if path is not None and path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            same = (f.metadata() or {}).get("backbone") == identity
+        if same:
+            known = load_file(str(path))
+    missing = sorted({t for t in texts if _text_key(t) not in known})
+    if missing:
+        table = text_feature_table(model, missing, device, progress=progress).cpu()
+        known.update({_text_key(t): row.clone() for t, row in zip(missing, table)})
+        if write and path is not None:
+            tmp = path.with_name(path.name + ".tmp")
+            save_file(known, str(tmp), metadata={"backbone": identity})
+            os.replace(tmp, path)
+    return {t: known[_text_key(t)].to(device) for t in texts}
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -504,6 +549,8 @@ def prepare(opt: TrainOptions) -> Run:
     config = resolve_config(opt.config if resume is None else resume[1]["model_config"])
 
     photos, n_small = load_photos(opt, int(config["patch_size"]))
+    # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
+    photos.sort(key=lambda p: (p.sha256, p.path))
     train_photos, val_photos = split_by_photo(photos, opt.val_fraction)
     if not train_photos:
         raise TrainError("no training photos left after the held-out split")
@@ -524,8 +571,9 @@ def prepare(opt: TrainOptions) -> Run:
     text_features, feature_by_text = None, None
     if opt.objective == "exif" and not model.text.train_backbone:
         all_texts = sorted(set(texts) | {p.text for p in val_photos})
-        table = text_feature_table(model, all_texts, device, progress=opt.progress and ddp.main)
-        feature_by_text = dict(zip(all_texts, table))
+        cache_file = Path(opt.text_features) if opt.text_features else Path(opt.out) / TEXT_FEATURES
+        feature_by_text = cached_text_features(model, all_texts, device, cache_file, write=ddp.main,
+                                               progress=opt.progress and ddp.main)
         text_features = torch.stack([feature_by_text[t] for t in texts])
     if cache:
         store.preload(progress=opt.progress and ddp.main)
@@ -537,7 +585,8 @@ def prepare(opt: TrainOptions) -> Run:
     optimizer = torch.optim.AdamW(param_groups(model, opt.weight_decay), lr=opt.lr, betas=(0.9, 0.98), eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(opt.warmup, opt.steps, opt.min_lr_ratio))
     torch.manual_seed(opt.seed + 1000 * ddp.rank)  # dropout etc.; the data use their own seeded streams
-    recipe = {k: v for k, v in asdict(opt).items() if k not in ("progress", "resume", "stop_at", "out", "extra")}
+    recipe = {k: v for k, v in asdict(opt).items()
+              if k not in ("progress", "resume", "stop_at", "out", "extra", "text_features")}
     info = {"model_config": config, "options": recipe, "n_train_photos": len(train_photos),
             "n_val_photos": len(val_photos), "n_skipped_small": n_small, "data_hash": data_hash(train_photos),
             "val_data_hash": data_hash(val_photos) if val_photos else None,

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--eval-crops", type=int, default=8, help="crops per held-out photo (default 8)")
     r.add_argument("--ckpt-every", type=int, default=200, help="checkpoint every N steps (default 200)")
     r.add_argument("--log-every", type=int, default=10, help="metrics line every N steps (default 10)")
+    r.add_argument("--text-features", metavar="FILE",
+                   help="cache of frozen text-tower features (default RUN_DIR/text_features.safetensors); "
+                        "reuse one from another run to skip recomputing them")
     r.add_argument("--stop-at", type=int, default=None,
                    help="stop after this step as if killed, keeping the schedule of --steps (for time-sliced runs)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

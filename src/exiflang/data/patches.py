@@ -11,13 +11,14 @@ resumed run builds it: the data position of a run is just its step number.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..imageio import ImageLoadError, load_rgb
+from ..imageio import MAX_PIXELS, ImageLoadError, as_rgb_array, load_rgb
 
 EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
 
@@ -37,6 +38,7 @@ class Photo:
     text: str
     make: str
     model: str
+    blob: bytes | None = field(default=None, repr=False, compare=False)  # file bytes (from shards), else read path
 
 
 def photos_from_records(records: Sequence[dict[str, Any]], patch_size: int) -> tuple[list[Photo], int]:
@@ -84,6 +86,20 @@ def cut_crops(image: np.ndarray, positions: np.ndarray, patch: int) -> np.ndarra
     return out
 
 
+def decode_blob(blob: bytes, name: str) -> np.ndarray:
+    """Decode in-memory image bytes to stored HxWx3 uint8 RGB, with the same policy as `load_rgb`."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(blob)) as img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise ImageLoadError(f"{name}: {img.size[0]}x{img.size[1]} exceeds the pixel limit")
+            img.load()
+            return as_rgb_array(img)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(f"{name}: cannot decode image ({exc})") from exc
+
+
 class PhotoStore:
     """Decoded pixels of a photo list, optionally cached in memory (decode once per run)."""
 
@@ -110,7 +126,7 @@ class PhotoStore:
             return self._arrays[i]
         photo = self.photos[i]
         try:
-            arr, _ = load_rgb(photo.path)
+            arr = load_rgb(photo.path)[0] if photo.blob is None else decode_blob(photo.blob, photo.path)
         except ImageLoadError as exc:
             raise PatchDataError(f"{photo.path}: {exc}") from exc
         if arr.shape[0] < photo.height or arr.shape[1] < photo.width:

