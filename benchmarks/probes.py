@@ -48,15 +48,16 @@ def cmd_reference(args) -> int:
 
 
 def _eval_photos(records: list[dict], model, use_held_out: bool) -> tuple[list[dict], str]:
-    """The photos to evaluate on: the model's held-out photos when recorded, else all."""
-    from exiflang.probes.tasks import held_out_paths
+    """The photos to evaluate on: the model's held-out photos when its config records a split, else all."""
+    from exiflang.probes.tasks import Photo, held_out_mask
 
-    held = held_out_paths(model) if use_held_out else None
-    if held:
-        chosen = [r for r in records if str(Path(r["path"]).resolve()) in held]
-        if chosen:
-            return chosen, f"{len(chosen)} held-out photos of the model's training run"
-    return records, f"all {len(records)} photos (NO held-out split recorded: the model may have trained on them)"
+    if use_held_out:
+        photos = [Photo(r["path"], r.get("tags") or {}, r.get("make") or "", r.get("model") or "",
+                        r.get("sha256") or "", r.get("text") or "") for r in records]
+        mask, note = held_out_mask(model, photos)
+        if mask:
+            return [r for r, m in zip(records, mask) if m], note
+    return records, f"all {len(records)} photos (NO held-out split used: the model may have trained on them)"
 
 
 def _models(args) -> dict:

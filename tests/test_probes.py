@@ -207,3 +207,22 @@ def test_casia_protocol_views(casia_dir):
         casia.protocol_input(img, 64, "squashed")
     with pytest.raises(casia.CasiaError, match="MANIFEST"):
         casia.read_manifest(casia_dir / "masks")
+
+
+def test_held_out_mask_reproduces_the_trainers_split():
+    from types import SimpleNamespace
+
+    from exiflang.data.patches import data_hash
+    from exiflang.probes.tasks import Photo, held_out_mask
+
+    photos = [Photo(f"/p/{i}.jpg", {}, "M", "X", sha256=f"{i * 0x0A3D70A3:08x}" + "0" * 56, text=f"t{i}")
+              for i in range(25)]
+    held = [int(p.sha256[:8], 16) / 0xFFFFFFFF < 0.2 for p in photos]  # the trainer's rule, restated
+    assert 0 < sum(held) < len(photos)
+    val = [SimpleNamespace(sha256=p.sha256, text=p.text) for p, h in zip(photos, held) if h]
+    model = SimpleNamespace(config={"train": {"recipe": {"val_fraction": 0.2}, "val_data_hash": data_hash(val)}})
+    mask, note = held_out_mask(model, photos)
+    assert mask == held and "matches" in note
+    model.config["train"]["val_data_hash"] = "something else"
+    assert "does NOT match" in held_out_mask(model, photos)[1]
+    assert held_out_mask(SimpleNamespace(config={}), photos) == (None, "no held-out split recorded in the model config")

@@ -105,16 +105,20 @@ def run(args) -> int:
     from exiflang.probes.features import FeatureError
     from exiflang.probes.linear import ProbeError
     from exiflang.probes.tasks import (EXIF_TASKS, TaskError, casia_task, distortion_probe, exif_probe,
-                                       held_out_paths, load_comparison_models)
+                                       held_out_mask, load_comparison_models)
 
     tasks = list(TASK_HELP) if "all" in args.tasks else list(dict.fromkeys(args.tasks))
     seeds = tuple(range(max(1, args.seeds)))
     try:
         models = load_comparison_models(args.model, args.baseline_model, not args.no_random_baseline,
                                         args.seed, args.device)
-        held_out = held_out_paths(models["model"]) if args.split == "auto" else None
         photos = _photos(args) if any(t in EXIF_TASKS or t == "distortion" for t in tasks) else []
-        results: dict = {"models": {k: getattr(m, "model_id", "") for k, m in models.items()}, "tasks": {}}
+        held_out, split_note = None, "random photo splits (--split random)"
+        if args.split == "auto" and photos:
+            held_out, split_note = held_out_mask(models["model"], photos)
+            print(f"split: {split_note}" + ("" if held_out else "; using random photo splits"))
+        results: dict = {"models": {k: getattr(m, "model_id", "") for k, m in models.items()},
+                         "split_note": split_note, "tasks": {}}
         common = dict(batch_size=args.batch_size, device=args.device, progress=not args.quiet)
         for task in tasks:
             results["tasks"][task] = {}

@@ -33,6 +33,8 @@ class Photo:
     tags: dict
     make: str
     model: str
+    sha256: str = ""  # content hash, when known (index records carry it)
+    text: str = ""  # the index's EXIF text, when known (lets the held-out split be verified)
 
 
 # ---------------------------------------------------------------- photo sets
@@ -43,8 +45,8 @@ def photos_from_index(index_dir: str | Path) -> list[Photo]:
     index_dir = Path(index_dir)
     if not (index_dir / "records.jsonl").is_file():
         raise TaskError(f"{index_dir}: not an exiflang index (records.jsonl missing)")
-    return [Photo(r["path"], dict(r.get("tags") or {}), str(r.get("make") or ""), str(r.get("model") or ""))
-            for r in load_records(index_dir)]
+    return [Photo(r["path"], dict(r.get("tags") or {}), str(r.get("make") or ""), str(r.get("model") or ""),
+                  str(r.get("sha256") or ""), str(r.get("text") or "")) for r in load_records(index_dir)]
 
 
 def photos_from_folder(folder: str | Path, progress: bool = True) -> list[Photo]:
@@ -86,14 +88,49 @@ def load_comparison_models(model: str = "default", baseline_model: str | None = 
     return models
 
 
-def held_out_paths(model) -> set[str] | None:
-    """Photos a model's training run held out (from its config), as resolved paths; None if not recorded."""
-    cfg = getattr(model, "config", {}) or {}
-    for key in ("held_out", "held_out_photos", "test_photos", "val_photos"):
-        value = cfg.get(key) or (cfg.get("training") or {}).get(key)
-        if value:
-            return {str(Path(p).resolve()) for p in value} if isinstance(value, list) else None
-    return None
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (what an index records as `sha256`)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def held_out_fraction(model) -> float | None:
+    """The held-out photo fraction of the model's training run (config `train.recipe.val_fraction`), if any."""
+    recipe = ((getattr(model, "config", None) or {}).get("train") or {}).get("recipe") or {}
+    value = recipe.get("val_fraction")
+    return float(value) if value else None
+
+
+def held_out_mask(model, photos: Sequence[Photo]) -> tuple[list[bool] | None, str]:
+    """Which photos the model's training run held out, re-derived with the trainer's own split rule.
+
+    `exiflang train` holds out a photo when its content hash falls below `val_fraction`
+    (`exiflang.data.patches.split_by_photo`); the same rule applied to the same files gives the same set,
+    whatever folder or index they are read from. Returns (mask or None, a note saying what was done).
+    """
+    from types import SimpleNamespace
+
+    from exiflang.data.patches import data_hash
+    from exiflang.data.patches import split_by_photo as trainer_split
+
+    fraction = held_out_fraction(model)
+    if not fraction:
+        return None, "no held-out split recorded in the model config"
+    shas = [p.sha256 or file_sha256(p.path) for p in photos]
+    items = [SimpleNamespace(sha256=sha, path=p.path, text=p.text, index=i) for i, (sha, p) in enumerate(zip(shas, photos))]
+    _, val = trainer_split(items, fraction)
+    held = {v.index for v in val}
+    mask = [i in held for i in range(len(photos))]
+    note = f"{sum(mask)} photos held out by the model's training run (val_fraction {fraction:g}, content-hash rule)"
+    recorded = (model.config.get("train") or {}).get("val_data_hash")
+    if recorded and all(v.text for v in val):
+        same = data_hash(val) == recorded
+        note += "; matches the run's recorded held-out set" if same else \
+            "; does NOT match the run's recorded held-out set (different photos or texts)"
+    return (mask if any(mask) else None), note
 
 
 # ---------------------------------------------------------------- cached features
@@ -119,7 +156,7 @@ def cached(cache_dir: str | Path | None, model, kind: str, sources: Sequence[str
 
 # ---------------------------------------------------------------- tasks
 def exif_probe(task: str, photos: Sequence[Photo], model, k: int = 16, mode: str = "random",
-               seeds: Sequence[int] = (0, 1, 2), test_fraction: float = 0.3, held_out: set[str] | None = None,
+               seeds: Sequence[int] = (0, 1, 2), test_fraction: float = 0.3, held_out: Sequence[bool] | None = None,
                cache_dir=None, batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict:
     """Linear probe of one EXIF property (make, model, exposure, ...) on frozen patch features."""
     from exiflang.probes.linear import LABEL_SPECS, photo_labels, repeated_probe
@@ -135,12 +172,10 @@ def exif_probe(task: str, photos: Sequence[Photo], model, k: int = 16, mode: str
     labels, binning = photo_labels(tag_dicts, LABEL_SPECS[task])
     read_ok = set(np.unique(feats.photo_index).tolist())
     labels = [lab if i in read_ok else None for i, lab in enumerate(labels)]
-    forced = None
-    if held_out:
-        forced = [str(Path(p).resolve()) in held_out for p in paths]
-    out = repeated_probe(task, feats.features, feats.photo_index, labels, seeds, test_fraction, forced)
+    out = repeated_probe(task, feats.features, feats.photo_index, labels, seeds, test_fraction, held_out)
     out["binning"] = binning
-    out["split"] = "model's held-out photos as test" if forced else f"random by photo, {test_fraction:.0%} test"
+    out["split"] = ("the model's held-out photos as test (those whose class has a training photo)" if held_out
+                    else f"random by photo, {test_fraction:.0%} test per class")
     return out
 
 
@@ -203,5 +238,5 @@ def casia_task(root: str | Path, model, protocols: Sequence[str] = ("resized", "
 
 __all__ = [
     "EXIF_TASKS", "ALL_TASKS", "TaskError", "Photo", "photos_from_index", "photos_from_folder",
-    "load_comparison_models", "held_out_paths", "cached", "exif_probe", "distortion_probe", "casia_task",
+    "load_comparison_models", "file_sha256", "held_out_fraction", "held_out_mask", "cached", "exif_probe", "distortion_probe", "casia_task",
 ]
