@@ -178,3 +178,27 @@ def test_odd_file_names(photos_dir: Path, tmp_path: Path, monkeypatch) -> None:
     with ExifReader(backend="exiftool") as reader:
         assert reader.read("-looks-like-an-option.jpg")["Model"] == "ILCE-6400"
         assert reader.read(tmp_path / "späces and ünïcode.jpg")["Model"] == "ILCE-6400"
+
+
+def test_works_without_pyexiv2_installed(photos_dir: Path, tmp_path: Path) -> None:
+    """A training machine may lack pyexiv2 (and ExifTool): texts from an index still work; reading says why not."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["pyexiv2"] = None  # importing it now fails, as on a machine without it
+from exiflang.exif import ExifReader, ExifReadError, TextConfig, exif_to_text
+from exiflang.data.index import build_index, load_records
+assert exif_to_text({{"Make": "Canon"}}, TextConfig()) == "Make: Canon"
+with ExifReader(backend="pyexiv2") as reader:
+    try:
+        reader.read({str(photos_dir / "SONY_ILCE-6400/DSC00007.jpg")!r})
+    except ExifReadError as exc:
+        assert "neither ExifTool nor pyexiv2" in str(exc), exc
+    else:
+        raise AssertionError("expected ExifReadError")
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
