@@ -88,3 +88,21 @@ def test_builtin_default_model_runs(tmp_path):
 
     res = detect(make_composite(256, 320, seed=2)[0], "default", per_side=5)  # few patches: a smoke test
     assert res.heatmap.shape == (256, 320) and res.model_id
+
+
+def test_image_only_loader_matches_the_full_model():
+    """Detection loads only the image tower; its embeddings must equal the full model's."""
+    import torch
+
+    from exiflang.paths import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "default" / "model.safetensors").is_file():
+        pytest.skip("built-in weights not present")
+    from exiflang.forensics.encoder import ImageEncoder, load_image_encoder
+    from exiflang.models import load_model
+
+    fast, full = load_image_encoder("default"), load_model("default")
+    assert isinstance(fast, ImageEncoder) and fast.model_id == full.model_id and fast.patch_size == full.patch_size
+    x = torch.rand(3, 3, fast.patch_size, fast.patch_size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.allclose(fast.encode_image(x), full.encode_image(x), atol=1e-6)

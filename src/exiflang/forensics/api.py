@@ -84,10 +84,12 @@ def consistency_from_embeddings(
 @lru_cache(maxsize=4)
 def _load_named_model(name: str, device: str):
     """Load a model by name or folder once per process (the CLI analyses many images with one model)."""
-    from exiflang.models import ModelError, load_model
+    from exiflang.models import ModelError
+
+    from .encoder import load_image_encoder
 
     try:
-        return load_model(name, device=device)
+        return load_image_encoder(name, device=device)
     except ModelError as exc:
         raise ForensicsError(f"cannot load model {name!r}: {exc}") from exc
 
