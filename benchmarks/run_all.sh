@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Forensic benchmark tables of docs/results/forensics_bench.md, from one command:
+#   benchmarks/run_all.sh [OUT_ROOT]            (default OUT_ROOT: runs/bench)
+# Datasets: the CASIA v1 split in ../shared/data/casia1 and composites made from ../shared/data/photos
+# (make-splices --n $N --seed $SEED). Methods: the default model, the same encoder with random weights, the
+# classical noise-level baseline, and (IMAGE_ONLY_MODEL=dir) an image-only contrastive model.
+# Environment knobs:
+#   DEVICE=cpu|cuda   SHARDS=K (parallel processes per run; results identical)   MAPS=1|0 (per-image maps)
+#   CASIA=dir PHOTOS=dir COMPOSITES=dir N=60 SEED=0 MODEL=default IMAGE_ONLY_MODEL=dir PYTHON=.venv/bin/python
+#   METHODS="exiflang:MODEL random:MODEL noise:-" (method:model pairs to run)
+#   LIMIT=n (only the first n images of each dataset: a quick check, not the tables)
+# Re-running resumes: finished images are skipped and embeddings come from the cache ($EXIFLANG_CACHE).
+set -euo pipefail
+OUT_ROOT=${1:-runs/bench}
+DATA=${EXIFLANG_DATA:-../shared/data}
+CASIA=${CASIA:-$DATA/casia1}
+PHOTOS=${PHOTOS:-$DATA/photos}
+N=${N:-60}
+SEED=${SEED:-0}
+COMPOSITES=${COMPOSITES:-$OUT_ROOT/composites_n${N}_s${SEED}}
+DEVICE=${DEVICE:-cpu}
+SHARDS=${SHARDS:-1}
+MODEL=${MODEL:-default}
+PY=${PYTHON:-.venv/bin/python}
+EXL="$PY -m exiflang.cli"
+MAPS_FLAG=""
+[ "${MAPS:-1}" = 1 ] || MAPS_FLAG="--no-maps"
+[ -z "${LIMIT:-}" ] || MAPS_FLAG="$MAPS_FLAG --limit $LIMIT"
+METHODS=${METHODS:-"exiflang:$MODEL random:$MODEL noise:-"}
+[ -n "${IMAGE_ONLY_MODEL:-}" ] && METHODS="$METHODS exiflang:$IMAGE_ONLY_MODEL"
+mkdir -p "$OUT_ROOT"
+
+# 1. Composites: made once (deterministic for the seed), or rebuilt from a recipe (manifest + masks).
+if [ ! -f "$COMPOSITES/manifest.csv" ]; then
+  $EXL make-splices "$PHOTOS" --out "$COMPOSITES" --n "$N" --seed "$SEED"
+elif [ ! -d "$COMPOSITES/spliced" ]; then
+  $EXL make-splices "$PHOTOS" --out "$COMPOSITES" --rebuild
+fi
+
+# 2. One benchmark run per (dataset, method).
+runs=()
+for ds in "manifest:$CASIA" "generic:$COMPOSITES"; do
+  dsname=$(basename "${ds#*:}")
+  for m in $METHODS; do
+    method=${m%%:*}
+    model=${m#*:}
+    name="${dsname}__${method}"
+    [ "$method" = noise ] || name="${name}_$(basename "$model")"
+    args=(bench --dataset "$ds" --method "$method" --out "$OUT_ROOT/$name" --device "$DEVICE" $MAPS_FLAG)
+    [ "$method" = noise ] || args+=(--model "$model")
+    runs+=("$(printf '%q ' "${args[@]}")")
+  done
+done
+if [ "$SHARDS" -gt 1 ]; then  # all shards of all runs at once, then gather
+  for r in "${runs[@]}"; do
+    for k in $(seq 0 $((SHARDS - 1))); do
+      eval "$EXL $r --shard $k/$SHARDS" >"$OUT_ROOT/shard_${k}_${RANDOM}.log" 2>&1 &
+    done
+  done
+  wait
+fi
+for r in "${runs[@]}"; do
+  eval "$EXL $r"
+done
+
+# 3. Tables.
+$PY benchmarks/bench_tables.py "$OUT_ROOT" | tee "$OUT_ROOT/tables.md"
