@@ -100,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
             h, w = result.image_size
             row.update(size=f"{w}x{h}", score=result.score, flagged=result.flagged_fraction, seconds=result.seconds)
         except (ImageLoadError, ForensicsError) as exc:
-            row["error"] = str(exc)
-            bar.write(f"exiflang detect: skipped {path}: {exc}", file=sys.stderr)
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            row["error"] = message
+            bar.write(f"exiflang detect: skipped {message}", file=sys.stderr)
         rows.append(row)
     print(format_table(rows))
     failed = sum(1 for r in rows if r["error"])
