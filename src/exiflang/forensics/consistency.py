@@ -8,6 +8,9 @@ Notation: N patches on a gy x gx grid, M cells on a rows x cols grid (see `grid.
   covers cell c1 and every patch b that covers cell c2. Summing over covering patches is a
   "full" box filter of width ``spread`` along each of the four axes, so it is done separably
   with cumulative sums (no loop over pairs); the count of pairs factorises the same way.
+  `overlap_vote` states this literally on the pair tensor. `mode_consistency_map` uses the
+  equivalent factorised form: cosine similarity is a dot product of unit vectors, so the filtered
+  tensor is ``F @ F.T`` with F the box-averaged unit embeddings per cell ([M, D] instead of [N, N]).
 * Row c of ``vote`` (reshaped to rows x cols) is cell c's *response map*: how consistent every
   cell is with c. Mean shift over the M response maps finds the dominant one (the map most cells
   agree on); that mode is the consistency map.
