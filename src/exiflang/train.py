@@ -230,6 +230,9 @@ def cached_text_features(model: ExifModel, texts: list[str], device: torch.devic
         if same:
             known = load_file(str(path))
     missing = sorted({t for t in texts if _text_key(t) not in known})
+    if missing and not model.text.pretrained_loaded:
+        raise TrainError(f"{path}: {len(missing)} text(s) lack cached features and the pretrained text weights "
+                         "are not available to compute them")
     if missing:
         table = text_feature_table(model, missing, device, progress=progress).cpu()
         known.update({_text_key(t): row.clone() for t, row in zip(missing, table)})
@@ -516,13 +519,22 @@ class Run:
 def _build_model(opt: TrainOptions, config: dict[str, Any], train_texts: list[str],
                  resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None) -> ExifModel:
     """A fresh model, or the checkpoint's (same config and tokenizer)."""
+    from .models.text import TextModelError, build_tokenizer, minilm_dir
+
+    # A frozen MiniLM whose features all come from a cache file needs no weights (e.g. on a machine without
+    # the package): build it without them when they are absent.
+    pretrained = True
+    if opt.text_features and config["text"].get("kind") == "minilm" and not config["text"].get("train_backbone"):
+        try:
+            minilm_dir(require_weights=True)
+        except TextModelError:
+            pretrained = False
     if resume is None:
-        return create_model(config, texts=train_texts, seed=opt.seed)
+        return create_model(config, texts=train_texts, seed=opt.seed, pretrained_text=pretrained)
     from .models.joint import ExifModel as Model
-    from .models.text import build_tokenizer
 
     tensors, info = resume
-    model = Model(config, build_tokenizer(config["text"], info.get("tokenizer_json")))
+    model = Model(config, build_tokenizer(config["text"], info.get("tokenizer_json")), pretrained_text=pretrained)
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     return model
 
@@ -604,6 +616,19 @@ def prepare(opt: TrainOptions) -> Run:
     return run
 
 
+def make_loader(run: Run, start: int, end: int) -> torch.utils.data.DataLoader:
+    """Batches of steps start..end-1, built by worker processes that prefetch while the model steps.
+
+    Default workers: none for a cached collection on CPU (cutting crops from memory costs next to nothing
+    and the cores are busy with the model), else 2 (decoding, or keeping a fast GPU fed).
+    """
+    workers = run.opt.workers
+    if workers is None:
+        workers = 0 if (run.store.cache and run.device.type == "cpu") else 2
+    return torch.utils.data.DataLoader(run.batches, batch_size=None, sampler=range(start, end), num_workers=workers,
+                                       pin_memory=run.device.type == "cuda", prefetch_factor=4 if workers else None)
+
+
 def run_eval(run: Run, step: int, metrics: "MetricsLog") -> dict[str, Any] | None:
     """Held-out evaluation on rank 0, logged and printed."""
     from tqdm import tqdm
@@ -633,9 +658,7 @@ def train(opt: TrainOptions) -> dict[str, Any]:
     ckpt_path = out / CHECKPOINT
     metrics = MetricsLog(out / METRICS, ddp.main)
     end = min(opt.steps, opt.stop_at) if opt.stop_at else opt.steps
-    workers = opt.workers if opt.workers is not None else (0 if run.store.cache else 2)
-    loader = torch.utils.data.DataLoader(run.batches, batch_size=None, sampler=range(run.start, end),
-                                         num_workers=workers, pin_memory=run.device.type == "cuda")
+    loader = make_loader(run, run.start, end)
     global_crops = opt.photos_per_batch * opt.crops_per_photo
     if ddp.main:
         print(f"exiflang train: {info['n_train_photos']} training photos, {info['n_val_photos']} held out, "
@@ -661,7 +684,7 @@ def train(opt: TrainOptions) -> dict[str, Any]:
             rate = window_steps * global_crops / max(elapsed, 1e-9)
             record = {"event": "train", "step": done, "loss": loss_sum / window_steps,
                       "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm, "patches_per_s": rate,
-                      "logit_scale": float(scale) if scale is not None else None,
+                      "logit_scale": float(scale.detach()) if scale is not None else None,
                       "elapsed_s": run.prior_wall + time.perf_counter() - t_run}
             metrics.write(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", patches_s=f"{rate:.0f}", lr=f"{record['lr']:.2e}")
@@ -689,14 +712,23 @@ def train(opt: TrainOptions) -> dict[str, Any]:
     return summary
 
 
-def main_torchrun(argv: list[str] | None = None) -> int:  # pragma: no cover - convenience for `python -m`
-    """`python -m exiflang.train ...` = `exiflang train ...` (handy under torchrun)."""
-    from .cli import main
+def main_torchrun(argv: list[str] | None = None) -> int:
+    """`python -m exiflang.train ARGS` = `exiflang train ARGS`, without loading the other commands (for torchrun)."""
+    import argparse
+    import sys
 
-    return main(["train", *(argv or [])])
+    from .cli import CommandError
+    from .commands import train as command
+
+    parser = argparse.ArgumentParser(prog="python -m exiflang.train")
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"exiflang train: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    sys.exit(main_torchrun(sys.argv[1:]))
+    raise SystemExit(main_torchrun())

@@ -72,8 +72,12 @@ def resolve_config(name_or_config: str | Path | dict[str, Any]) -> dict[str, Any
 
 
 def create_model(name_or_config: str | Path | dict[str, Any] = "tiny", texts: Iterable[str] | None = None,
-                 seed: int | None = None) -> ExifModel:
-    """A freshly initialised model (train mode); `texts` trains the vocabulary of a `trained` tokenizer."""
+                 seed: int | None = None, pretrained_text: bool = True) -> ExifModel:
+    """A freshly initialised model (train mode); `texts` trains the vocabulary of a `trained` tokenizer.
+
+    `pretrained_text=False` skips loading pretrained text weights (MiniLM), for runs that only use cached
+    text features; `model.text.pretrained_loaded` then says False.
+    """
     config = resolve_config(name_or_config)
     text_cfg = config["text"]
     tokenizer_json = None
@@ -84,7 +88,7 @@ def create_model(name_or_config: str | Path | dict[str, Any] = "tiny", texts: It
         torch.manual_seed(seed)
     try:
         tokenizer = build_tokenizer(text_cfg, tokenizer_json)
-        return ExifModel(config, tokenizer)
+        return ExifModel(config, tokenizer, pretrained_text=pretrained_text)
     except (TextModelError, ValueError, TypeError) as exc:
         raise ModelError(f"model config {config['name']!r}: {exc}") from exc
 

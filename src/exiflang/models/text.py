@@ -202,6 +202,8 @@ class TextEncoder(nn.Module):
         self.cfg = dict(cfg)
         self.tokenizer = tokenizer
         self.backbone, self.hidden_size = build_backbone(cfg, tokenizer.vocab_size, pretrained)
+        # False when a pretrained kind was built without its weights (only cached features may be used).
+        self.pretrained_loaded = pretrained or cfg.get("kind", "minilm") != "minilm"
         self.train_backbone = bool(cfg.get("train_backbone", True))
         if cfg.get("projection", True):
             self.proj: nn.Module = nn.Linear(self.hidden_size, out_dim)
