@@ -82,6 +82,105 @@ CANONICAL_ORDER: tuple[str, ...] = (
 
 _ORDER_INDEX = {name: i for i, name in enumerate(CANONICAL_ORDER)}
 
+# The official EXIF-as-language texts were built from YFCC100M's EXIF dump, not from ExifTool. The dump names tags
+# the way Drew Noakes' metadata-extractor does (its categories are "Exif IFD0", "Exif SubIFD", ...; the official
+# code's own keys "Exif SubIFD.Exposure Bias Value" and "Exif SubIFD.ISO Speed Ratings" and the YFCC README's
+# example "Exif SubIFD.Focal Plane Resolution Unit: Inches" are metadata-extractor names), and lists a photo's
+# tags in file order: IFD0, then the Exif sub-IFD, then the interoperability IFD, each by ascending tag ID.
+# This table maps ExifTool's name of each standard EXIF tag to the dump's name, in that order.
+# Private tags (Artist, Copyright, serial numbers, GPS, ...) are left out: they are never in the official text's
+# >= 49 % set, and exiflang never puts them into text.
+OFFICIAL_NAMES: tuple[tuple[str, str], ...] = (
+    # IFD0
+    ("Make", "Make"),
+    ("Model", "Model"),
+    ("Orientation", "Orientation"),
+    ("XResolution", "X Resolution"),
+    ("YResolution", "Y Resolution"),
+    ("ResolutionUnit", "Resolution Unit"),
+    ("Software", "Software"),
+    ("ModifyDate", "Date/Time"),
+    ("WhitePoint", "White Point"),
+    ("PrimaryChromaticities", "Primary Chromaticities"),
+    ("YCbCrCoefficients", "YCbCr Coefficients"),
+    ("YCbCrSubSampling", "YCbCr Sub-Sampling"),
+    ("YCbCrPositioning", "YCbCr Positioning"),
+    ("ReferenceBlackWhite", "Reference Black/White"),
+    # Exif sub-IFD
+    ("ExposureTime", "Exposure Time"),
+    ("FNumber", "F-Number"),
+    ("ExposureProgram", "Exposure Program"),
+    ("ISO", "ISO Speed Ratings"),
+    ("SensitivityType", "Sensitivity Type"),
+    ("RecommendedExposureIndex", "Recommended Exposure Index"),
+    ("ExifVersion", "Exif Version"),
+    ("DateTimeOriginal", "Date/Time Original"),
+    ("CreateDate", "Date/Time Digitized"),
+    ("ComponentsConfiguration", "Components Configuration"),
+    ("CompressedBitsPerPixel", "Compressed Bits Per Pixel"),
+    ("ShutterSpeedValue", "Shutter Speed Value"),
+    ("ApertureValue", "Aperture Value"),
+    ("BrightnessValue", "Brightness Value"),
+    ("ExposureCompensation", "Exposure Bias Value"),
+    ("MaxApertureValue", "Max Aperture Value"),
+    ("SubjectDistance", "Subject Distance"),
+    ("MeteringMode", "Metering Mode"),
+    ("LightSource", "White Balance"),  # metadata-extractor's name of tag 0x9208
+    ("Flash", "Flash"),
+    ("FocalLength", "Focal Length"),
+    ("SubjectArea", "Subject Location"),
+    ("SubSecTime", "Sub-Sec Time"),
+    ("SubSecTimeOriginal", "Sub-Sec Time Original"),
+    ("SubSecTimeDigitized", "Sub-Sec Time Digitized"),
+    ("FlashpixVersion", "FlashPix Version"),
+    ("ColorSpace", "Color Space"),
+    ("ExifImageWidth", "Exif Image Width"),
+    ("ExifImageHeight", "Exif Image Height"),
+    ("FocalPlaneXResolution", "Focal Plane X Resolution"),
+    ("FocalPlaneYResolution", "Focal Plane Y Resolution"),
+    ("FocalPlaneResolutionUnit", "Focal Plane Resolution Unit"),
+    ("ExposureIndex", "Exposure Index"),
+    ("SensingMethod", "Sensing Method"),
+    ("FileSource", "File Source"),
+    ("SceneType", "Scene Type"),
+    ("CFAPattern", "CFA Pattern"),
+    ("CustomRendered", "Custom Rendered"),
+    ("ExposureMode", "Exposure Mode"),
+    ("WhiteBalance", "White Balance Mode"),  # tag 0xA403
+    ("DigitalZoomRatio", "Digital Zoom Ratio"),
+    ("FocalLengthIn35mmFormat", "Focal Length 35"),
+    ("SceneCaptureType", "Scene Capture Type"),
+    ("GainControl", "Gain Control"),
+    ("Contrast", "Contrast"),
+    ("Saturation", "Saturation"),
+    ("Sharpness", "Sharpness"),
+    ("SubjectDistanceRange", "Subject Distance Range"),
+    ("LensInfo", "Lens Specification"),
+    ("LensMake", "Lens Make"),
+    ("LensModel", "Lens Model"),
+    ("Gamma", "Gamma"),
+    # Interoperability IFD
+    ("InteropIndex", "Interoperability Index"),
+    ("InteropVersion", "Interoperability Version"),
+)
+_OFFICIAL_NAME = dict(OFFICIAL_NAMES)
+_OFFICIAL_INDEX = {tag: i for i, (tag, _) in enumerate(OFFICIAL_NAMES)}
+
+# The official texts keep only tags present in >= 49 % of the training photos (a count file computed on the authors'
+# YFCC subset, which is not published). This list applies that same 49 % rule to the tags of OFFICIAL_NAMES on the
+# 302 shared photos (digicam_corpus + metadata-extractor-images + exif-samples, mostly 2000-2015 cameras like
+# YFCC's); an approximation, in dump order. SensingMethod (48 %) and DigitalZoomRatio (44 %) fell just short.
+OFFICIAL_FREQUENT: tuple[str, ...] = (
+    "Make", "Model", "Orientation", "XResolution", "YResolution", "ResolutionUnit", "Software", "ModifyDate",
+    "YCbCrPositioning",
+    "ExposureTime", "FNumber", "ExposureProgram", "ISO", "ExifVersion", "DateTimeOriginal", "CreateDate",
+    "ComponentsConfiguration", "CompressedBitsPerPixel", "ShutterSpeedValue", "ApertureValue",
+    "ExposureCompensation", "MaxApertureValue", "MeteringMode", "LightSource", "Flash", "FocalLength",
+    "FlashpixVersion", "ColorSpace", "ExifImageWidth", "ExifImageHeight", "FileSource", "SceneType",
+    "CustomRendered", "ExposureMode", "WhiteBalance", "SceneCaptureType",
+    "InteropIndex", "InteropVersion",
+)
+
 # Named tag subsets for the paper's ablations ("which tags does the model need to read?").
 NAMED_SUBSETS: dict[str, tuple[str, ...]] = {
     "camera-only": ("Make", "Model"),
@@ -89,6 +188,7 @@ NAMED_SUBSETS: dict[str, tuple[str, ...]] = {
     "lens": ("LensMake", "LensModel", "LensInfo", "FocalLength", "FocalLengthIn35mmFormat", "FNumber"),
     "processing": ("WhiteBalance", "ColorSpace", "Contrast", "Saturation", "Sharpness", "CustomRendered",
                    "SceneCaptureType", "CompressedBitsPerPixel", "YCbCrSubSampling"),
+    "official": OFFICIAL_FREQUENT,  # the official texts' tag set (approximated, see OFFICIAL_FREQUENT)
 }
 
 # Display names whose automatic CamelCase split would read badly.
@@ -167,6 +267,16 @@ def order_key(tag: str) -> tuple[int, str]:
     return (_ORDER_INDEX.get(tag, len(_ORDER_INDEX)), tag)
 
 
+def official_order_key(tag: str) -> tuple[int, str]:
+    """Sort key of the YFCC dump's order (OFFICIAL_NAMES); tags outside it follow, alphabetically."""
+    return (_OFFICIAL_INDEX.get(tag, len(_OFFICIAL_INDEX)), tag)
+
+
+def official_name(tag: str) -> str:
+    """The name the official texts use for an ExifTool tag ("ISO" -> "ISO Speed Ratings"); else `display_name`."""
+    return _OFFICIAL_NAME.get(tag) or display_name(tag)
+
+
 @lru_cache(maxsize=65536)
 def display_name(tag: str) -> str:
     """Render a tag name with spaces: "ExposureTime" -> "Exposure Time", "FNumber" -> "F Number"."""
@@ -200,5 +310,9 @@ __all__ = [
     "is_private",
     "order_key",
     "display_name",
+    "OFFICIAL_NAMES",
+    "OFFICIAL_FREQUENT",
+    "official_name",
+    "official_order_key",
     "resolve_subset",
 ]
