@@ -136,15 +136,17 @@ def pick_device(name: str, ddp: Dist) -> torch.device:
     return torch.device(name)
 
 
-def load_photos(opt: TrainOptions, patch_size: int) -> tuple[list[Photo], int]:
-    """Photos usable at this patch size from the index or shards, plus the count skipped as too small."""
+def load_photos(opt: TrainOptions, patch_size: int,
+                text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
+    """Photos usable at this patch size from the index or shards (texts in the model's format), plus the count
+    skipped as too small."""
     if opt.shards is not None:
         from .data.shards import photos_from_shards
 
         from .data.shards import ShardError
 
         try:
-            return photos_from_shards(opt.shards, patch_size)
+            return photos_from_shards(opt.shards, patch_size, text_format)
         except ShardError as exc:
             raise TrainError(str(exc)) from exc
     from .data.index import IndexReadError, load_records
@@ -153,7 +155,7 @@ def load_photos(opt: TrainOptions, patch_size: int) -> tuple[list[Photo], int]:
         records = load_records(opt.index)
     except (IndexReadError, FileNotFoundError, OSError) as exc:
         raise TrainError(f"{opt.index}: cannot read the index ({exc})") from exc
-    return photos_from_records(records, patch_size)
+    return photos_from_records(records, patch_size, text_format)
 
 
 # ------------------------------------------------------------------------------------------- the model
@@ -560,7 +562,7 @@ def prepare(opt: TrainOptions) -> Run:
         opt.validate()
     config = resolve_config(opt.config if resume is None else resume[1]["model_config"])
 
-    photos, n_small = load_photos(opt, int(config["patch_size"]))
+    photos, n_small = load_photos(opt, int(config["patch_size"]), config.get("text_format"))
     # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
     photos.sort(key=lambda p: (p.sha256, p.path))
     train_photos, val_photos = split_by_photo(photos, opt.val_fraction)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,16 +41,32 @@ class Photo:
     blob: bytes | None = field(default=None, repr=False, compare=False)  # file bytes (from shards), else read path
 
 
-def photos_from_records(records: Sequence[dict[str, Any]], patch_size: int) -> tuple[list[Photo], int]:
-    """Photos usable at this patch size, and how many were skipped for being smaller than a patch."""
+def photos_from_records(records: Sequence[dict[str, Any]], patch_size: int,
+                        text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
+    """Photos usable at this patch size, and how many were skipped for being smaller than a patch.
+
+    With `text_format` (a model config's TextConfig dict) each text is re-rendered from the record's tags,
+    so the model reads its own format; without it, the index's default-format `text` is used.
+    """
+    render = _text_renderer(text_format)
     photos, skipped = [], 0
     for rec in records:
         if int(rec["width"]) < patch_size or int(rec["height"]) < patch_size:
             skipped += 1
             continue
         photos.append(Photo(rec["path"], rec.get("sha256", ""), int(rec["width"]), int(rec["height"]),
-                            rec["text"], rec.get("make") or "", rec.get("model") or ""))
+                            render(rec), rec.get("make") or "", rec.get("model") or ""))
     return photos, skipped
+
+
+def _text_renderer(text_format: dict[str, Any] | None) -> Callable[[dict[str, Any]], str]:
+    """A function record -> EXIF text in the given format (the index's stored text when None)."""
+    if text_format is None:
+        return lambda rec: rec["text"]
+    from ..exif import TextConfig, exif_to_text
+
+    cfg = TextConfig.from_dict(text_format)
+    return lambda rec: exif_to_text(rec.get("tags") or {}, cfg)
 
 
 def split_by_photo(photos: Sequence[Photo], val_fraction: float) -> tuple[list[Photo], list[Photo]]:

@@ -108,7 +108,8 @@ def iter_samples(shards: str | Path) -> Iterator[tuple[str, bytes, dict[str, Any
             raise ShardError(f"{tar_path}: incomplete samples {sorted(pending)[:3]} (need .jpg and .json)")
 
 
-def photos_from_shards(shards: str | Path, patch_size: int) -> tuple[list[Photo], int]:
+def photos_from_shards(shards: str | Path, patch_size: int,
+                       text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
     """Photos (with their JPEG bytes in memory) usable at this patch size, and the count too small."""
     records, blobs = [], {}
     for key, data, rec in iter_samples(shards):
@@ -117,5 +118,5 @@ def photos_from_shards(shards: str | Path, patch_size: int) -> tuple[list[Photo]
         blobs[rec["path"]] = data
     if not records:
         raise PatchDataError(f"{shards}: the shards hold no samples")
-    photos, skipped = photos_from_records(records, patch_size)
+    photos, skipped = photos_from_records(records, patch_size, text_format)
     return [replace(p, blob=blobs[p.path]) for p in photos], skipped
