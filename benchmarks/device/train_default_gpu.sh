@@ -18,11 +18,11 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 python3 benchmarks/device/shards_to_index.py $G/shards /tmp/unp $G || exit 1
 
 echo "== throughput"
-timeout 90 python3 benchmarks/train_throughput.py --index /tmp/unp/index --device cuda --photos-per-batch 64 \
+[ "${SKIP_THROUGHPUT:-0}" = 1 ] || timeout 90 python3 benchmarks/train_throughput.py --index /tmp/unp/index --device cuda --photos-per-batch 64 \
     --text-features $G/text_features.safetensors 2>&1 | tee "$OUT/throughput_cuda.txt"
 
 echo "== timing probe"
-python3 -m exiflang.cli train --index /tmp/unp/index "${COMMON[@]}" --steps 150 --eval-every 100000 \
+python3 -m exiflang.cli train --index /tmp/unp/index "${COMMON[@]}" --steps 100 --eval-every 100000 \
     --ckpt-every 100000 --out /tmp/probe > /tmp/probe.log 2>&1 || { tail -30 /tmp/probe.log; exit 1; }
 STEPS=$(python3 - "$TRAIN_SECONDS" <<'PY'
 import json, sys
