@@ -21,7 +21,7 @@ def method_label(summary: dict) -> str:
         return f"random weights, same encoder ({mid})"
     if mid.startswith("noise"):
         return f"noise-level inconsistency, classical ({mid})"
-    if "image-only" in desc or "image-only" in mid or "image_only" in desc:
+    if "objective image-only" in desc:
         return f"image-only contrastive ({mid})"
     return f"EXIF-as-language ({mid})"
 
@@ -45,9 +45,11 @@ def main(root: str) -> int:
         print(f"no */summary.json under {root}", file=sys.stderr)
         return 1
     order = {"EXIF": 0, "imag": 1, "rand": 2, "nois": 3}
+    # Group by the dataset folder's name, so runs of one dataset made on different machines share a table.
     by_ds: dict[str, list[dict]] = {}
     for s in summaries:
-        by_ds.setdefault(s["dataset"], []).append(s)
+        kind, _, path = s["dataset"].partition(":")
+        by_ds.setdefault(f"{kind}:{Path(path).name}", []).append(s)
     for ds, runs in by_ds.items():
         runs.sort(key=lambda s: order.get(method_label(s)[:4], 9))
         dates = sorted({s["date"] for s in runs})

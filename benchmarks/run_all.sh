@@ -7,7 +7,7 @@
 # Environment knobs:
 #   DEVICE=cpu|cuda   SHARDS=K (parallel processes per run; results identical)   MAPS=1|0 (per-image maps)
 #   CASIA=dir PHOTOS=dir COMPOSITES=dir N=60 SEED=0 MODEL=default IMAGE_ONLY_MODEL=dir PYTHON=.venv/bin/python
-#   METHODS="exiflang:MODEL random:MODEL noise:-" (method:model pairs to run)
+#   DATASETS="casia composites" (which tables)   METHODS="exiflang:MODEL random:MODEL noise:-" (method:model pairs to run)
 #   LIMIT=n (only the first n images of each dataset: a quick check, not the tables)
 # Re-running resumes: finished images are skipped and embeddings come from the cache ($EXIFLANG_CACHE).
 set -euo pipefail
@@ -22,7 +22,9 @@ DEVICE=${DEVICE:-cpu}
 SHARDS=${SHARDS:-1}
 MODEL=${MODEL:-default}
 PY=${PYTHON:-.venv/bin/python}
-EXL="$PY -m exiflang.cli"
+# `python -m exiflang.cli` would load cli.py twice (as __main__ and as exiflang.cli), so user errors would
+# surface as tracebacks; call its main() instead.
+exl() { "$PY" -c 'import sys; from exiflang.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
 MAPS_FLAG=""
 [ "${MAPS:-1}" = 1 ] || MAPS_FLAG="--no-maps"
 [ -z "${LIMIT:-}" ] || MAPS_FLAG="$MAPS_FLAG --limit $LIMIT"
@@ -31,21 +33,29 @@ METHODS=${METHODS:-"exiflang:$MODEL random:$MODEL noise:-"}
 mkdir -p "$OUT_ROOT"
 
 # 1. Composites: made once (deterministic for the seed), or rebuilt from a recipe (manifest + masks).
-if [ ! -f "$COMPOSITES/manifest.csv" ]; then
-  $EXL make-splices "$PHOTOS" --out "$COMPOSITES" --n "$N" --seed "$SEED"
+if [[ " ${DATASETS:-composites} " != *" composites "* ]]; then
+  :
+elif [ ! -f "$COMPOSITES/manifest.csv" ]; then
+  exl make-splices "$PHOTOS" --out "$COMPOSITES" --n "$N" --seed "$SEED"
 elif [ ! -d "$COMPOSITES/spliced" ]; then
-  $EXL make-splices "$PHOTOS" --out "$COMPOSITES" --rebuild
+  exl make-splices "$PHOTOS" --out "$COMPOSITES" --rebuild
 fi
 
 # 2. One benchmark run per (dataset, method).
 runs=()
-for ds in "manifest:$CASIA" "generic:$COMPOSITES"; do
+DATASETS=${DATASETS:-"casia composites"}
+specs=()
+[[ " $DATASETS " == *" casia "* ]] && specs+=("manifest:$CASIA")
+[[ " $DATASETS " == *" composites "* ]] && specs+=("generic:$COMPOSITES")
+for ds in "${specs[@]}"; do
   dsname=$(basename "${ds#*:}")
   for m in $METHODS; do
     method=${m%%:*}
     model=${m#*:}
     name="${dsname}__${method}"
-    [ "$method" = noise ] || name="${name}_$(basename "$model")"
+    mname=$(basename "$model")
+    [ "$mname" = model ] && mname=$(basename "$(dirname "$model")")  # a run's <dir>/model folder
+    [ "$method" = noise ] || name="${name}_${mname}"
     args=(bench --dataset "$ds" --method "$method" --out "$OUT_ROOT/$name" --device "$DEVICE" $MAPS_FLAG)
     [ "$method" = noise ] || args+=(--model "$model")
     runs+=("$(printf '%q ' "${args[@]}")")
@@ -54,13 +64,13 @@ done
 if [ "$SHARDS" -gt 1 ]; then  # all shards of all runs at once, then gather
   for r in "${runs[@]}"; do
     for k in $(seq 0 $((SHARDS - 1))); do
-      eval "$EXL $r --shard $k/$SHARDS" >"$OUT_ROOT/shard_${k}_${RANDOM}.log" 2>&1 &
+      eval "exl $r --shard $k/$SHARDS" >"$OUT_ROOT/shard_${k}_${RANDOM}.log" 2>&1 &
     done
   done
   wait
 fi
 for r in "${runs[@]}"; do
-  eval "$EXL $r"
+  eval "exl $r"
 done
 
 # 3. Tables.

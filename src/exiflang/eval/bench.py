@@ -177,7 +177,8 @@ def build_method(method: str, model: str = "default", cache_dir: Path | None = N
 
         net = resolve_model(model, device)
         model_id = str(getattr(net, "model_id", "") or model)
-        desc = f"trained model {model}"
+        objective = (getattr(net, "config", {}) or {}).get("train", {}).get("recipe", {}).get("objective", "unknown")
+        desc = f"trained model {model} (objective {objective})"
     elif method == "random":
         net = random_weights_model(model, seed, device)
         model_id, desc = net.model_id, f"architecture of {model}, random weights (seed {seed})"
@@ -197,7 +198,9 @@ def sample_stem(sample: Sample, root: Path) -> str:
 
 
 def _git_commit() -> str:
-    """Short commit of the checkout this package runs from, or 'unknown'."""
+    """Short commit of the checkout this package runs from ($EXIFLANG_COMMIT when set, e.g. on a copy), or 'unknown'."""
+    if os.environ.get("EXIFLANG_COMMIT"):
+        return os.environ["EXIFLANG_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=5)
