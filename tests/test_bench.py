@@ -104,3 +104,39 @@ def test_killed_benchmark_resumes(casia_dir, tiny_model_dir, tmp_path):
     fresh, _ = run_bench(ds, method, tmp_path / "fresh", limit=6, write_maps=False, progress=False)
     for key in ("pmap", "pmap_strict", "ciou", "f1_best", "mcc_best", "pixel_auc"):
         assert summary[key] == pytest.approx(fresh[key], abs=1e-9)
+
+
+def test_loaders_report_what_is_missing(tmp_path):
+    from PIL import Image
+
+    from exiflang.eval.datasets import DatasetError
+
+    # A Columbia-layout folder with 1 authentic and 2 spliced images, one of them without its edge mask.
+    for d in ("4cam_auth", "4cam_splc/edgemask"):
+        (tmp_path / "col" / d).mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(tmp_path / "col/4cam_auth/a.tif")
+    for name in ("b", "c"):
+        Image.new("RGB", (40, 30)).save(tmp_path / f"col/4cam_splc/{name}.tif")
+    edge = np.zeros((30, 40, 3), np.uint8)
+    edge[:, :10] = (255, 0, 0)  # red: the other camera's region
+    edge[5:15, 20:30] = (0, 200, 0)  # green: the spliced region
+    Image.fromarray(edge).save(tmp_path / "col/4cam_splc/edgemask/b_edgemask.jpg", quality=90)
+    ds = load_dataset(f"columbia:{tmp_path / 'col'}")
+    assert (ds.n_authentic, ds.n_manipulated) == (1, 1)
+    text = " ".join(ds.problems)
+    assert "found 1, the published dataset has 183" in text and "without a mask" in text and "c.tif" in text
+    mask = load_mask(ds.samples[1], (30, 40))
+    assert mask.sum() == 100 and mask[5:15, 20:30].all()
+    with pytest.raises(DatasetError, match="incomplete"):
+        load_dataset(f"columbia:{tmp_path / 'col'}", strict=True)
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(f"dso1:{tmp_path / 'nope'}")
+    # generic: bad labels and missing columns are named with the file and line.
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gen/manifest.csv").write_text("image,mask,label\nx.png,,2\n")
+    Image.new("RGB", (8, 8)).save(tmp_path / "gen/x.png")
+    with pytest.raises(DatasetError, match=r"manifest.csv:2: label 2"):
+        load_dataset(f"generic:{tmp_path / 'gen'}")
+    (tmp_path / "gen/manifest.csv").write_text("image,label\nx.png,0\n")
+    with pytest.raises(DatasetError, match="missing column"):
+        load_dataset(f"generic:{tmp_path / 'gen'}")
