@@ -28,13 +28,12 @@ def method_label(summary: dict) -> str:
 
 def table(runs: list[dict]) -> str:
     """One Markdown table, one row per run."""
-    lines = ["| method | " + " | ".join(c[1] for c in COLS) + " | manip/auth | s/img |",
-             "|" + "---|" * (len(COLS) + 3)]
+    lines = ["| method | " + " | ".join(c[1] for c in COLS) + " | manip/auth |",
+             "|" + "---|" * (len(COLS) + 2)]
     for s in runs:
         vals = ["–" if s.get(k) is None else f"{s[k]:.3f}" for k, _ in COLS]
         c = s["counts"]
-        sec = "–" if s.get("mean_seconds") is None else f"{s['mean_seconds']:.2f}"
-        lines.append(f"| {method_label(s)} | " + " | ".join(vals) + f" | {c['manipulated']}/{c['authentic']} | {sec} |")
+        lines.append(f"| {method_label(s)} | " + " | ".join(vals) + f" | {c['manipulated']}/{c['authentic']} |")
     return "\n".join(lines)
 
 
@@ -49,7 +48,9 @@ def main(root: str) -> int:
     by_ds: dict[str, list[dict]] = {}
     for s in summaries:
         kind, _, path = s["dataset"].partition(":")
-        by_ds.setdefault(f"{kind}:{Path(path).name}", []).append(s)
+        every = int(s.get("every", 1) or 1)
+        label = f"{kind}:{Path(path).name}" + (f", every {every}th image" if every > 1 else "")
+        by_ds.setdefault(label, []).append(s)
     for ds, runs in by_ds.items():
         runs.sort(key=lambda s: order.get(method_label(s)[:4], 9))
         dates = sorted({s["date"] for s in runs})

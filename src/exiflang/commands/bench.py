@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--no-maps", action="store_true", help="skip writing per-image maps and PNGs (metrics only)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
+    p.add_argument("--every", type=int, default=1, metavar="K",
+                   help="only every K-th image: a subsample that keeps the mix of manipulated and authentic images "
+                        "(default 1: all)")
     p.add_argument("--strict", action="store_true", help="refuse to run when the dataset is incomplete (counts, masks)")
     p.add_argument("--overwrite", action="store_true", help="discard per-image results already in --out")
     p.add_argument("--shard", default=None, metavar="K/N",
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary, stats = run_bench(dataset, method, args.out, dataset_spec=args.dataset, fixed_threshold=args.threshold,
                                    limit=args.limit, write_maps=not args.no_maps, overwrite=args.overwrite,
-                                   shard=shard)
+                                   shard=shard, every=args.every)
     except (BenchError, DatasetError) as exc:
         raise CommandError(str(exc)) from exc
     if shard is not None:

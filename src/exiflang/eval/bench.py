@@ -324,7 +324,7 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
 
 def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str = "", fixed_threshold: float = 0.5,
               limit: int | None = None, write_maps: bool = True, overwrite: bool = False,
-              progress: bool = True, shard: tuple[int, int] | None = None) -> tuple[dict, BenchRun]:
+              progress: bool = True, shard: tuple[int, int] | None = None, every: int = 1) -> tuple[dict, BenchRun]:
     """Run (or resume) a benchmark; write per-image files, per_image.csv, summary.json and summary.md.
 
     With ``shard=(k, n)`` only every n-th image from the k-th is analysed and no summary is written: run n
@@ -341,10 +341,14 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
     skip_errors = (ImageLoadError, DatasetError, M.MetricInputError, ForensicsError)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {"dataset": dataset_spec or f"{dataset.kind}:{dataset.root}", "method": method.method_id,
+    config = {"dataset": dataset_spec or f"{dataset.kind}:{dataset.root}", "method": method.method_id, "every": every,
               "settings": method.settings(), "fixed_threshold": fixed_threshold}
     _check_config(out_dir, config, overwrite)
-    samples = dataset.samples[:limit] if limit else dataset.samples
+    if every < 1:
+        raise BenchError(f"--every must be at least 1, got {every}")
+    # Every k-th image of the loader's order (manipulated then authentic): a subsample keeping the class mix.
+    samples = dataset.samples[::every]
+    samples = samples[:limit] if limit else samples
     stems = [sample_stem(s, dataset.root) for s in samples]
     if len(set(stems)) != len(stems):
         raise BenchError(f"{dataset.root}: two images map to the same output name; rename them")
@@ -379,7 +383,7 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
     summary = summarise(records)
     summary.update({
         "dataset": config["dataset"], "method": method.method_id, "settings": method.settings(),
-        "fixed_threshold": fixed_threshold, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "fixed_threshold": fixed_threshold, "every": every, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _git_commit(), "wall_seconds_this_invocation": round(time.perf_counter() - t_start, 2),
         "problems": run.problems,
     })
