@@ -226,3 +226,18 @@ def test_held_out_mask_reproduces_the_trainers_split():
     model.config["train"]["val_data_hash"] = "something else"
     assert "does NOT match" in held_out_mask(model, photos)[1]
     assert held_out_mask(SimpleNamespace(config={}), photos) == (None, "no held-out split recorded in the model config")
+
+
+def test_softmax_probe_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6)) + np.repeat(np.eye(3, 6) * 1.5, 100, axis=0)
+    y = np.repeat(np.array(["a", "b", "c"]), 100)
+    ours = linear.fit_logistic(x, y, c=0.5)
+    scaler = StandardScaler().fit(x)
+    ref = LogisticRegression(C=0.5, max_iter=1000).fit(scaler.transform(x), y)
+    test = rng.normal(size=(200, 6)) * 2
+    assert np.mean(ours.predict(test) == ref.predict(scaler.transform(test))) > 0.97
+    assert np.allclose(np.exp(ours.predict_log_proba(test)), ref.predict_proba(scaler.transform(test)), atol=0.02)

@@ -104,11 +104,13 @@ def run(args) -> int:
     from exiflang.probes.distortion import DistortionError
     from exiflang.probes.features import FeatureError
     from exiflang.probes.linear import ProbeError
-    from exiflang.probes.tasks import (EXIF_TASKS, TaskError, casia_task, distortion_probe, exif_probe,
-                                       held_out_mask, load_comparison_models)
+    from exiflang.probes.tasks import (EXIF_TASKS, TaskError, casia_task, distortion_features, distortion_probe,
+                                       distortion_set, exif_probe, held_out_mask, load_comparison_models,
+                                       photo_features)
 
     tasks = list(TASK_HELP) if "all" in args.tasks else list(dict.fromkeys(args.tasks))
     seeds = tuple(range(max(1, args.seeds)))
+    common = dict(batch_size=args.batch_size, device=args.device, progress=not args.quiet)
     try:
         models = load_comparison_models(args.model, args.baseline_model, not args.no_random_baseline,
                                         args.seed, args.device)
@@ -119,20 +121,21 @@ def run(args) -> int:
             print(f"split: {split_note}" + ("" if held_out else "; using random photo splits"))
         results: dict = {"models": {k: getattr(m, "model_id", "") for k, m in models.items()},
                          "split_note": split_note, "tasks": {}}
-        common = dict(batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+        feats = None
         for task in tasks:
-            results["tasks"][task] = {}
-            for name, model in models.items():
-                if task in EXIF_TASKS:
-                    res = exif_probe(task, photos, model, args.patches, args.sampling, seeds, args.test_fraction,
-                                     held_out, args.cache, **common)
-                elif task == "distortion":
-                    res = distortion_probe(photos, model, args.bins, args.distortion_patches, args.sampling, seeds,
-                                           args.test_fraction, None, args.cache, **common)
-                else:
-                    res = casia_task(_casia_root(args), model, **common)
-                results["tasks"][task][name] = res
-            _print_task(task, results["tasks"][task])
+            if task in EXIF_TASKS:
+                feats = feats or photo_features(photos, models, args.patches, args.sampling, args.cache, **common)
+                res = {name: exif_probe(task, photos, feats[name], seeds, args.test_fraction, held_out)
+                       for name in models}
+            elif task == "distortion":
+                dset = distortion_set(photos, args.bins)
+                dfeats = distortion_features(dset, models, args.distortion_patches, args.sampling, args.cache,
+                                             **common)
+                res = {name: distortion_probe(dset, dfeats[name], seeds, args.test_fraction) for name in models}
+            else:
+                res = {name: casia_task(_casia_root(args), model, **common) for name, model in models.items()}
+            results["tasks"][task] = res
+            _print_task(task, res)
     except (ModelError, TaskError, ProbeError, FeatureError, DistortionError, CasiaError) as exc:
         raise CommandError(str(exc)) from exc
     if args.json:

@@ -47,13 +47,10 @@ def is_monotone(k1: float, k2: float, r_max: float) -> bool:
     return bool(np.all(1.0 + 3.0 * k1 * r**2 + 5.0 * k2 * r**4 > 0.05))
 
 
-def distort(image: np.ndarray, k1: float, k2: float = 0.0) -> np.ndarray:
-    """Apply radial distortion to an HxWx3 uint8 image (same size out, corners kept, bilinear)."""
-    from scipy.ndimage import map_coordinates
-
-    h, w = image.shape[:2]
-    half = min(h, w) / 2.0
-    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+def source_coordinates(height: int, width: int, k1: float, k2: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """For every output pixel, the (y, x) in the undistorted image it shows (float64 HxW each)."""
+    half = min(height, width) / 2.0
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
     r_corner = np.hypot(cy, cx) / half
     if not is_monotone(k1, k2, r_corner):
         raise DistortionError(f"k1={k1}, k2={k2} fold the image within r={r_corner:.2f}; use smaller coefficients")
@@ -61,18 +58,28 @@ def distort(image: np.ndarray, k1: float, k2: float = 0.0) -> np.ndarray:
     r_u_table = np.linspace(0.0, r_corner * 1.001, 4096)
     r_d_table = r_u_table * radial_factor(r_u_table, k1, k2)
     zoom = float(radial_factor(np.array(r_corner), k1, k2))  # r_d(corner) / corner: corners map to corners
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    dy, dx = (yy - cy) / half, (xx - cx) / half
+    dy = (np.arange(height, dtype=np.float64) - cy)[:, None] / half
+    dx = (np.arange(width, dtype=np.float64) - cx)[None, :] / half
     rho = np.hypot(dy, dx)  # output radius; the output corner shows the source corner
-    r_d = rho * zoom
-    r_u = np.interp(r_d, r_d_table, r_u_table)
+    r_u = np.interp(rho * zoom, r_d_table, r_u_table)
     scale = np.divide(r_u, rho, out=np.ones_like(rho), where=rho > 0)
-    src_y, src_x = cy + dy * scale * half, cx + dx * scale * half
-    out = np.empty_like(image)
-    for c in range(image.shape[2]):
-        out[..., c] = np.clip(np.round(map_coordinates(image[..., c].astype(np.float32), [src_y, src_x],
-                                                       order=1, mode="nearest")), 0, 255)
-    return out
+    return cy + dy * scale * half, cx + dx * scale * half
+
+
+def distort(image: np.ndarray, k1: float, k2: float = 0.0) -> np.ndarray:
+    """Apply radial distortion to an HxWx3 uint8 image (same size out, corners kept, bilinear)."""
+    import torch
+
+    h, w = image.shape[:2]
+    if k1 == 0.0 and k2 == 0.0:
+        return image.copy()
+    src_y, src_x = source_coordinates(h, w, k1, k2)
+    # grid_sample wants x, y in [-1, 1] with align_corners=True meaning pixel centres at the ends.
+    grid = np.stack([src_x / (w - 1) * 2 - 1, src_y / (h - 1) * 2 - 1], axis=-1)[None].astype(np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))[None].astype(np.float32))
+    out = torch.nn.functional.grid_sample(x, torch.from_numpy(grid), mode="bilinear", padding_mode="border",
+                                          align_corners=True)
+    return out[0].round().clamp(0, 255).to(torch.uint8).numpy().transpose(1, 2, 0).copy()
 
 
 def _fit_k1_k2(excess: np.ndarray, r: np.ndarray) -> tuple[float, float]:
@@ -163,6 +170,6 @@ def distortion_bins(n_bins: int = 5, r_max: float = 5.0 / 3.0) -> DistortionBins
 
 
 __all__ = [
-    "DistortionError", "radial_factor", "is_monotone", "distort", "lensfun_pool", "coefficient_pool",
+    "DistortionError", "radial_factor", "is_monotone", "source_coordinates", "distort", "lensfun_pool", "coefficient_pool",
     "DistortionBins", "distortion_bins",
 ]

@@ -127,26 +127,37 @@ def extract_features(images: Sequence, model, k: int = 16, mode: str = "random",
                      transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
                      batch_size: int = 64, device: str = "cpu", progress: bool = True,
                      desc: str = "patch features") -> PatchFeatures:
-    """Embed about `k` patches of every image; unreadable images are skipped and listed, not fatal.
+    """Embed about `k` patches of every image with one model (see `extract_features_multi`)."""
+    return extract_features_multi(images, {"model": model}, k, mode, seed, transform, batch_size, device,
+                                  progress, desc)["model"]
 
-    `transform(image, i)` (optional) modifies image number `i` before cropping (e.g. distortion).
-    Each image gets its own random generator seeded from (`seed`, i), so results do not depend on order
-    of processing or on which other images failed.
+
+def extract_features_multi(images: Sequence, models: dict, k: int = 16, mode: str = "random", seed: int = 0,
+                           transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                           batch_size: int = 64, device: str = "cpu", progress: bool = True,
+                           desc: str = "patch features") -> dict[str, PatchFeatures]:
+    """Embed about `k` patches of every image with each of `models` ({name: model}); decode once for all.
+
+    Unreadable images are skipped and listed, not fatal. `transform(image, i)` (optional) modifies image
+    number `i` before cropping (e.g. distortion); it runs once per image, whatever the number of models.
+    Each image's patch positions come from a generator seeded with (`seed`, i), so they do not depend on
+    processing order or on other images' failures, and models with the same patch size see the same patches.
     """
     from tqdm import tqdm
 
-    patch = int(model.patch_size)
-    feats, owners, boxes, skipped = [], [], [], []
-    pending, pending_owner = [], []
-
-    def flush() -> None:
-        if pending:
-            feats.append(embed_patches(model, np.concatenate(pending), batch_size, device))
-            owners.extend(pending_owner)
-            pending.clear()
-            pending_owner.clear()
-
+    if not models:
+        raise FeatureError("no model to extract features with")
     sources = [str(x) if isinstance(x, (str, Path)) else f"<array {i}>" for i, x in enumerate(images)]
+    state = {name: {"feats": [], "owners": [], "boxes": [], "pending": [], "owner": []} for name in models}
+    skipped: list[tuple[str, str]] = []
+
+    def flush(name: str) -> None:
+        st = state[name]
+        if st["pending"]:
+            st["feats"].append(embed_patches(models[name], np.concatenate(st["pending"]), batch_size, device))
+            st["owners"].extend(st["owner"])
+            st["pending"], st["owner"] = [], []
+
     for i, item in enumerate(tqdm(images, desc=desc, disable=not progress, unit="photo")):
         try:
             arr = as_rgb_array(item)
@@ -155,24 +166,30 @@ def extract_features(images: Sequence, model, k: int = 16, mode: str = "random",
             continue
         if transform is not None:
             arr = transform(arr, i)
-        arr = pad_to_patch(arr, patch)
-        pos = patch_positions(arr.shape[0], arr.shape[1], patch, k, mode, np.random.default_rng([seed, i]))
-        pending.append(crop_patches(arr, pos, patch))
-        pending_owner.extend([i] * len(pos))
-        boxes.append(pos)
-        if sum(len(p) for p in pending) >= batch_size:
-            flush()
-    flush()
-    if not feats:
-        raise FeatureError(f"no readable image among {len(sources)} inputs"
-                           + (f" (first failure: {skipped[0][1]})" if skipped else ""))
-    return PatchFeatures(
-        features=np.concatenate(feats), photo_index=np.asarray(owners, dtype=np.int64),
-        boxes=np.concatenate(boxes), sources=sources, skipped=skipped,
-    )
+        for name, model in models.items():
+            patch = int(model.patch_size)
+            padded = pad_to_patch(arr, patch)
+            pos = patch_positions(padded.shape[0], padded.shape[1], patch, k, mode, np.random.default_rng([seed, i]))
+            st = state[name]
+            st["pending"].append(crop_patches(padded, pos, patch))
+            st["owner"].extend([i] * len(pos))
+            st["boxes"].append(pos)
+            if len(st["owner"]) >= batch_size:
+                flush(name)
+    out = {}
+    for name in models:
+        flush(name)
+        st = state[name]
+        if not st["feats"]:
+            raise FeatureError(f"no readable image among {len(sources)} inputs"
+                               + (f" (first failure: {skipped[0][1]})" if skipped else ""))
+        out[name] = PatchFeatures(features=np.concatenate(st["feats"]),
+                                  photo_index=np.asarray(st["owners"], dtype=np.int64),
+                                  boxes=np.concatenate(st["boxes"]), sources=sources, skipped=list(skipped))
+    return out
 
 
 __all__ = [
     "FeatureError", "PatchFeatures", "l2_normalise", "pad_to_patch", "patch_positions", "crop_patches",
-    "embed_patches", "image_patch_embeddings", "extract_features", "SAMPLING_MODES",
+    "embed_patches", "image_patch_embeddings", "extract_features", "extract_features_multi", "SAMPLING_MODES",
 ]

@@ -148,14 +148,61 @@ class ProbeResult:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, c: float = 1.0, max_iter: int = 2000):
-    """Standardised multinomial logistic regression (scikit-learn pipeline), fitted."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+class SoftmaxProbe:
+    """Multinomial logistic regression on standardised features, fitted with full-batch L-BFGS in torch.
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
-    return clf.fit(x_train, y_train)
+    Same objective as scikit-learn's `LogisticRegression(C=c)` (sum of cross-entropies + ||W||^2 / (2C),
+    bias unpenalised); torch float32 is several times faster than scikit-learn's float64 solver on the
+    shared 2-core machines, which matters for dozens of fits with up to a hundred classes.
+    """
+
+    def __init__(self, c: float = 1.0, max_iter: int = 300):
+        self.c, self.max_iter = float(c), int(max_iter)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "SoftmaxProbe":
+        """Fit on features [N, D] and labels [N] (any hashable values)."""
+        import torch
+
+        self.classes_, yi = np.unique(np.asarray(y), return_inverse=True)
+        self.mean_ = x.mean(axis=0)
+        self.scale_ = x.std(axis=0) + 1e-6
+        xt = torch.from_numpy(((x - self.mean_) / self.scale_).astype(np.float32))
+        yt = torch.from_numpy(yi.astype(np.int64))
+        n, d = xt.shape
+        w = torch.zeros(d, len(self.classes_), requires_grad=True)
+        b = torch.zeros(len(self.classes_), requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=self.max_iter, history_size=20,
+                                tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            # Mean CE + ||W||^2 / (2 C N): scikit-learn's objective divided by N.
+            loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + (w * w).sum() / (2.0 * self.c * n)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        self.coef_, self.intercept_ = w.detach().numpy(), b.detach().numpy()
+        return self
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        """Class logits [N, C]."""
+        return ((x - self.mean_) / self.scale_).astype(np.float32) @ self.coef_ + self.intercept_
+
+    def predict_log_proba(self, x: np.ndarray) -> np.ndarray:
+        """Log class probabilities [N, C] (columns in `classes_` order)."""
+        z = self.decision_function(x)
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Most probable class of each row."""
+        return self.classes_[np.argmax(self.decision_function(x), axis=1)]
+
+
+def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, c: float = 1.0, max_iter: int = 300) -> SoftmaxProbe:
+    """A fitted `SoftmaxProbe` (standardised multinomial logistic regression)."""
+    return SoftmaxProbe(c, max_iter).fit(x_train, y_train)
 
 
 def run_probe(task: str, features: np.ndarray, photo_index: np.ndarray, labels: Sequence[str | None],
@@ -215,5 +262,5 @@ def repeated_probe(task: str, features: np.ndarray, photo_index: np.ndarray, lab
 
 __all__ = [
     "ProbeError", "parse_exposure_time", "parse_number", "LabelSpec", "LABEL_SPECS", "quantile_edges",
-    "bin_label", "photo_labels", "split_by_photo", "ProbeResult", "fit_logistic", "run_probe", "repeated_probe",
+    "bin_label", "photo_labels", "split_by_photo", "ProbeResult", "SoftmaxProbe", "fit_logistic", "run_probe", "repeated_probe",
 ]

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from exiflang.probes.features import PatchFeatures, extract_features
+from exiflang.probes.features import PatchFeatures, extract_features_multi
 
 EXIF_TASKS = ("make", "model", "exposure", "iso", "fnumber", "focal")
 ALL_TASKS = EXIF_TASKS + ("distortion", "casia")
@@ -141,33 +141,42 @@ def _cache_key(model, kind: str, sources: Sequence[str], **params) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def cached(cache_dir: str | Path | None, model, kind: str, sources: Sequence[str], compute, **params):
-    """Load features from `cache_dir` when present, else compute (and save them there)."""
-    if cache_dir is None:
-        return compute()
-    path = Path(cache_dir) / f"{kind}-{_cache_key(model, kind, sources, **params)}.npz"
-    if path.is_file():
-        return PatchFeatures.load(path)
-    feats = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    feats.save(path)
-    return feats
+def cached_features(cache_dir: str | Path | None, models: dict, kind: str, sources: Sequence[str], compute,
+                    **params) -> dict[str, PatchFeatures]:
+    """{name: features}: read from `cache_dir` where present; `compute(missing_models)` does the rest (saved)."""
+    paths = {name: (Path(cache_dir) / f"{kind}-{_cache_key(m, kind, sources, **params)}.npz" if cache_dir else None)
+             for name, m in models.items()}
+    out = {name: PatchFeatures.load(p) for name, p in paths.items() if p is not None and p.is_file()}
+    missing = {name: m for name, m in models.items() if name not in out}
+    if missing:
+        fresh = compute(missing)
+        for name, feats in fresh.items():
+            if paths[name] is not None:
+                paths[name].parent.mkdir(parents=True, exist_ok=True)
+                feats.save(paths[name])
+        out.update(fresh)
+    return {name: out[name] for name in models}
+
+
+def photo_features(photos: Sequence[Photo], models: dict, k: int = 16, mode: str = "random", cache_dir=None,
+                   batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict[str, PatchFeatures]:
+    """Patch features of every photo for every model (decoded once; cached per model)."""
+    paths = [p.path for p in photos]
+    return cached_features(
+        cache_dir, models, "photos", paths,
+        lambda ms: extract_features_multi(paths, ms, k, mode, 0, None, batch_size, device, progress,
+                                          f"photo features ({', '.join(ms)})"),
+        k=k, mode=mode)
 
 
 # ---------------------------------------------------------------- tasks
-def exif_probe(task: str, photos: Sequence[Photo], model, k: int = 16, mode: str = "random",
-               seeds: Sequence[int] = (0, 1, 2), test_fraction: float = 0.3, held_out: Sequence[bool] | None = None,
-               cache_dir=None, batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict:
+def exif_probe(task: str, photos: Sequence[Photo], feats: PatchFeatures, seeds: Sequence[int] = (0, 1, 2),
+               test_fraction: float = 0.3, held_out: Sequence[bool] | None = None) -> dict:
     """Linear probe of one EXIF property (make, model, exposure, ...) on frozen patch features."""
     from exiflang.probes.linear import LABEL_SPECS, photo_labels, repeated_probe
 
     if task not in LABEL_SPECS:
         raise TaskError(f"unknown EXIF probe {task!r}; choose one of {sorted(LABEL_SPECS)}")
-    paths = [p.path for p in photos]
-    feats = cached(cache_dir, model, "photos", paths,
-                   lambda: extract_features(paths, model, k, mode, seed=0, batch_size=batch_size, device=device,
-                                            progress=progress, desc=f"features {getattr(model, 'model_id', '')}"),
-                   k=k, mode=mode)
     tag_dicts = [dict(p.tags, Make=p.make, Model=p.model) for p in photos]
     labels, binning = photo_labels(tag_dicts, LABEL_SPECS[task])
     read_ok = set(np.unique(feats.photo_index).tolist())
@@ -179,45 +188,68 @@ def exif_probe(task: str, photos: Sequence[Photo], model, k: int = 16, mode: str
     return out
 
 
-def distortion_probe(photos: Sequence[Photo], model, n_bins: int = 5, k: int = 8, mode: str = "random",
-                     seeds: Sequence[int] = (0, 1, 2), test_fraction: float = 0.3, max_photos: int | None = None,
-                     cache_dir=None, batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict:
-    """Every photo distorted once per k1 bin (realistic lensfun coefficients); probe the bin, split by photo."""
-    from exiflang.probes.distortion import distort, distortion_bins
-    from exiflang.probes.linear import run_probe
+@dataclass
+class DistortionSet:
+    """Every photo distorted once per k1 bin: version v is photo v // n_bins in bin v % n_bins."""
+
+    paths: list[str]
+    versions: list[str]
+    coeffs: list[tuple[float, float]]
+    labels: list[str]
+    n_bins: int
+    source: str
+    bin_labels: list[str]
+
+
+def distortion_set(photos: Sequence[Photo], n_bins: int = 5, max_photos: int | None = None) -> DistortionSet:
+    """Realistic (lensfun) coefficients for every (photo, bin) pair, seeded so they never change."""
+    from exiflang.probes.distortion import distortion_bins
 
     bins = distortion_bins(n_bins)
     paths = [p.path for p in photos][:max_photos] if max_photos else [p.path for p in photos]
-    versions = [path for path in paths for _ in range(n_bins)]  # version v = photo v // n_bins, bin v % n_bins
+    versions = [path for path in paths for _ in range(n_bins)]
     coeffs = [bins.sample(v % n_bins, np.random.default_rng([12345, v])) for v in range(len(versions))]
+    return DistortionSet(paths, versions, coeffs, [bins.label(v % n_bins) for v in range(len(versions))], n_bins,
+                         bins.source, [bins.label(i) for i in range(n_bins)])
+
+
+def distortion_features(dset: DistortionSet, models: dict, k: int = 8, mode: str = "random", cache_dir=None,
+                        batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict[str, PatchFeatures]:
+    """Patch features of every distorted version for every model (each warp computed once)."""
+    from exiflang.probes.distortion import distort
 
     def transform(image: np.ndarray, v: int) -> np.ndarray:
-        return distort(image, *coeffs[v])
+        return distort(image, *dset.coeffs[v])
 
-    feats = cached(cache_dir, model, "distortion", versions,
-                   lambda: extract_features(versions, model, k, mode, seed=1, transform=transform,
-                                            batch_size=batch_size, device=device, progress=progress,
-                                            desc=f"distorted {getattr(model, 'model_id', '')}"),
-                   k=k, mode=mode, n_bins=n_bins, coeffs=[list(map(float, c)) for c in coeffs])
-    labels = [bins.label(v % n_bins) for v in range(len(versions))]
+    return cached_features(
+        cache_dir, models, "distortion", dset.versions,
+        lambda ms: extract_features_multi(dset.versions, ms, k, mode, 1, transform, batch_size, device, progress,
+                                          f"distorted versions ({', '.join(ms)})"),
+        k=k, mode=mode, n_bins=dset.n_bins, coeffs=[list(map(float, c)) for c in dset.coeffs])
+
+
+def distortion_probe(dset: DistortionSet, feats: PatchFeatures, seeds: Sequence[int] = (0, 1, 2),
+                     test_fraction: float = 0.3) -> dict:
+    """Probe the k1 bin; all versions of a photo are on the same side of the split."""
+    from exiflang.probes.linear import run_probe
+
+    n_bins, n_photos = dset.n_bins, len(dset.paths)
     runs = []
     for seed in seeds:
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(paths))
-        n_test = max(1, int(round(len(paths) * test_fraction)))
-        test_photos, train_photos = set(order[:n_test].tolist()), set(order[n_test:].tolist())
-        test_v = np.array([v for v in range(len(versions)) if v // n_bins in test_photos])
-        train_v = np.array([v for v in range(len(versions)) if v // n_bins in train_photos])
-        runs.append(run_probe("distortion", feats.features, feats.photo_index, labels, train_v, test_v))
+        order = np.random.default_rng(seed).permutation(n_photos)
+        n_test = max(1, int(round(n_photos * test_fraction)))
+        test_photos = set(order[:n_test].tolist())
+        versions = np.arange(len(dset.versions))
+        is_test = np.array([v // n_bins in test_photos for v in versions])
+        runs.append(run_probe("distortion", feats.features, feats.photo_index, dset.labels,
+                              versions[~is_test], versions[is_test]))
     out = {"task": "distortion", "n_runs": len(runs), "runs": [r.to_dict() for r in runs],
-           "bins": [bins.label(i) for i in range(n_bins)], "coefficient_source": bins.source,
-           "n_photos": len(paths), "split": f"random by source photo (all its distorted versions), "
-                                            f"{test_fraction:.0%} test"}
+           "bins": dset.bin_labels, "coefficient_source": dset.source, "n_photos": n_photos,
+           "n_classes": n_bins, "n_test_photos": max(1, int(round(n_photos * test_fraction))),
+           "split": f"random by source photo (all its distorted versions), {test_fraction:.0%} test"}
     for key in ("patch_accuracy", "photo_accuracy", "majority_chance", "uniform_chance"):
         vals = np.array([r.to_dict()[key] for r in runs])
         out[key], out[key + "_std"] = round(float(vals.mean()), 4), round(float(vals.std()), 4)
-    out["n_classes"] = n_bins
-    out["n_test_photos"] = max(1, int(round(len(paths) * test_fraction)))
     return out
 
 
@@ -238,5 +270,7 @@ def casia_task(root: str | Path, model, protocols: Sequence[str] = ("resized", "
 
 __all__ = [
     "EXIF_TASKS", "ALL_TASKS", "TaskError", "Photo", "photos_from_index", "photos_from_folder",
-    "load_comparison_models", "file_sha256", "held_out_fraction", "held_out_mask", "cached", "exif_probe", "distortion_probe", "casia_task",
+    "load_comparison_models", "file_sha256", "held_out_fraction", "held_out_mask", "cached_features",
+    "photo_features", "exif_probe", "DistortionSet", "distortion_set", "distortion_features", "distortion_probe",
+    "casia_task",
 ]
