@@ -703,7 +703,8 @@ def train(opt: TrainOptions) -> dict[str, Any]:
     bar.close()
     wall = run.prior_wall + time.perf_counter() - t_run
     summary: dict[str, Any] = {"steps_done": done, "wall_time_s": wall, "final_eval": last_eval,
-                               "checkpoint": str(ckpt_path), "data_hash": info["data_hash"], "model": model}
+                               "checkpoint": str(ckpt_path), "data_hash": info["data_hash"], "model": model,
+                               "rank": ddp.rank}
     if done == opt.steps and ddp.main:
         extra = {"train": {"recipe": info["options"], "data_hash": info["data_hash"],
                            "n_train_photos": info["n_train_photos"], "n_val_photos": info["n_val_photos"],

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         summary = train(TrainOptions(**fields))
     except (TrainError, PatchDataError, ModelError) as exc:
         raise CommandError(str(exc)) from exc
+    if summary.get("rank", 0) != 0:
+        return 0  # under torchrun only rank 0 reports
     if summary.get("model_dir"):
         print(f"model saved to {summary['model_dir']} ({summary['wall_time_s']:.0f} s)")
     else:
