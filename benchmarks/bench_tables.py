@@ -49,7 +49,7 @@ def main(root: str) -> int:
     for s in summaries:
         kind, _, path = s["dataset"].partition(":")
         every = int(s.get("every", 1) or 1)
-        label = f"{kind}:{Path(path).name}" + (f", every {every}th image" if every > 1 else "")
+        label = f"{kind}:{Path(path).name}" + (f", 1 image in {every}" if every > 1 else "")
         by_ds.setdefault(label, []).append(s)
     for ds, runs in by_ds.items():
         runs.sort(key=lambda s: order.get(method_label(s)[:4], 9))
