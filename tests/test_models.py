@@ -165,3 +165,12 @@ def test_image_only_loss():
     assert torch.isfinite(same) and same < rand
     with pytest.raises(ValueError, match="positive"):
         image_only_loss(torch.randn(3, 16), torch.arange(3), 10.0)
+
+
+def test_partial_text_format_is_completed():
+    """A config naming only some TextConfig fields gets the rest from the defaults, written out in full."""
+    from exiflang.exif import TextConfig
+
+    config = resolve_config("small")
+    assert config["text_format"]["max_value_chars"] == 40
+    assert set(config["text_format"]) == set(TextConfig().to_dict())

@@ -66,8 +66,11 @@ def resolve_config(name_or_config: str | Path | dict[str, Any]) -> dict[str, Any
             raise ModelError(f"model config {config.get('name', name_or_config)!r} lacks the required key {key!r}")
     config.setdefault("name", "custom")
     config.setdefault("patch_size", 128)
-    if config.get("text_format") is None:
-        config["text_format"] = _default_text_format()
+    # A partial text_format (e.g. {"max_value_chars": 40}) is completed with TextConfig's defaults, so a saved
+    # config states its whole text format even if the defaults change later.
+    defaults = _default_text_format()
+    if defaults is not None:
+        config["text_format"] = {**defaults, **(config.get("text_format") or {})}
     return config
 
 
