@@ -153,12 +153,12 @@ class NoiseMethod:
 
 def random_weights_model(like: str = "default", seed: int = 0, device: str = "cpu"):
     """The architecture of model `like` with freshly initialised (random) weights, fixed seed, eval mode."""
-    from ..models import create_model
+    from ..models import ModelError, create_model
     from ..models.factory import resolve_weights_dir
 
     try:
         config = json.loads((resolve_weights_dir(like) / "config.json").read_text())
-    except Exception:  # noqa: BLE001 - `like` may also be a config name such as "tiny"
+    except ModelError:  # `like` may also be a config name such as "tiny"
         config = like
     model = create_model(config, seed=seed).to(device).eval()
     name = config.get("name", "custom") if isinstance(config, dict) else str(config)
