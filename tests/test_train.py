@@ -55,6 +55,9 @@ def test_resume_reproduces_an_uninterrupted_run(index, tmp_path):
     first = train(TrainOptions(out=str(split), stop_at=3, **common))
     assert first["steps_done"] == 3 and "model_dir" not in first
     assert read_checkpoint(split / CHECKPOINT)[1]["step"] == 3
+    # A killed run may have logged past its last checkpoint: resume drops those lines and redoes the steps.
+    with (split / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"event": "train", "step": 4, "loss": -1.0}) + "\n")
     # Resume takes the recipe from the checkpoint even when the command line says otherwise.
     train(TrainOptions(out=str(split), resume=True, **{**common, "lr": 1.0}))
     a, b = load_file(str(straight / "model" / "model.safetensors")), load_file(str(split / "model" / "model.safetensors"))

@@ -477,6 +477,16 @@ class MetricsLog:
     def __init__(self, path: Path, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
 
+    def truncate_after(self, step: int) -> None:
+        """Drop records logged after `step` (a killed run logged past its last checkpoint; resume redoes them)."""
+        if not (self.enabled and self.path.is_file()):
+            return
+        keep = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, self.path)
+
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""
         if self.enabled:
@@ -667,7 +677,9 @@ def train(opt: TrainOptions) -> dict[str, Any]:
               f"{info['n_skipped_small']} skipped (smaller than {run.config['patch_size']} px); {ddp.world} "
               f"process(es) on {run.device}; {global_crops} crops per step; steps {run.start}->{end} of {opt.steps}",
               flush=True)
-    if run.start == 0:
+    if run.start > 0:
+        metrics.truncate_after(run.start)
+    else:
         metrics.write({"event": "start", "time": time.time(),
                        **{k: v for k, v in info.items() if k not in ("model_config", "tokenizer_json")}})
     bar = tqdm(total=opt.steps, initial=run.start, desc="train", unit="step",
