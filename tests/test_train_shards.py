@@ -71,7 +71,7 @@ def test_frozen_text_features_are_cached_and_reused(index, tmp_path, monkeypatch
     def no_recompute(*args, **kwargs):
         raise AssertionError("text features were recomputed despite the cache")
 
-    monkeypatch.setattr("exiflang.train.text_feature_table", no_recompute)
+    monkeypatch.setattr("exiflang.training.text_cache.text_feature_table", no_recompute)
     second = train(TrainOptions(index=str(index), out=str(tmp_path / "r2"), config=str(path), steps=2,
                                 text_features=str(cache), **FAST))
     assert _losses(tmp_path / "r1") == pytest.approx(_losses(tmp_path / "r2"))

@@ -21,16 +21,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
-from .data.patches import (PatchBatches, PatchDataError, Photo, PhotoStore, data_hash, eval_crops,
-                           photos_from_records, resolve_cache, split_by_photo, to_float)
+from .data.patches import (PatchBatches, PatchDataError, Photo, PhotoStore, data_hash, photos_from_records,
+                           resolve_cache, split_by_photo, to_float)
 from .models import ExifModel, clip_loss, create_model, image_only_loss, save_model
 from .models.loss import gather_with_grad
+from .training.checkpoint import unflatten_optimizer, read_checkpoint, save_checkpoint, set_rng_state
+from .training.distributed import Dist, all_gather_ints, gather_rng_states, init_distributed, pick_device
+from .training.errors import TrainError
+from .training.evaluate import evaluate_image_only, evaluate_retrieval, format_eval
+from .training.text_cache import cached_text_features
 
 CHECKPOINT = "checkpoint.safetensors"
 TEXT_FEATURES = "text_features.safetensors"
@@ -40,10 +43,6 @@ OBJECTIVES = ("exif", "image-only")
 RECIPE_KEYS = ("config", "steps", "photos_per_batch", "crops_per_photo", "lr", "weight_decay", "warmup",
                "min_lr_ratio", "grad_clip", "objective", "image_only_scale", "val_fraction", "eval_crops", "seed",
                "bn_group", "amp")
-
-
-class TrainError(Exception):
-    """Training cannot start or continue (bad option, missing checkpoint, ...); the message says why."""
 
 
 @dataclass
@@ -98,43 +97,6 @@ class TrainOptions:
 
 
 # ----------------------------------------------------------------------------------------------- setup
-
-@dataclass
-class Dist:
-    """Process-group facts of this process."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        """Whether this is the rank that logs and writes files."""
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str, ddp: Dist) -> torch.device:
-    """Resolve 'auto'/'cpu'/'cuda' (one GPU per local rank)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainError("--device cuda asked for, but no CUDA device is available")
-        index = ddp.local_rank if name == "cuda" else torch.device(name).index
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device(name)
-
 
 def load_photos(opt: TrainOptions, patch_size: int,
                 text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
@@ -191,60 +153,6 @@ class TrainTowers(nn.Module):
         return image, text, self.model.logit_scale
 
 
-@torch.no_grad()
-def text_feature_table(model: ExifModel, texts: list[str], device: torch.device, batch: int = 32,
-                       progress: bool = False) -> torch.Tensor:
-    """Pooled frozen-backbone features [len(texts), hidden] for every text."""
-    from tqdm import tqdm
-
-    out = []
-    for i in tqdm(range(0, len(texts), batch), desc="text features", unit="batch", disable=not progress):
-        tok = model.tokenize(texts[i:i + batch])
-        out.append(model.text.features(tok["input_ids"].to(device), tok["attention_mask"].to(device)).float())
-    return torch.cat(out) if out else torch.empty(0, model.text.hidden_size, device=device)
-
-
-def _text_key(text: str) -> str:
-    """Cache key of a text."""
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _backbone_identity(model: ExifModel) -> str:
-    """What the cached features depend on: the text tower's kind, tokenizer, length and architecture."""
-    cfg = model.text.cfg
-    return json.dumps({k: cfg.get(k) for k in ("kind", "tokenizer", "max_length", "backbone_config")}, sort_keys=True)
-
-
-def cached_text_features(model: ExifModel, texts: list[str], device: torch.device, path: Path | None,
-                         write: bool, progress: bool = False) -> dict[str, torch.Tensor]:
-    """Frozen-backbone features per text, read from / added to a safetensors cache file (keyed by text hash)."""
-    from safetensors.torch import load_file, save_file
-
-    identity = _backbone_identity(model)
-    known: dict[str, torch.Tensor] = {}
-    if path is not None and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            same = (f.metadata() or {}).get("backbone") == identity
-        if same:
-            known = load_file(str(path))
-    missing = sorted({t for t in texts if _text_key(t) not in known})
-    if missing and not model.text.pretrained_loaded:
-        raise TrainError(f"{path}: {len(missing)} text(s) lack cached features and the pretrained text weights "
-                         "are not available to compute them")
-    if missing:
-        table = text_feature_table(model, missing, device, progress=progress).cpu()
-        known.update({_text_key(t): row.clone() for t, row in zip(missing, table)})
-        if write and path is not None:
-            tmp = path.with_name(path.name + ".tmp")
-            save_file(known, str(tmp), metadata={"backbone": identity})
-            os.replace(tmp, path)
-    return {t: known[_text_key(t)].to(device) for t in texts}
-
-
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay on weight matrices/kernels only (not norms, biases, the temperature)."""
     decay, no_decay = [], []
@@ -265,173 +173,7 @@ def warmup_cosine(warmup: int, total: int, min_ratio: float) -> Callable[[int], 
     return factor
 
 
-# ------------------------------------------------------------------------------------------ evaluation
-
-@torch.no_grad()
-def evaluate_retrieval(model: ExifModel, store: PhotoStore, n_crops: int, seed: int, device: torch.device,
-                       text_features: dict[str, torch.Tensor] | None = None, batch: int = 128,
-                       amp: bool = False) -> dict[str, Any]:
-    """Held-out patch -> EXIF retrieval among the held-out photos' distinct texts (top-1/top-5, with chance).
-
-    `patch_*`: each crop ranks all texts; `photo_*`: the mean of a photo's crop embeddings does;
-    `camera_top1`: the best text names the photo's Make and Model.
-    """
-    was_training = model.training
-    model.eval()
-    crops, owner = eval_crops(store, model.patch_size, n_crops, seed)
-    ctx = torch.autocast("cuda", torch.bfloat16) if amp else contextlib.nullcontext()
-    with ctx:
-        image = torch.cat([model.encode_image(to_float(c.to(device))).float() for c in crops.split(batch)])
-        texts = sorted({p.text for p in store.photos})
-        if text_features is not None:
-            feats = torch.stack([text_features[t] for t in texts]).to(device)
-            text = model.text.proj(feats).float()
-        else:
-            text = torch.cat([model.encode_text(texts[i:i + 32]).float() for i in range(0, len(texts), 32)])
-    model.train(was_training)
-    text_id = {t: i for i, t in enumerate(texts)}
-    camera_of_text = torch.tensor([hash((p.make, p.model)) for p in
-                                   sorted({p.text: p for p in store.photos}.values(), key=lambda p: p.text)])
-    target_photo = torch.tensor([text_id[p.text] for p in store.photos])
-    image = F.normalize(image, dim=-1)
-    text = F.normalize(text, dim=-1)
-    photo_emb = F.normalize(torch.stack([image[owner == i].mean(0) for i in range(len(store.photos))]), dim=-1)
-
-    def ranks(emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        sims = emb @ text.t()
-        return (sims > sims.gather(1, targets.to(sims.device)[:, None])).sum(1).cpu()
-
-    patch_rank = ranks(image, target_photo[owner])
-    photo_rank = ranks(photo_emb, target_photo)
-    best = (image @ text.t()).argmax(1).cpu()
-    camera_hit = camera_of_text[best] == camera_of_text[target_photo[owner]]
-    same_camera = (camera_of_text[None, :] == camera_of_text[target_photo[owner]][:, None]).float().mean(1)
-    m = len(texts)
-    return {
-        "n_photos": len(store.photos), "n_texts": m, "n_crops": int(len(owner)),
-        "patch_top1": float((patch_rank < 1).float().mean()), "patch_top5": float((patch_rank < 5).float().mean()),
-        "photo_top1": float((photo_rank < 1).float().mean()), "photo_top5": float((photo_rank < 5).float().mean()),
-        "camera_top1": float(camera_hit.float().mean()),
-        "chance_top1": 1.0 / m, "chance_top5": min(5, m) / m, "chance_camera_top1": float(same_camera.mean()),
-    }
-
-
-@torch.no_grad()
-def evaluate_image_only(model: ExifModel, store: PhotoStore, n_crops: int, seed: int,
-                        device: torch.device, batch: int = 128) -> dict[str, Any]:
-    """Held-out crop -> same-photo retrieval among all other held-out crops (top-1, with chance)."""
-    was_training = model.training
-    model.eval()
-    crops, owner = eval_crops(store, model.patch_size, n_crops, seed)
-    emb = F.normalize(torch.cat([model.encode_image(to_float(c.to(device))).float()
-                                 for c in crops.split(batch)]), dim=-1).cpu()
-    model.train(was_training)
-    sims = (emb @ emb.t()).fill_diagonal_(float("-inf"))
-    hit = owner[sims.argmax(1)] == owner
-    return {"n_photos": len(store.photos), "n_crops": int(len(owner)), "same_photo_top1": float(hit.float().mean()),
-            "chance_same_photo_top1": (n_crops - 1) / max(1, len(owner) - 1)}
-
-
-# ----------------------------------------------------------------------------------------- checkpoints
-
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Optimizer state dict -> (tensors for safetensors, JSON-able rest)."""
-    tensors, scalars = {}, {}
-    for pid, entries in state["state"].items():
-        for key, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"optim/{pid}/{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}/{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of `_flatten_optimizer`."""
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim/"):
-            _, pid, key = name.split("/", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for name, value in meta["scalars"].items():
-        pid, key = name.split("/", 1)
-        state.setdefault(int(pid), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def save_checkpoint(path: Path, model: ExifModel, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, rng_states: list[torch.Tensor],
-                    meta: dict[str, Any]) -> None:
-    """Write model, optimiser, scheduler, RNG and step to one safetensors file atomically (temp + rename)."""
-    from safetensors.torch import save_file
-
-    tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
-    tensors.update(optim_tensors)
-    for rank, state in enumerate(rng_states):
-        tensors[f"rng/{rank}"] = state.cpu()
-    info = dict(meta, step=step, scheduler=scheduler.state_dict(), optimizer=optim_meta)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"exiflang": json.dumps(info)})
-    os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half of one
-
-
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of a checkpoint file."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            info = json.loads(f.metadata()["exiflang"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, SafetensorError, KeyError, ValueError) as exc:
-        raise TrainError(f"{path}: cannot read checkpoint ({exc})") from exc
-    return tensors, info
-
-
-def rng_state(device: torch.device) -> torch.Tensor:
-    """This process's torch RNG state (CPU, plus the current GPU's when on CUDA) as one uint8 tensor."""
-    states = [torch.get_rng_state()]
-    if device.type == "cuda":
-        states.append(torch.cuda.get_rng_state(device))
-    lengths = torch.tensor([len(s) for s in states], dtype=torch.int64).view(torch.uint8)
-    return torch.cat([torch.tensor([len(states)], dtype=torch.uint8), lengths, *states])
-
-
-def set_rng_state(packed: torch.Tensor, device: torch.device) -> None:
-    """Restore a state made by `rng_state`."""
-    n = int(packed[0])
-    lengths = packed[1:1 + 8 * n].clone().view(torch.int64).tolist()
-    offset = 1 + 8 * n
-    parts = []
-    for length in lengths:
-        parts.append(packed[offset:offset + length].clone())
-        offset += length
-    torch.set_rng_state(parts[0])
-    if len(parts) > 1 and device.type == "cuda":
-        torch.cuda.set_rng_state(parts[1], device)
-
-
-def gather_rng_states(device: torch.device, ddp: Dist) -> list[torch.Tensor]:
-    """Every rank's RNG state (on rank 0; others get their own only)."""
-    mine = rng_state(device)
-    if ddp.world == 1:
-        return [mine]
-    states: list[Any] = [None] * ddp.world
-    dist.all_gather_object(states, mine)
-    return states
-
-
 # -------------------------------------------------------------------------------------------- the loop
-
-def _all_gather_ints(x: torch.Tensor, ddp: Dist) -> torch.Tensor:
-    """Concatenate an integer tensor over ranks (no gradient)."""
-    if ddp.world == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(ddp.world)]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
 
 class Stepper:
     """One optimisation step on a batch from `PatchBatches` (shared by `train` and the throughput benchmark)."""
@@ -456,11 +198,11 @@ class Stepper:
             image, text, scale = self.towers(pixels, groups, tokens.get("input_ids"), tokens.get("attention_mask"))
         image_all = gather_with_grad(image)
         if opt.objective == "exif":
-            text_groups = _all_gather_ints(groups, ddp)
+            text_groups = all_gather_ints(groups, ddp)
             image_groups = text_groups.repeat_interleave(opt.crops_per_photo)
             loss = clip_loss(image_all, gather_with_grad(text), scale, image_groups, text_groups)
         else:
-            photo_ids = _all_gather_ints(batch["photo"].to(device), ddp).repeat_interleave(opt.crops_per_photo)
+            photo_ids = all_gather_ints(batch["photo"].to(device), ddp).repeat_interleave(opt.crops_per_photo)
             loss = image_only_loss(image_all, photo_ids, opt.image_only_scale)
         self.optimizer.zero_grad(set_to_none=True)
         # Each rank back-propagates through its own slice only; DDP averages, so scale by the world size.
@@ -492,18 +234,6 @@ class MetricsLog:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-
-
-def _format_eval(result: dict[str, Any]) -> str:
-    """One line for the console: retrieval with chance beside it."""
-    if "patch_top1" in result:
-        return (f"held-out patch->EXIF top-1 {result['patch_top1']:.3f} (chance {result['chance_top1']:.3f}), "
-                f"top-5 {result['patch_top5']:.3f} (chance {result['chance_top5']:.3f}); per photo top-1 "
-                f"{result['photo_top1']:.3f} top-5 {result['photo_top5']:.3f}; camera top-1 "
-                f"{result['camera_top1']:.3f} (chance {result['chance_camera_top1']:.3f}) "
-                f"[{result['n_photos']} photos, {result['n_texts']} texts]")
-    return (f"held-out crop->same-photo top-1 {result['same_photo_top1']:.3f} "
-            f"(chance {result['chance_same_photo_top1']:.3f}) [{result['n_photos']} photos]")
 
 
 @dataclass
@@ -620,7 +350,7 @@ def prepare(opt: TrainOptions) -> Run:
               feature_by_text, info)
     if resume is not None:
         tensors, meta = resume
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
         scheduler.load_state_dict(meta["scheduler"])
         run.start, run.prior_wall = int(meta["step"]), float(meta.get("wall_time_s", 0.0))
         if f"rng/{ddp.rank}" in tensors:
@@ -654,7 +384,7 @@ def run_eval(run: Run, step: int, metrics: "MetricsLog") -> dict[str, Any] | Non
     else:
         result = evaluate_image_only(run.model, run.val_store, opt.eval_crops, opt.seed, run.device)
     metrics.write({"event": "eval", "step": step, **result})
-    tqdm.write(f"step {step}: {_format_eval(result)}")
+    tqdm.write(f"step {step}: {format_eval(result)}")
     return result
 
 

@@ -1,0 +1,1 @@
+"""Pieces of the trainer (`exiflang.train`): process groups, checkpoints, held-out evaluation, text-feature cache."""
