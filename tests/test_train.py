@@ -66,6 +66,25 @@ def test_resume_reproduces_an_uninterrupted_run(index, tmp_path):
     assert loss(straight) == loss(split)
 
 
+def test_resume_refuses_other_data(index, tmp_path, photos_dir):
+    out = tmp_path / "r"
+    train(TrainOptions(index=str(index), out=str(out), steps=4, stop_at=1, eval_every=100, **FAST))
+    other = make_small_index(photos_dir, tmp_path / "other", n_photos=16)
+    with pytest.raises(TrainError, match="other photos or texts"):
+        train(TrainOptions(index=str(other), out=str(out), resume=True, **FAST))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_and_resume(index, tmp_path):
+    common = dict(index=str(index), steps=4, eval_every=4, ckpt_every=2, device="cuda", **FAST)
+    train(TrainOptions(out=str(tmp_path / "a"), **common))
+    train(TrainOptions(out=str(tmp_path / "b"), stop_at=2, **common))
+    train(TrainOptions(out=str(tmp_path / "b"), resume=True, **common))
+    a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_image_only_objective(index, tmp_path):
     out = tmp_path / "io"
     train(TrainOptions(index=str(index), out=str(out), steps=2, eval_every=2, objective="image-only", **FAST))

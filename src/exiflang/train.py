@@ -350,6 +350,10 @@ def prepare(opt: TrainOptions) -> Run:
               feature_by_text, info)
     if resume is not None:
         tensors, meta = resume
+        if meta.get("data_hash") != info["data_hash"]:
+            raise TrainError(f"{Path(opt.out) / CHECKPOINT}: the checkpoint was trained on other photos or texts "
+                             f"(data hash {meta.get('data_hash')}, this index gives {info['data_hash']}); "
+                             "resume with the same index, or start a new run folder")
         optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
         scheduler.load_state_dict(meta["scheduler"])
         run.start, run.prior_wall = int(meta["step"]), float(meta.get("wall_time_s", 0.0))
