@@ -110,6 +110,7 @@ def test_exif_value_parsing():
     assert linear.parse_exposure_time("1/0") is None and linear.parse_exposure_time("Unknown") is None
     assert linear.parse_number("50.0 mm") == 50.0 and linear.parse_number("f/5.6") == 5.6
     assert linear.parse_number("ISO 1600") == 1600 and linear.parse_number("n/a") is None
+    assert linear.binomial_se(0.5, 100) == 0.05 and linear.binomial_se(1.0, 10) == 0.0
 
 
 def test_binned_labels_are_balanced_and_ordered():
@@ -224,7 +225,7 @@ def test_held_out_mask_reproduces_the_trainers_split():
     mask, note = held_out_mask(model, photos)
     assert mask == held and "matches" in note
     model.config["train"]["val_data_hash"] = "something else"
-    assert "does NOT match" in held_out_mask(model, photos)[1]
+    assert "differs" in held_out_mask(model, photos)[1]
     assert held_out_mask(SimpleNamespace(config={}), photos) == (None, "no held-out split recorded in the model config")
 
 

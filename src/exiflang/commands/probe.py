@@ -91,8 +91,10 @@ def _casia_root(args):
 
 
 def format_row(name: str, res: dict) -> str:
-    """One table line: accuracies (mean ± std over splits) and chance."""
-    return (f"  {name:<11} photo acc {res['photo_accuracy']:.3f} ± {res['photo_accuracy_std']:.3f}   "
+    """One table line: accuracies (± std over splits, or ± binomial s.e. for one split) and chance."""
+    spread = (f"± {res['photo_accuracy_std']:.3f} sd" if res.get("n_runs", 1) > 1
+              else f"± {res.get('photo_accuracy_se', 0.0):.3f} se")
+    return (f"  {name:<11} photo acc {res['photo_accuracy']:.3f} {spread}   "
             f"patch acc {res['patch_accuracy']:.3f}   chance: majority {res['majority_chance']:.3f}, "
             f"1/{res['n_classes']} = {res['uniform_chance']:.3f}")
 

@@ -257,10 +257,17 @@ def repeated_probe(task: str, features: np.ndarray, photo_index: np.ndarray, lab
         summary[key + "_std"] = round(float(vals.std()), 4)
     for key in ("n_classes", "n_train_photos", "n_test_photos"):
         summary[key] = getattr(runs[0], key)
+    summary["photo_accuracy_se"] = binomial_se(summary["photo_accuracy"], summary["n_test_photos"])
     return summary
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy p measured on n independent test photos (sampling noise of one split)."""
+    return round(float(np.sqrt(max(p * (1.0 - p), 0.0) / max(n, 1))), 4)
 
 
 __all__ = [
     "ProbeError", "parse_exposure_time", "parse_number", "LabelSpec", "LABEL_SPECS", "quantile_edges",
     "bin_label", "photo_labels", "split_by_photo", "ProbeResult", "SoftmaxProbe", "fit_logistic", "run_probe", "repeated_probe",
+    "binomial_se",
 ]

@@ -129,7 +129,7 @@ def held_out_mask(model, photos: Sequence[Photo]) -> tuple[list[bool] | None, st
     if recorded and all(v.text for v in val):
         same = data_hash(val) == recorded
         note += "; matches the run's recorded held-out set" if same else \
-            "; does NOT match the run's recorded held-out set (different photos or texts)"
+            "; its hash differs from the run's recorded held-out hash (photos or their EXIF texts differ from the run's index)"
     return (mask if any(mask) else None), note
 
 
@@ -231,7 +231,7 @@ def distortion_features(dset: DistortionSet, models: dict, k: int = 8, mode: str
 def distortion_probe(dset: DistortionSet, feats: PatchFeatures, seeds: Sequence[int] = (0, 1, 2),
                      test_fraction: float = 0.3) -> dict:
     """Probe the k1 bin; all versions of a photo are on the same side of the split."""
-    from exiflang.probes.linear import run_probe
+    from exiflang.probes.linear import binomial_se, run_probe
 
     n_bins, n_photos = dset.n_bins, len(dset.paths)
     runs = []
@@ -250,6 +250,7 @@ def distortion_probe(dset: DistortionSet, feats: PatchFeatures, seeds: Sequence[
     for key in ("patch_accuracy", "photo_accuracy", "majority_chance", "uniform_chance"):
         vals = np.array([r.to_dict()[key] for r in runs])
         out[key], out[key + "_std"] = round(float(vals.mean()), 4), round(float(vals.std()), 4)
+    out["photo_accuracy_se"] = binomial_se(out["photo_accuracy"], runs[0].n_test_photos)
     return out
 
 
