@@ -60,6 +60,14 @@ def _eval_photos(records: list[dict], model, use_held_out: bool) -> tuple[list[d
     return records, f"all {len(records)} photos (NO held-out split used: the model may have trained on them)"
 
 
+def _trained_cameras(records: list[dict], evaluated: list[dict]) -> set:
+    """Cameras with at least one photo outside the evaluated set (i.e. seen in training when held out)."""
+    from exiflang.probes.ranking import camera_key
+
+    held = {r["path"] for r in evaluated}
+    return {camera_key(r) for r in records if r["path"] not in held}
+
+
 def _models(args) -> dict:
     from exiflang.probes.tasks import load_comparison_models
 
@@ -82,6 +90,7 @@ def cmd_zero_shot(args) -> int:
     records = _records(args.index)
     models = _models(args)
     photos, note = _eval_photos(records, models["model"], not args.all_photos)
+    trained_cameras = _trained_cameras(records, photos)
     out = {"evaluated_on": note, "models": {}}
     print(f"zero-shot camera ranking on {note}")
     for name, model in models.items():
@@ -91,21 +100,30 @@ def cmd_zero_shot(args) -> int:
         text_emb = encode_texts(model, [c.text for c in cands], device=args.device)
         t0 = time.time()
         embs = _photo_embeddings(model, [r["path"] for r in photos], args.patches, args.device)
-        ranks = []
+        ranks, seen = [], []
         for rec, emb in zip(photos, embs):
             if len(emb) == 0:
                 continue
             scores = patch_text_scores(emb, text_emb)
             own = keys.index(camera_key(rec))
             ranks.append(int(np.sum(scores > scores[own])) + 1)
-        ranks = np.array(ranks)
+            seen.append(camera_key(rec) in trained_cameras)
+        ranks, seen = np.array(ranks), np.array(seen)
         res = {"top1": float(np.mean(ranks == 1)), "top5": float(np.mean(ranks <= 5)),
                "median_rank": float(np.median(ranks)), "n_photos": int(len(ranks)), "n_cameras": len(cands),
                "chance_top1": 1.0 / len(cands), "chance_top5": min(1.0, 5.0 / len(cands)),
                "model_id": model.model_id, "seconds": round(time.time() - t0, 1)}
+        for label, sel in (("camera_in_training", seen), ("camera_not_in_training", ~seen)):
+            if sel.any() and len(photos) < len(records):  # only meaningful for a held-out subset
+                res[label] = {"n_photos": int(sel.sum()), "top1": float(np.mean(ranks[sel] == 1)),
+                              "top5": float(np.mean(ranks[sel] <= 5))}
         out["models"][name] = res
         print(f"  {name:<11} top-1 {res['top1']:.3f}  top-5 {res['top5']:.3f}  median rank {res['median_rank']:.0f}"
               f" / {len(cands)}   (chance top-1 {res['chance_top1']:.3f}, top-5 {res['chance_top5']:.3f})")
+        for label in ("camera_in_training", "camera_not_in_training"):
+            if label in res:
+                r = res[label]
+                print(f"      {label.replace('_', ' ')}: {r['n_photos']} photos, top-1 {r['top1']:.3f}, top-5 {r['top5']:.3f}")
     _dump(args, out)
     return 0
 
@@ -120,6 +138,7 @@ def cmd_check(args) -> int:
     models = _models(args)
     photos, note = _eval_photos(records, models["model"], not args.all_photos)
     out = {"evaluated_on": note, "models": {}}
+    trained_cameras = _trained_cameras(records, photos)
     print(f"check-exif: own EXIF vs every other camera's text, on {note}")
     for name, model in models.items():
         cfg = TextConfig.from_dict(model.config.get("text_format"))
@@ -128,7 +147,7 @@ def cmd_check(args) -> int:
         ref_emb = encode_texts(model, [c.text for c in cands], device=args.device)
         own_emb = encode_texts(model, [exif_to_text(r.get("tags") or {}, cfg) for r in photos], device=args.device)
         embs = _photo_embeddings(model, [r["path"] for r in photos], args.patches, args.device)
-        wins, pcts, verdicts, swapped_pcts = [], [], [], []
+        wins, pcts, verdicts, swapped_pcts, seen = [], [], [], [], []
         rng = np.random.default_rng(0)
         for i, (rec, emb) in enumerate(zip(photos, embs)):
             if len(emb) == 0:
@@ -140,6 +159,7 @@ def cmd_check(args) -> int:
             wins.extend((own > ref).tolist())
             pct = percentile_of(own, ref)
             pcts.append(pct)
+            seen.append(own_key in trained_cameras)
             verdicts.append(verdict_for(pct))
             # Swapped metadata: the photo paired with a random other camera's text, scored the same way.
             j = int(rng.choice(np.flatnonzero(others)))
@@ -155,10 +175,18 @@ def cmd_check(args) -> int:
                "verdicts": {v: verdicts.count(v) for v in ("consistent", "uncertain", "inconsistent")},
                "swapped_mean_percentile": float(swapped_pcts.mean()), "own_vs_swapped_auc": auc,
                "model_id": model.model_id}
+        seen = np.array(seen)
+        for label, sel in (("camera_in_training", seen), ("camera_not_in_training", ~seen)):
+            if sel.any() and len(photos) < len(records):  # only meaningful for a held-out subset  # the pairwise win rate equals the mean percentile (no ties in practice)
+                res[label] = {"n_photos": int(sel.sum()), "own_wins": float(pcts[sel].mean())}
         out["models"][name] = res
         print(f"  {name:<11} own beats other camera in {res['pairwise_own_wins']:.3f} of {len(wins)} pairs; "
               f"mean percentile own {res['mean_percentile']:.3f} vs swapped {res['swapped_mean_percentile']:.3f} "
               f"(AUC {auc:.3f}); verdicts {res['verdicts']}")
+        for label in ("camera_in_training", "camera_not_in_training"):
+            if label in res:
+                r = res[label]
+                print(f"      {label.replace('_', ' ')}: {r['n_photos']} photos, own wins {r['own_wins']:.3f}")
     _dump(args, out)
     return 0
 
