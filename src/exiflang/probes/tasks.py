@@ -72,6 +72,15 @@ def photos_from_folder(folder: str | Path, progress: bool = True) -> list[Photo]
 
 
 # ---------------------------------------------------------------- models
+def _digest(model) -> str:
+    """Short hash of a model's weights (names, shapes, bytes)."""
+    h = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 def load_comparison_models(model: str = "default", baseline_model: str | None = None,
                            random_baseline: bool = True, seed: int = 0, device: str = "cpu") -> dict:
     """{name: ExifModel} for the model under test, its random-weights twin and the image-only baseline."""
@@ -81,7 +90,8 @@ def load_comparison_models(model: str = "default", baseline_model: str | None = 
     if random_baseline:
         # Same architecture and config, fixed random init (seeded, so the baseline is reproducible).
         rnd = create_model(dict(models["model"].config), seed=seed)
-        rnd.model_id = f"random-init(seed={seed})"
+        # The id names the exact weights, so feature caches can never mix two different random inits.
+        rnd.model_id = f"random-{rnd.config.get('name', 'custom')}-seed{seed}-{_digest(rnd)}"
         models["random"] = rnd.to(device).eval()
     if baseline_model:
         models["image-only"] = load_model(baseline_model, device=device)
