@@ -30,7 +30,8 @@ def candidate_scores(result) -> dict[str, float]:
     feats = cell_features(result.embeddings, g.gy, g.gx, g.spread)
     vote = feats @ feats.T
     a = (vote - vote.min()) / max(vote.max() - vote.min(), 1e-12) + 1e-9
-    cut = result.mask[:: g.stride, :: g.stride]  # pixel i*stride lies in cell i[: g.cell_shape[0], : g.cell_shape[1]].ravel()
+    # pixel i*stride lies in cell i, so striding the full-resolution mask gives the cell mask back
+    cut = result.mask[:: g.stride, :: g.stride][: g.cell_shape[0], : g.cell_shape[1]].ravel()
     ncut = float(ncut_values(a, cut[None, :])[0]) if 0 < cut.sum() < cut.size else 2.0
     return {
         "gap": float(result.score),
