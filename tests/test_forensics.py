@@ -131,3 +131,20 @@ def test_vectorised_agrees_with_loop_version(planted):
     assert np.abs(fast_mode - slow_mode).max() <= 1e-5
     heat_fast, heat_slow = normalised_inconsistency(fast_mode), normalised_inconsistency(slow_mode)
     assert np.abs(heat_fast - heat_slow).max() <= 1e-5
+
+
+def test_ncut_survives_a_lanczos_failure(monkeypatch):
+    """An eigen-solver that does not converge must not crash detection: the dense solver takes over."""
+    from scipy.sparse.linalg import ArpackNoConvergence
+
+    from exiflang.forensics import ncut
+
+    def fail(*args, **kwargs):
+        raise ArpackNoConvergence("no convergence", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(ncut, "eigsh", fail)
+    g = make_grid(80, 96, 8, per_side=11)
+    block = np.zeros((g.gy, g.gx), dtype=bool)
+    block[3:6, 4:9] = True
+    res = consistency_from_embeddings(planted_embeddings(g, block.ravel()), g)
+    assert np.array_equal(res.mask, np.kron(block, np.ones((8, 8), dtype=bool)))

@@ -9,7 +9,7 @@ polarity rule does.
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 N_THRESHOLDS = 63
 
@@ -32,8 +32,12 @@ def second_eigenvector(sym: np.ndarray) -> np.ndarray:
     n = len(sym)
     if n <= 16:
         return np.linalg.eigh(sym)[1][:, -2]
-    # Fixed start vector: the sign/basis of the result must not depend on a random seed.
-    vals, vecs = eigsh(sym, k=2, which="LA", v0=np.linspace(1.0, 2.0, n))
+    try:
+        # Fixed start vector: the sign/basis of the result must not depend on a random seed.
+        vals, vecs = eigsh(sym, k=2, which="LA", v0=np.linspace(1.0, 2.0, n), maxiter=20 * n)
+    except ArpackNoConvergence:
+        # Nearly equal top eigenvalues (almost disconnected graph) can stall Lanczos: solve densely.
+        return np.linalg.eigh(sym)[1][:, -2]
     return vecs[:, int(np.argsort(vals)[0])]
 
 
