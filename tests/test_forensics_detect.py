@@ -38,7 +38,7 @@ def test_composite_is_localised_and_scores_above_an_authentic_image(composite, m
     ap = pixel_ap(res.heatmap, mask)
     assert ap > 0.6, f"p-AP {ap:.2f} vs chance {mask.mean():.2f}"
     iou = (res.mask & mask).sum() / (res.mask | mask).sum()
-    assert iou > 0.3  # a random mask of this area would get about 0.11
+    assert iou > 0.2  # a random mask of this area would get about 0.11
     # The same generator's host image alone (no paste) must score lower.
     from exiflang.forensics.synthetic import camera_pipeline, render_scene
 
@@ -130,3 +130,30 @@ def test_tiny_model_runs_end_to_end(composite):
     grid = make_grid(256, 320, net.patch_size, per_side=10)
     assert res.grid == grid and res.embeddings.shape == (grid.n_patches, net.embed_dim)
     assert res.heatmap.shape == (256, 320)
+
+
+def test_default_model_finds_a_pasted_region_in_real_photos(photos_dir):
+    """Hand-made composites of two shared photos from different cameras: the heatmap beats chance."""
+    from exiflang.imageio import load_rgb
+    from exiflang.paths import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "default" / "model.safetensors").is_file():
+        pytest.skip("built-in weights not present")
+    folders = sorted(p for p in photos_dir.iterdir() if p.is_dir())
+    photos = []
+    for folder in folders:  # the first 768x1024 photo of each camera folder, six cameras
+        for path in sorted(folder.glob("*.jpg")):
+            if load_rgb(path)[0].shape[:2] == (768, 1024):
+                photos.append(path)
+                break
+        if len(photos) == 6:
+            break
+    if len(photos) < 6:
+        pytest.skip("not enough 1024x768 photos in the shared collection")
+    yy, xx = np.mgrid[0:768, 0:1024]
+    region = ((yy - 400) / 180.0) ** 2 + ((xx - 560) / 220.0) ** 2 < 1  # an ellipse, ~16% of the frame
+    aps = []
+    for host, donor in zip(photos[0::2], photos[1::2]):
+        composite = np.where(region[..., None], load_rgb(donor)[0], load_rgb(host)[0])
+        aps.append(pixel_ap(detect(composite, "default").heatmap, region))
+    assert np.mean(aps) > 2 * region.mean(), f"per-image AP {np.round(aps, 2)} vs chance {region.mean():.2f}"

@@ -34,7 +34,7 @@ def second_eigenvector(sym: np.ndarray) -> np.ndarray:
         return np.linalg.eigh(sym)[1][:, -2]
     try:
         # Fixed start vector: the sign/basis of the result must not depend on a random seed.
-        vals, vecs = eigsh(sym, k=2, which="LA", v0=np.linspace(1.0, 2.0, n), maxiter=20 * n)
+        vals, vecs = eigsh(sym, k=2, which="LA", v0=np.linspace(1.0, 2.0, n), maxiter=500)
     except ArpackNoConvergence:
         # Nearly equal top eigenvalues (almost disconnected graph) can stall Lanczos: solve densely.
         return np.linalg.eigh(sym)[1][:, -2]

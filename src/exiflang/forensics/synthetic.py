@@ -81,13 +81,23 @@ def blob_mask(height: int, width: int, rng: np.random.Generator, area: float = 0
     return full >= np.quantile(full, 1 - area)
 
 
-def make_composite(height: int = 768, width: int = 1024, seed: int = 0, area: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
-    """Return (composite HxWx3 uint8, bool mask of the pasted region) from two generated, differently processed scenes."""
+def make_composite(
+    height: int = 768, width: int = 1024, seed: int = 0, area: float = 0.15, same_scene: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (composite HxWx3 uint8, bool mask of the pasted region) from two generated, differently processed images.
+
+    With ``same_scene`` both images show the same scene, so the pasted region's content continues
+    seamlessly and only the processing traces differ.
+    """
     rng = np.random.default_rng(seed)
-    host = camera_pipeline(render_scene(height, width, rng), rng, quality=95)
     scale = 1.6
     donor_scene = render_scene(int(height * scale), int(width * scale), rng)
     donor = resampled_pipeline(donor_scene, height, width, quality=70)
+    if same_scene:
+        host_scene = np.asarray(Image.fromarray(np.round(donor_scene * 255).astype(np.uint8)).resize((width, height), Image.BOX)) / 255.0
+    else:
+        host_scene = render_scene(height, width, rng)
+    host = camera_pipeline(host_scene, rng, quality=95)
     mask = blob_mask(height, width, rng, area)
     composite = np.where(mask[..., None], donor, host)
     return composite, mask
