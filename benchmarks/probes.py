@@ -3,6 +3,7 @@
     python benchmarks/probes.py reference --index INDEX --out src/exiflang/probes/reference_texts.json
     python benchmarks/probes.py zero-shot --index INDEX [--model default] [--baseline-model PATH]
     python benchmarks/probes.py check     --index INDEX [--model default] [--baseline-model PATH]
+    python benchmarks/probes.py distortion-oracle --index INDEX   (hand-made features: are the bins learnable?)
     python benchmarks/probes.py probes    [exiflang probe options...]   (same as `exiflang probe`)
 
 zero-shot: for each photo, rank the collection's cameras (one representative text each) by mean
@@ -191,6 +192,43 @@ def cmd_check(args) -> int:
     return 0
 
 
+class SpectrumFeatures:
+    """A hand-made, resampling-sensitive patch 'encoder': log radial power spectrum of the high-passed luminance.
+
+    Stands in for a model in the distortion probe, as a sanity check of how learnable the bins are.
+    """
+
+    patch_size = 128
+    model_id = "spectrum-oracle-48"
+
+    def encode_image(self, x):
+        import torch
+
+        g = x.mean(1)
+        g = g - torch.nn.functional.avg_pool2d(g[:, None], 3, 1, 1)[:, 0]  # high-pass: camera/JPEG traces
+        power = torch.fft.rfft2(g).abs() ** 2
+        fy = torch.fft.fftfreq(g.shape[-2])[:, None].abs()
+        fx = torch.fft.rfftfreq(g.shape[-1])[None, :]
+        ring = torch.clamp((torch.sqrt(fy ** 2 + fx ** 2) / 0.71 * 48).long(), max=47)
+        out = torch.stack([power[:, ring == b].mean(1) for b in range(48)], dim=1)
+        return torch.log(out + 1e-8)
+
+
+def cmd_distortion_oracle(args) -> int:
+    """The distortion probe on hand-made spectrum features instead of a model (how learnable are the bins?)."""
+    from exiflang.probes.tasks import distortion_features, distortion_probe, distortion_set, photos_from_index
+
+    photos = photos_from_index(args.index)
+    dset = distortion_set(photos, args.bins)
+    feats = distortion_features(dset, {"oracle": SpectrumFeatures()}, args.patches, progress=False)
+    res = distortion_probe(dset, feats["oracle"], tuple(range(args.seeds)))
+    print(f"distortion bins with log-spectrum features ({len(dset.paths)} photos, {args.bins} bins): photo acc "
+          f"{res['photo_accuracy']:.3f} ± {res['photo_accuracy_std']:.3f}, patch acc {res['patch_accuracy']:.3f}, "
+          f"chance {res['majority_chance']:.3f}")
+    _dump(args, res)
+    return 0
+
+
 def cmd_probes(argv: list[str]) -> int:
     """Delegate to `exiflang probe` (same options)."""
     from exiflang.cli import main
@@ -226,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default="cpu")
         p.add_argument("--json", help="write results here")
         p.set_defaults(func=func)
+    orc = sub.add_parser("distortion-oracle", help="distortion probe on hand-made spectrum features (sanity check)")
+    orc.add_argument("--index", required=True)
+    orc.add_argument("--bins", type=int, default=5)
+    orc.add_argument("--patches", type=int, default=8)
+    orc.add_argument("--seeds", type=int, default=3)
+    orc.add_argument("--json", help="write results here")
+    orc.set_defaults(func=cmd_distortion_oracle)
     args = parser.parse_args(argv)
     return args.func(args)
 

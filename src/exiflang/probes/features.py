@@ -14,7 +14,6 @@ import numpy as np
 
 from exiflang.imageio import ImageLoadError, as_rgb_array
 
-ImageLike = "str | Path | np.ndarray"
 SAMPLING_MODES = ("random", "grid")
 
 
@@ -191,5 +190,6 @@ def extract_features_multi(images: Sequence, models: dict, k: int = 16, mode: st
 
 __all__ = [
     "FeatureError", "PatchFeatures", "l2_normalise", "pad_to_patch", "patch_positions", "crop_patches",
-    "embed_patches", "image_patch_embeddings", "extract_features", "extract_features_multi", "SAMPLING_MODES",
+    "embed_patches", "image_patch_embeddings", "extract_features", "extract_features_multi",
+    "SAMPLING_MODES",
 ]

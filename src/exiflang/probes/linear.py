@@ -101,9 +101,9 @@ def split_by_photo(labels: Sequence[str | None], test_fraction: float = 0.3, see
     """Photo indices (train, test): per class, about `test_fraction` of its photos go to test.
 
     Every test class keeps at least one training photo (a probe cannot predict a class it never saw);
-    classes with a single photo stay in training. `forced_test[i]` (e.g. a model's held-out photos) puts
-    photo i in test whenever its class has a training photo left; the rest are then split as usual
-    only if `forced_test` is None.
+    classes with a single photo stay in training. With `forced_test` (e.g. a model's held-out photos) the
+    split is fixed instead: photo i is a test photo when `forced_test[i]` and its class has some photo
+    outside the forced set, every other labelled photo trains.
     """
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[int]] = defaultdict(list)
@@ -268,6 +268,6 @@ def binomial_se(p: float, n: int) -> float:
 
 __all__ = [
     "ProbeError", "parse_exposure_time", "parse_number", "LabelSpec", "LABEL_SPECS", "quantile_edges",
-    "bin_label", "photo_labels", "split_by_photo", "ProbeResult", "SoftmaxProbe", "fit_logistic", "run_probe", "repeated_probe",
-    "binomial_se",
+    "bin_label", "photo_labels", "split_by_photo", "ProbeResult", "SoftmaxProbe", "fit_logistic", "run_probe",
+    "repeated_probe", "binomial_se",
 ]
