@@ -71,4 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: commands raise exiflang.cli.CommandError,
+    # which a second copy of this module would not recognise.
+    from exiflang.cli import main as package_main
+
+    sys.exit(package_main())
