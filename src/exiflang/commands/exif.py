@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..exif import TextConfig
 
 
 def register(subparsers) -> None:
@@ -41,7 +45,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def text_config_from_args(args: argparse.Namespace):
+def text_config_from_args(args: argparse.Namespace) -> "TextConfig":
     """Build the TextConfig the options describe."""
     from ..cli import CommandError
     from ..exif import TextConfig

@@ -25,7 +25,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models import ExifModel
 
 import numpy as np
 
@@ -151,7 +154,7 @@ class NoiseMethod:
         return Analysis(heat, score)
 
 
-def random_weights_model(like: str = "default", seed: int = 0, device: str = "cpu"):
+def random_weights_model(like: str = "default", seed: int = 0, device: str = "cpu") -> "ExifModel":
     """The architecture of model `like` with freshly initialised (random) weights, fixed seed, eval mode."""
     from ..models import ModelError, create_model
     from ..models.factory import resolve_weights_dir

@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def _load_named_model(name: str, device: str):
         raise ForensicsError(f"cannot load model {name!r}: {exc}") from exc
 
 
-def resolve_model(model, device: str = "cpu"):
+def resolve_model(model: Any, device: str = "cpu") -> Any:
     """Accept a model object, a name ("default") or a weights folder; return a model in eval mode."""
     if isinstance(model, (str, Path)):
         return _load_named_model(str(model), device)

@@ -133,7 +133,8 @@ def isometric_coordinates(features: np.ndarray) -> np.ndarray:
     return features @ (q * np.sqrt(np.maximum(lam, 0.0)))
 
 
-def mode_consistency_map(emb: np.ndarray, gy: int, gx: int, spread: int, iters: int = 5, percentile: float = 10.0):
+def mode_consistency_map(emb: np.ndarray, gy: int, gx: int, spread: int, iters: int = 5,
+                         percentile: float = 10.0) -> tuple[np.ndarray, np.ndarray, float]:
     """Embeddings -> (mode map [M] of mean similarity to the dominant region, cell affinity [M, M], radius).
 
     Mean shift runs over the M response maps (rows of the vote). When the embedding is narrower than

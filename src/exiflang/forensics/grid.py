@@ -17,8 +17,12 @@ nothing to be inconsistent with). The grid must hold at least two patches.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_PER_SIDE = 30
 
@@ -91,7 +95,7 @@ def make_grid(height: int, width: int, patch: int, per_side: int = DEFAULT_PER_S
     return PatchGrid(height, width, patch, stride, gy, gx)
 
 
-def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int):
+def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int) -> Iterator["torch.Tensor"]:
     """Yield float32 tensors [B, 3, P, P] in [0, 1] of the grid's patches, row-major."""
     import torch
 

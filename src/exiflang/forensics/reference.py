@@ -51,7 +51,8 @@ def loop_mean_shift_mode(points: np.ndarray, iters: int = 5, percentile: float =
     return y[support == support.max()].mean(0), radius
 
 
-def loop_mode_consistency_map(emb: np.ndarray, gy: int, gx: int, spread: int, iters: int = 5, percentile: float = 10.0):
+def loop_mode_consistency_map(emb: np.ndarray, gy: int, gx: int, spread: int, iters: int = 5,
+                              percentile: float = 10.0) -> tuple[np.ndarray, np.ndarray, float]:
     """Loop version of `consistency.mode_consistency_map`: (mode [M], vote [M, M], radius)."""
     vote = loop_overlap_vote(emb, gy, gx, spread)
     mode, radius = loop_mean_shift_mode(vote, iters, percentile)

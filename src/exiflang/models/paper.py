@@ -8,7 +8,10 @@ and the logit scale is the buffer `log_logit_scale` (a log, like the official `m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .joint import ExifModel
 
 import torch
 
@@ -23,7 +26,7 @@ VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3
 SPECIAL_TOKEN_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
 
 
-def create_paper_model(seed: int | None = None):
+def create_paper_model(seed: int | None = None) -> "ExifModel":
     """A randomly initialised model with the paper's architecture (train mode)."""
     from .factory import create_model
 
