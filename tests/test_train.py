@@ -114,3 +114,17 @@ def test_warmup_cosine_schedule():
     f = warmup_cosine(warmup=10, total=110, min_ratio=0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
+
+
+def test_frozen_text_tower_stays_out_of_checkpoints_and_resume_is_exact(index, tmp_path):
+    """`small` keeps MiniLM frozen: checkpoints skip its weights (rebuilt from the package) and resume stays exact."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = dict(index=str(index), steps=4, eval_every=100, ckpt_every=100, **{**FAST, "config": "small"})
+    train(TrainOptions(out=str(straight), **common))
+    train(TrainOptions(out=str(split), stop_at=2, **common))
+    tensors, _ = read_checkpoint(split / CHECKPOINT)
+    assert any(k.startswith("model/image.") for k in tensors)
+    assert not any(k.startswith("model/text.backbone.") for k in tensors)
+    train(TrainOptions(out=str(split), resume=True, **common))
+    a, b = load_file(str(straight / "model" / "model.safetensors")), load_file(str(split / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

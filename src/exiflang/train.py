@@ -27,7 +27,8 @@ from torch import nn
 
 from .data.patches import (PatchBatches, PatchDataError, Photo, PhotoStore, data_hash, photos_from_records,
                            resolve_cache, split_by_photo, to_float)
-from .models import ExifModel, clip_loss, create_model, image_only_loss, save_model
+from .models import ExifModel, ModelError, clip_loss, create_model, image_only_loss, save_model
+from .models.factory import load_saved_state
 from .models.loss import gather_with_grad
 from .training.checkpoint import unflatten_optimizer, read_checkpoint, save_checkpoint, set_rng_state
 from .training.distributed import Dist, all_gather_ints, gather_rng_states, init_distributed, pick_device
@@ -277,7 +278,11 @@ def _build_model(opt: TrainOptions, config: dict[str, Any], train_texts: list[st
 
     tensors, info = resume
     model = Model(config, build_tokenizer(config["text"], info.get("tokenizer_json")), pretrained_text=pretrained)
-    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        load_saved_state(model, state, Path(opt.out) / CHECKPOINT)
+    except ModelError as exc:
+        raise TrainError(str(exc)) from exc
     return model
 
 

@@ -96,12 +96,22 @@ def create_model(name_or_config: str | Path | dict[str, Any] = "tiny", texts: It
         raise ModelError(f"model config {config['name']!r}: {exc}") from exc
 
 
-def _weights_to_save(model: ExifModel) -> dict[str, torch.Tensor]:
+def saved_state(model: ExifModel) -> dict[str, torch.Tensor]:
     """State dict minus what load rebuilds (a frozen package MiniLM), contiguous and detached."""
     state = model.state_dict()
     if not model.text.ships_backbone:
         state = {k: v for k, v in state.items() if not k.startswith("text.backbone.")}
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def load_saved_state(model: ExifModel, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load `saved_state()` output into a model built from the same config; ModelError names `source` on mismatch."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not model.text.ships_backbone:  # rebuilt from its package, never saved
+        missing = [k for k in missing if not k.startswith("text.backbone.")]
+    if missing or unexpected:
+        raise ModelError(f"{source}: weights do not match the config "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -122,7 +132,7 @@ def save_model(model: ExifModel, out_dir: str | Path, extra_config: dict[str, An
     model = getattr(model, "module", model)  # unwrap DDP
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = _weights_to_save(model)
+    state = saved_state(model)
     config = copy.deepcopy(model.config)
     config.update(copy.deepcopy(extra_config or {}))
     config["model_id"] = f"{config.get('name', 'custom')}-{weights_digest(state)}"
@@ -178,9 +188,5 @@ def load_model(name_or_path: str | Path = "default", device: str | torch.device 
         model = ExifModel(resolve_config(config), build_tokenizer(text_cfg, tokenizer_json), pretrained_text=needs_package)
     except (TextModelError, ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: cannot build the model ({exc})") from exc
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (needs_package and k.startswith("text.backbone."))]
-    if missing or unexpected:
-        raise ModelError(f"{folder / WEIGHTS_FILE}: weights do not match the config "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    load_saved_state(model, state, folder / WEIGHTS_FILE)
     return model.to(device).eval()

@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
+from ..models.factory import saved_state
 from .errors import TrainError
+
+if TYPE_CHECKING:
+    from ..models import ExifModel
 
 
 def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -37,13 +40,14 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(path: Path, model: "ExifModel", optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, rng_states: list[torch.Tensor],
                     meta: dict[str, Any]) -> None:
     """Write model, optimiser, scheduler, RNG and step to one safetensors file atomically (temp + rename)."""
     from safetensors.torch import save_file
 
-    tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    # A frozen package MiniLM is rebuilt on resume, as on load: keep its ~90 MB out of every checkpoint.
+    tensors = {f"model/{k}": v.clone() for k, v in saved_state(model).items()}
     optim_tensors, optim_meta = flatten_optimizer(optimizer.state_dict())
     tensors.update(optim_tensors)
     for rank, state in enumerate(rng_states):
