@@ -25,8 +25,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .data.history import HistoryConfig, phase_tags
 from .data.patches import (PatchBatches, PatchDataError, Photo, PhotoStore, data_hash, photos_from_records,
-                           resolve_cache, split_by_photo, to_float)
+                           resolve_cache, split_by_camera, split_by_photo, to_float)
 from .models import ExifModel, ModelError, clip_loss, create_model, image_only_loss, save_model
 from .models.factory import load_saved_state
 from .models.loss import gather_with_grad
@@ -40,10 +41,11 @@ CHECKPOINT = "checkpoint.safetensors"
 TEXT_FEATURES = "text_features.safetensors"
 METRICS = "metrics.jsonl"
 OBJECTIVES = ("exif", "image-only")
+CAMERA_SPLITS = ("none", "heldout")
 # Options that define what is computed; a resumed run takes them from its checkpoint, not the command line.
 RECIPE_KEYS = ("config", "steps", "photos_per_batch", "crops_per_photo", "lr", "weight_decay", "warmup",
                "min_lr_ratio", "grad_clip", "objective", "image_only_scale", "val_fraction", "eval_crops", "seed",
-               "bn_group", "amp")
+               "bn_group", "amp", "history", "patch_patch_weight", "camera_split")
 
 
 @dataclass
@@ -81,6 +83,10 @@ class TrainOptions:
     stop_at: int | None = None  # stop after this step as if killed (tests and time-sliced runs)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # Processing-history recipe (`exiflang.data.history.HistoryConfig.to_dict()`); None: plain crops and texts.
+    history: dict[str, Any] | None = None
+    patch_patch_weight: float = 0.0  # weight of the image-image term (crops with the same text are positives)
+    camera_split: str = "none"  # "heldout": train on the cameras outside the held-out split only
 
     def validate(self) -> None:
         """Raise TrainError on inconsistent settings."""
@@ -95,6 +101,21 @@ class TrainOptions:
                 raise TrainError(f"{name.replace('_', '-')} must be at least 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise TrainError("val-fraction must be in [0, 1)")
+        if self.camera_split not in CAMERA_SPLITS:
+            raise TrainError(f"camera-split must be one of {CAMERA_SPLITS}, not {self.camera_split!r}")
+        if self.patch_patch_weight < 0:
+            raise TrainError("patch-patch-weight must be at least 0")
+        if self.patch_patch_weight > 0 and self.crops_per_photo < 2:
+            raise TrainError("the patch-patch term needs at least 2 crops per photo (its positives)")
+        if self.history is not None:
+            from .data.history import HistoryConfig
+
+            try:
+                cfg = HistoryConfig.from_dict(self.history)
+            except (TypeError, ValueError) as exc:
+                raise TrainError(f"history: {exc}") from exc
+            if not 0.0 <= cfg.prob <= 1.0:
+                raise TrainError("history-prob must be in [0, 1]")
 
 
 # ----------------------------------------------------------------------------------------------- setup
@@ -138,9 +159,9 @@ class TrainTowers(nn.Module):
         self.text_features = text_features  # a plain attribute: DDP must not broadcast it every step
         self.bn_group = bn_group
 
-    def forward(self, pixels: torch.Tensor, groups: torch.Tensor, input_ids: torch.Tensor | None = None,
+    def forward(self, pixels: torch.Tensor, segments: torch.Tensor, input_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None):
-        """(image [N,D], text [L,D] or None, logit scale)."""
+        """(image [N,D], text [U,D] or None, logit scale); `segments` [U, S]: text-segment ids of U texts."""
         # BatchNorm statistics per group of `bn_group` crops ("ghost" batches): a run then computes the same
         # thing on 1 or N processes, since under DDP each rank's local batch is such a group.
         chunks = pixels.split(self.bn_group) if self.bn_group else [pixels]
@@ -148,7 +169,11 @@ class TrainTowers(nn.Module):
         if self.objective == "image-only":
             return image, None, None
         if self.text_features is not None:
-            text = self.model.text.proj(self.text_features[groups])
+            # A frozen encoder reads a text segment by segment (the EXIF text, then each tag), and the pooled
+            # features of the segments are summed: every tag string's features are computed once per run.
+            valid = (segments >= 0).unsqueeze(-1).to(self.text_features.dtype)
+            pooled = (self.text_features[segments.clamp(min=0)] * valid).sum(1)
+            text = self.model.text.proj(pooled)
         else:
             text = self.model.text(input_ids, attention_mask)
         return image, text, self.model.logit_scale
@@ -181,27 +206,32 @@ class Stepper:
 
     def __init__(self, towers: nn.Module, model: ExifModel, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, opt: TrainOptions, ddp: Dist,
-                 device: torch.device, texts: list[str], cached_text: bool, amp: bool) -> None:
+                 device: torch.device, crop_text: Callable[[list[int]], str], cached_text: bool, amp: bool) -> None:
         self.towers, self.model, self.optimizer, self.scheduler = towers, model, optimizer, scheduler
-        self.opt, self.ddp, self.device, self.texts = opt, ddp, device, texts
+        self.opt, self.ddp, self.device, self.crop_text = opt, ddp, device, crop_text
         self.cached_text, self.amp = cached_text, amp
 
     def step(self, batch: dict[str, torch.Tensor]) -> tuple[float, torch.Tensor | None, float]:
         """Forward, global-batch loss, backward, clip, AdamW and scheduler step: (loss, logit scale, grad norm)."""
         opt, ddp, device = self.opt, self.ddp, self.device
         pixels = to_float(batch["pixels"].to(device, non_blocking=True))
-        groups = batch["group"].to(device)
+        # Each distinct crop text once: its segments, and its group id (equal ids = equal texts = positives).
+        crop_group = batch["crop_group"]
+        text_group, first = _unique_first(crop_group)
+        segments = batch["segments"][first].to(device)
         tokens: dict[str, torch.Tensor] = {}
         if opt.objective == "exif" and not self.cached_text:
-            tokens = self.model.tokenize([self.texts[int(g)] for g in batch["group"]])
+            tokens = self.model.tokenize([self.crop_text(row) for row in batch["segments"][first].tolist()])
         autocast = torch.autocast("cuda", torch.bfloat16) if self.amp else contextlib.nullcontext()
         with autocast:
-            image, text, scale = self.towers(pixels, groups, tokens.get("input_ids"), tokens.get("attention_mask"))
+            image, text, scale = self.towers(pixels, segments, tokens.get("input_ids"), tokens.get("attention_mask"))
         image_all = gather_with_grad(image)
+        image_groups = all_gather_ints(crop_group.to(device), ddp)
         if opt.objective == "exif":
-            text_groups = all_gather_ints(groups, ddp)
-            image_groups = text_groups.repeat_interleave(opt.crops_per_photo)
+            text_groups = all_gather_ints(text_group.to(device), ddp)
             loss = clip_loss(image_all, gather_with_grad(text), scale, image_groups, text_groups)
+            if opt.patch_patch_weight > 0:
+                loss = loss + opt.patch_patch_weight * image_only_loss(image_all, image_groups, opt.image_only_scale)
         else:
             photo_ids = all_gather_ints(batch["photo"].to(device), ddp).repeat_interleave(opt.crops_per_photo)
             loss = image_only_loss(image_all, photo_ids, opt.image_only_scale)
@@ -212,6 +242,14 @@ class Stepper:
         self.optimizer.step()
         self.scheduler.step()
         return float(loss.detach()), scale, float(grad_norm)
+
+
+def _unique_first(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct values of a 1-D tensor (sorted) and the index of each one's first occurrence."""
+    values, inverse = torch.unique(ids, sorted=True, return_inverse=True)
+    first = torch.full((len(values),), len(ids), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(ids)), reduce="amin")
+    return values, first
 
 
 class MetricsLog:
@@ -302,25 +340,34 @@ def prepare(opt: TrainOptions) -> Run:
         if not ckpt_path.is_file():
             raise TrainError(f"{ckpt_path}: no checkpoint to resume from")
         resume = read_checkpoint(ckpt_path)
-        for key in RECIPE_KEYS:
-            setattr(opt, key, resume[1]["options"][key])
+        defaults = TrainOptions()
+        for key in RECIPE_KEYS:  # keys newer than the checkpoint keep their defaults (what the old run did)
+            setattr(opt, key, resume[1]["options"].get(key, getattr(defaults, key)))
         opt.validate()
     config = resolve_config(opt.config if resume is None else resume[1]["model_config"])
 
     photos, n_small = load_photos(opt, int(config["patch_size"]), config.get("text_format"))
     # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
     photos.sort(key=lambda p: (p.sha256, p.path))
-    train_photos, val_photos = split_by_photo(photos, opt.val_fraction)
+    cameras = None
+    if opt.camera_split == "heldout":
+        # Camera-disjoint: every photo of the non-held-out cameras trains; the held-out cameras' photos are the
+        # held-out evaluation set, never trained on.
+        train_photos, val_photos, cameras = split_by_camera(photos)
+    else:
+        train_photos, val_photos = split_by_photo(photos, opt.val_fraction)
     if not train_photos:
         raise TrainError("no training photos left after the held-out split")
+    history = HistoryConfig.from_dict(opt.history) if opt.history is not None else None
     cache = resolve_cache(photos, opt.cache)
     store, val_store = PhotoStore(train_photos, cache=cache), PhotoStore(val_photos, cache=cache)
     try:
         batches = PatchBatches(store, int(config["patch_size"]), opt.photos_per_batch, opt.crops_per_photo,
-                               seed=opt.seed, rank=ddp.rank, world=ddp.world)
+                               seed=opt.seed, rank=ddp.rank, world=ddp.world, history=history)
     except PatchDataError as exc:
         raise TrainError(str(exc)) from exc
-    texts = sorted(batches.text_ids)
+    texts = batches.segments  # the EXIF texts, then every history / phase tag
+    eval_suffix = phase_tags(0, 0) if history is not None and history.phase_tags else []
 
     model = _build_model(opt, config, [p.text for p in train_photos], resume).to(device).train()
     if opt.objective == "image-only":  # the text side takes no part: keep it out of the optimiser and DDP
@@ -329,7 +376,7 @@ def prepare(opt: TrainOptions) -> Run:
             model.log_logit_scale.requires_grad_(False)
     text_features, feature_by_text = None, None
     if opt.objective == "exif" and not model.text.train_backbone:
-        all_texts = sorted(set(texts) | {p.text for p in val_photos})
+        all_texts = sorted(set(texts) | {p.text for p in val_photos} | set(eval_suffix))
         cache_file = Path(opt.text_features) if opt.text_features else Path(opt.out) / TEXT_FEATURES
         feature_by_text = cached_text_features(model, all_texts, device, cache_file, write=ddp.main,
                                                progress=opt.progress and ddp.main)
@@ -349,9 +396,11 @@ def prepare(opt: TrainOptions) -> Run:
     info = {"model_config": config, "options": recipe, "n_train_photos": len(train_photos),
             "n_val_photos": len(val_photos), "n_skipped_small": n_small, "data_hash": data_hash(train_photos),
             "val_data_hash": data_hash(val_photos) if val_photos else None,
-            "tokenizer_json": model.text.tokenizer.to_json() if config["text"].get("tokenizer") == "trained" else None}
+            "tokenizer_json": model.text.tokenizer.to_json() if config["text"].get("tokenizer") == "trained" else None,
+            "cameras": cameras, "eval_suffix": eval_suffix}
     run = Run(opt, ddp, device, amp, config, store, val_store, batches, model, optimizer, scheduler,
-              Stepper(towers, model, optimizer, scheduler, opt, ddp, device, texts, text_features is not None, amp),
+              Stepper(towers, model, optimizer, scheduler, opt, ddp, device, batches.crop_text, text_features is not None,
+                      amp),
               feature_by_text, info)
     if resume is not None:
         tensors, meta = resume
@@ -389,7 +438,7 @@ def run_eval(run: Run, step: int, metrics: "MetricsLog") -> dict[str, Any] | Non
         return None
     if opt.objective == "exif":
         result = evaluate_retrieval(run.model, run.val_store, opt.eval_crops, opt.seed, run.device,
-                                    run.feature_by_text, amp=run.amp)
+                                    run.feature_by_text, amp=run.amp, suffix=run.info["eval_suffix"])
     else:
         result = evaluate_image_only(run.model, run.val_store, opt.eval_crops, opt.seed, run.device)
     metrics.write({"event": "eval", "step": step, **result})
@@ -461,6 +510,8 @@ def train(opt: TrainOptions) -> dict[str, Any]:
                            "n_train_photos": info["n_train_photos"], "n_val_photos": info["n_val_photos"],
                            "val_data_hash": info["val_data_hash"], "wall_time_s": wall, "device": str(run.device),
                            "world_size": ddp.world, "final_eval": last_eval, **opt.extra}}
+        if info.get("cameras"):
+            extra["train"]["cameras"] = info["cameras"]
         summary["model_dir"] = str(save_model(model, out / "model", extra_config=extra))
         metrics.write({"event": "end", "step": opt.steps, "wall_time_s": wall, "model_dir": summary["model_dir"]})
     return summary

@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--shards", metavar="DIR", help="webdataset shard folder made by `exiflang shard` (instead of --index)")
     src.add_argument("--val-fraction", type=float, default=0.15,
                      help="fraction of photos held out (split by photo content hash) for retrieval scores (default 0.15)")
+    src.add_argument("--camera-split", choices=["none", "heldout"], default="none",
+                     help="heldout: train on every photo of the cameras outside the project's held-out camera split "
+                          "(exiflang.data.cameras) and evaluate on the held-out cameras; the camera lists go into "
+                          "the model's config.json (default none: photo-level split by --val-fraction)")
     src.add_argument("--cache", choices=["auto", "yes", "no"], default="auto",
                      help="keep decoded photos in memory (auto: when they fit in 4 GiB)")
     src.add_argument("--workers", type=int, default=None,
@@ -37,7 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="exif: patches vs EXIF text (the method); image-only: crops of one photo as positives "
                         "(CropCLR-style baseline, no EXIF)")
     m.add_argument("--image-only-scale", type=float, default=10.0,
-                   help="logit scale (1/temperature) of the image-only loss (default 10)")
+                   help="logit scale (1/temperature) of the image-only loss and of the patch-patch term (default 10)")
+    m.add_argument("--patch-patch-weight", type=float, default=0.0, metavar="W",
+                   help="add W x an image-image term beside patch-text: crops with the same text (same photo, "
+                        "history and block phase) are positives (default 0: off)")
+    h = p.add_argument_group("processing history as language")
+    h.add_argument("--history-prob", type=float, default=0.0, metavar="P",
+                   help="share of photo visits processed on the fly (gamma, blur/sharpen, resampling, noise, JPEG "
+                        "re-compression single/double) with what was applied appended to the EXIF text as tags; "
+                        "also turns on block-phase tags (default 0: the plain recipe, crops at any offset)")
+    h.add_argument("--no-history-op", action="append", default=[], metavar="OP",
+                   choices=["gamma", "blur", "resample", "noise", "jpeg", "double_jpeg"],
+                   help="switch one processing op off (repeatable): gamma, blur, resample, noise, jpeg, double_jpeg")
+    h.add_argument("--no-phase-tags", dest="phase_tags", action="store_false",
+                   help="do not tag crops with their 8x8 JPEG block offset (crops still land at chosen offsets)")
+    h.add_argument("--phase-tags", dest="phase_tags", action="store_true", default=None,
+                   help="block-phase tags even with --history-prob 0")
     o = p.add_argument_group("optimisation")
     o.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
     o.add_argument("--photos-per-batch", type=int, default=16,
@@ -76,7 +95,14 @@ def run(args: argparse.Namespace) -> int:
     from ..models import ModelError
     from ..train import TrainError, TrainOptions, train
 
-    fields = {k: getattr(args, k) for k in TrainOptions.__dataclass_fields__ if hasattr(args, k) and k != "extra"}
+    fields = {k: getattr(args, k) for k in TrainOptions.__dataclass_fields__
+              if hasattr(args, k) and k not in ("extra", "history")}
+    if not args.resume and (args.history_prob > 0 or args.phase_tags):
+        from ..data.history import HistoryConfig
+
+        off = {op: False for op in args.no_history_op}
+        fields["history"] = HistoryConfig(prob=args.history_prob, phase_tags=args.phase_tags is not False,
+                                          **off).to_dict()
     try:
         summary = train(TrainOptions(**fields))
     except (TrainError, PatchDataError, ModelError) as exc:

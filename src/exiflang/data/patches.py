@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..imageio import MAX_PIXELS, ImageLoadError, as_rgb_array, load_rgb
+from .history import History, HistoryConfig, apply_history, phase_tags, sample_history, source_window, tag_vocabulary
 
 EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
 
@@ -76,6 +77,23 @@ def split_by_photo(photos: Sequence[Photo], val_fraction: float) -> tuple[list[P
         key = photo.sha256 or hashlib.sha256(photo.path.encode()).hexdigest()
         (val if int(key[:8], 16) / 0xFFFFFFFF < val_fraction else train).append(photo)
     return train, val
+
+
+def split_by_camera(photos: Sequence[Photo]) -> tuple[list[Photo], list[Photo], dict[str, Any]]:
+    """Camera-disjoint split (`exiflang.data.cameras`): (photos of training cameras, of held-out cameras, record).
+
+    The record (for the model's config.json) lists both camera sets and their hashes.
+    """
+    from .cameras import SPLIT_NAME, cameras_hash, camera_key, is_heldout
+
+    train = [p for p in photos if not is_heldout(camera_key(p.make, p.model))]
+    val = [p for p in photos if is_heldout(camera_key(p.make, p.model))]
+    train_keys = sorted({camera_key(p.make, p.model) for p in train})
+    val_keys = sorted({camera_key(p.make, p.model) for p in val})
+    record = {"split": SPLIT_NAME, "train_cameras": train_keys, "heldout_cameras": val_keys,
+              "train_cameras_hash": cameras_hash(train_keys), "heldout_cameras_hash": cameras_hash(val_keys),
+              "n_train_photos": len(train), "n_heldout_photos": len(val)}
+    return train, val, record
 
 
 def data_hash(photos: Sequence[Photo]) -> str:
@@ -162,7 +180,7 @@ class PatchBatches(torch.utils.data.Dataset):
     """
 
     def __init__(self, store: PhotoStore, patch_size: int, photos_per_batch: int, crops_per_photo: int,
-                 seed: int = 0, rank: int = 0, world: int = 1) -> None:
+                 seed: int = 0, rank: int = 0, world: int = 1, history: HistoryConfig | None = None) -> None:
         n = len(store.photos)
         if photos_per_batch < 1 or crops_per_photo < 1:
             raise PatchDataError("photos per batch and crops per photo must be at least 1")
@@ -179,6 +197,12 @@ class PatchBatches(torch.utils.data.Dataset):
         self.steps_per_epoch = n // photos_per_batch
         texts = sorted({p.text for p in store.photos})
         self.text_ids = {t: i for i, t in enumerate(texts)}  # group id: equal texts are positives
+        # None: the plain recipe (crops at any offset, the photo's EXIF text for every crop).
+        self.history = history
+        # Text segments: the photos' EXIF texts, then every history / block-phase tag; a crop's text is a list of
+        # segment ids (its photo's text, then its tags).
+        self.segments = texts + (tag_vocabulary() if history is not None else [])
+        self.segment_ids = {t: i for i, t in enumerate(self.segments)}
 
     def __len__(self) -> int:
         return 1 << 62  # indexed by step; the trainer decides how many steps to take
@@ -194,30 +218,122 @@ class PatchBatches(torch.utils.data.Dataset):
         start = b * self.photos_per_batch + self.rank * self.local_photos
         return order[start:start + self.local_photos]
 
-    def photo_crops(self, index: int, epoch: int) -> np.ndarray:
-        """The crops of one photo on one visit [crops, 3, P, P] uint8."""
+    def photo_crops(self, index: int, epoch: int) -> tuple[np.ndarray, list[list[str]]]:
+        """The crops of one photo on one visit [crops, 3, P, P] uint8, and each crop's tags (history, phase)."""
         photo = self.store.photos[index]
         rng = np.random.default_rng([self.seed, epoch, index])
-        positions = crop_positions(photo.height, photo.width, self.patch, self.crops, rng)
-        return cut_crops(self.store.image(index), positions, self.patch)
+        if self.history is None:
+            positions = crop_positions(photo.height, photo.width, self.patch, self.crops, rng)
+            return cut_crops(self.store.image(index), positions, self.patch), [[] for _ in range(self.crops)]
+        return visit_crops(self.store.image(index), self.patch, self.crops, self.history, rng)
+
+    def crop_text(self, segments: Sequence[int]) -> str:
+        """The full text of a crop from its segment ids: the EXIF text, then its tags, in the same form."""
+        return ", ".join(self.segments[s] for s in segments if s >= 0)
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        """{'pixels': uint8 [L*K,3,P,P] photo-major, 'photo': [L] photo ids, 'group': [L] text ids, 'step'}."""
+        """{'pixels': uint8 [L*K,3,P,P] photo-major, 'photo': [L] photo ids, 'group': [L] EXIF-text ids,
+        'segments': [L*K, S] text-segment ids per crop (-1 = padding), 'crop_group': [L*K] text ids per crop
+        (equal iff the full texts are equal), 'step'}."""
         epoch = step // self.steps_per_epoch
         idx = self.batch_photos(step)
-        pixels = np.concatenate([self.photo_crops(int(i), epoch) for i in idx])
+        pixels, rows = [], []
+        for i in idx:
+            crops, tags = self.photo_crops(int(i), epoch)
+            pixels.append(crops)
+            base = self.text_ids[self.store.photos[int(i)].text]
+            rows += [[base] + [self.segment_ids[t] for t in crop_tags] for crop_tags in tags]
+        width = max(len(r) for r in rows)
+        segments = np.full((len(rows), width), -1, dtype=np.int64)
+        for r, row in enumerate(rows):
+            segments[r, :len(row)] = row
         groups = [self.text_ids[self.store.photos[int(i)].text] for i in idx]
-        return {"pixels": torch.from_numpy(pixels), "photo": torch.as_tensor(idx, dtype=torch.long),
-                "group": torch.tensor(groups, dtype=torch.long), "step": torch.tensor(step)}
+        return {"pixels": torch.from_numpy(np.concatenate(pixels)), "photo": torch.as_tensor(idx, dtype=torch.long),
+                "group": torch.tensor(groups, dtype=torch.long), "segments": torch.from_numpy(segments),
+                "crop_group": torch.from_numpy(segment_groups(segments)), "step": torch.tensor(step)}
 
 
-def eval_crops(store: PhotoStore, patch_size: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed random crops of every photo of a held-out store: (uint8 [N*n,3,P,P], photo index per crop)."""
+def segment_groups(segments: np.ndarray) -> np.ndarray:
+    """One int64 id per row of segment ids, equal iff the rows are (a polynomial hash modulo 2^61 - 1)."""
+    mod, base = (1 << 61) - 1, 1_000_003
+    out = np.zeros(len(segments), dtype=object)
+    for col in range(segments.shape[1]):
+        out = (out * base + (segments[:, col].astype(object) + 2)) % mod
+    return out.astype(np.int64)
+
+
+def _phase_position(limit: int, phase: int, rng: np.random.Generator) -> int:
+    """A random position in 0..limit whose offset from the grid (at 0) is `phase` mod 8 (or the nearest possible)."""
+    if limit < phase:
+        return limit  # too little room: the best we can do; its true phase is recorded by the caller
+    return phase + 8 * int(rng.integers(0, (limit - phase) // 8 + 1))
+
+
+def crop_phases(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Block phases of a visit's crops: pairs of crops share one, every other pair is grid-aligned (0, 0).
+
+    Pairs give the patch-patch term same-text positives; aligned pairs match the test-time grid, which is
+    aligned to the image's own JPEG grid.
+    """
+    pairs = [(0, 0) if k % 2 == 0 else (int(rng.integers(8)), int(rng.integers(8))) for k in range((n + 1) // 2)]
+    return [pairs[min(i // 2, len(pairs) - 1)] for i in range(n)]
+
+
+def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig,
+                rng: np.random.Generator) -> tuple[np.ndarray, list[list[str]]]:
+    """One visit of a photo under the history recipe: maybe processed, crops at chosen block phases, their tags.
+
+    The camera's JPEG grid is taken to start at the stored array's origin (true for camera files and for
+    MCU-aligned lossless crops, as in ../shared/data/photos). A processed visit works on a random window (any
+    offset, so a re-compression is aligned or not with the camera grid by chance); its re-compression grid
+    starts at the window's corner.
+    """
+    height, width = image.shape[:2]
+    history = sample_history(cfg, rng)
+    phases = crop_phases(n, rng)
+    out = cfg.window
+    while history.steps and source_window(history, out) > min(height, width):
+        out -= 32
+    if history.steps and out < patch + 8:
+        history = History()  # the photo is too small for this processing: an unprocessed visit
+    if history.steps:
+        src = source_window(history, out)
+        wy, wx = int(rng.integers(height - src + 1)), int(rng.integers(width - src + 1))
+        pixels = apply_history(image[wy:wy + src, wx:wx + src], history, out, rng)
+        # Where the last JPEG grid starts in window coordinates (None: resampled after it, no grid).
+        grid = (0, 0) if history.recompressed else ((-wy) % 8, (-wx) % 8) if history.has_grid else None
+    else:
+        pixels, grid = image, (0, 0)
+    h, w = pixels.shape[:2]
+    crops = np.empty((n, 3, patch, patch), dtype=np.uint8)
+    tags: list[list[str]] = []
+    for i, (py, px) in enumerate(phases):
+        if grid is None:
+            y, x = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
+        else:
+            y = grid[0] + _phase_position(h - patch - grid[0], py, rng) if h - patch >= grid[0] else 0
+            x = grid[1] + _phase_position(w - patch - grid[1], px, rng) if w - patch >= grid[1] else 0
+        crops[i] = pixels[y:y + patch, x:x + patch].transpose(2, 0, 1)
+        crop_tags = history.tags()
+        if cfg.phase_tags and grid is not None:
+            crop_tags += phase_tags(y - grid[0], x - grid[1])
+        tags.append(crop_tags)
+    return crops, tags
+
+
+def eval_crops(store: PhotoStore, patch_size: int, n: int, seed: int = 0,
+               aligned: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random crops of every photo of a held-out store: (uint8 [N*n,3,P,P], photo index per crop).
+
+    `aligned`: corners on multiples of 8 (the camera's JPEG grid), as a phase-aware model sees at test time.
+    """
     crops, owner = [], []
     for i, photo in enumerate(store.photos):
         rng = np.random.default_rng([seed, EVAL_STREAM, i])
-        crops.append(cut_crops(store.image(i), crop_positions(photo.height, photo.width, patch_size, n, rng),
-                               patch_size))
+        positions = crop_positions(photo.height, photo.width, patch_size, n, rng)
+        if aligned:
+            positions = positions - positions % 8
+        crops.append(cut_crops(store.image(i), positions, patch_size))
         owner += [i] * n
     return torch.from_numpy(np.concatenate(crops)), torch.tensor(owner, dtype=torch.long)
 
@@ -236,5 +352,5 @@ def resolve_cache(photos: Sequence[Photo], cache: str, limit_mb: float = 4096) -
     return cache == "yes"
 
 
-__all__ = ["Photo", "PhotoStore", "PatchBatches", "PatchDataError", "photos_from_records", "split_by_photo",
+__all__ = ["Photo", "PhotoStore", "PatchBatches", "visit_crops", "crop_phases", "segment_groups", "PatchDataError", "photos_from_records", "split_by_photo", "split_by_camera",
            "data_hash", "crop_positions", "cut_crops", "eval_crops", "to_float", "resolve_cache"]

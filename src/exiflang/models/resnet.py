@@ -92,6 +92,7 @@ class ResNet(nn.Module):
         stem_width: int | None = None,
         stem_kernel: int = 7,
         stem_stride: int = 2,
+        stem_padding: int | None = None,
         maxpool: bool = True,
         out_dim: int | None = None,
         zero_init_residual: bool = True,
@@ -103,7 +104,10 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet needs one width per stage: layers={list(layers)} widths={list(widths)}")
         block_cls = BLOCKS[block]
         stem_width = stem_width or widths[0]
-        self.conv1 = nn.Conv2d(3, stem_width, stem_kernel, stem_stride, padding=stem_kernel // 2, bias=False)
+        # stem_kernel = stem_stride = 8 with padding 0 is a space-to-depth-by-8 stem: each output position reads
+        # exactly one 8x8 block, so where a JPEG block boundary falls inside the window stays explicit.
+        padding = stem_kernel // 2 if stem_padding is None else stem_padding
+        self.conv1 = nn.Conv2d(3, stem_width, stem_kernel, stem_stride, padding=padding, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         # Identity keeps the module name free of parameters, so names never shift.

@@ -14,24 +14,27 @@ from ..models import ExifModel
 @torch.no_grad()
 def evaluate_retrieval(model: ExifModel, store: PhotoStore, n_crops: int, seed: int, device: torch.device,
                        text_features: dict[str, torch.Tensor] | None = None, batch: int = 128,
-                       amp: bool = False) -> dict[str, Any]:
+                       amp: bool = False, suffix: list[str] | None = None) -> dict[str, Any]:
     """Held-out patch -> EXIF retrieval among the held-out photos' distinct texts (top-1/top-5, with chance).
 
     `patch_*`: each crop ranks all texts; `photo_*`: the mean of a photo's crop embeddings does;
-    `camera_top1`: the best text names the photo's Make and Model.
+    `camera_top1`: the best text names the photo's Make and Model. With `suffix` (the block-phase tags of a
+    phase-aware recipe) crops are cut on the photo's 8x8 grid and every candidate text gets the same tags.
     """
     was_training = model.training
     model.eval()
-    crops, owner = eval_crops(store, model.patch_size, n_crops, seed)
+    crops, owner = eval_crops(store, model.patch_size, n_crops, seed, aligned=bool(suffix))
     ctx = torch.autocast("cuda", torch.bfloat16) if amp else contextlib.nullcontext()
     with ctx:
         image = torch.cat([model.encode_image(to_float(c.to(device))).float() for c in crops.split(batch)])
         texts = sorted({p.text for p in store.photos})
-        if text_features is not None:
-            feats = torch.stack([text_features[t] for t in texts]).to(device)
+        if text_features is not None:  # segment-summed features, as in training
+            feats = torch.stack([text_features[t] + sum((text_features[s] for s in suffix or []),
+                                                        torch.zeros_like(text_features[t])) for t in texts]).to(device)
             text = model.text.proj(feats).float()
         else:
-            text = torch.cat([model.encode_text(texts[i:i + 32]).float() for i in range(0, len(texts), 32)])
+            full = [", ".join([t, *(suffix or [])]) for t in texts]
+            text = torch.cat([model.encode_text(full[i:i + 32]).float() for i in range(0, len(full), 32)])
     model.train(was_training)
     text_id = {t: i for i, t in enumerate(texts)}
     camera_of_text = torch.tensor([hash((p.make, p.model)) for p in

@@ -1,0 +1,132 @@
+"""Processing history as language, block-phase tags and the camera-disjoint split, on the shared photos."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from exiflang.data.cameras import camera_key, cameras_hash, heldout_cameras, is_heldout
+from exiflang.data.history import (History, HistoryConfig, apply_history, estimate_jpeg_quality, sample_history,
+                                   tag_vocabulary)
+from exiflang.data.patches import PatchBatches, PhotoStore, Photo, visit_crops
+from exiflang.imageio import load_rgb
+from exiflang.train import CHECKPOINT, TrainOptions, read_checkpoint, train
+
+from train_helpers import make_small_index
+
+
+def _manifest(photos_dir):
+    with (photos_dir / "MANIFEST.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_camera_split_is_deterministic_disjoint_and_mixed(photos_dir):
+    rows = _manifest(photos_dir)
+    keys = [camera_key(r["make"], r["model"]) for r in rows]
+    held = heldout_cameras(keys)
+    assert held == heldout_cameras(list(reversed(keys)))  # a function of the cameras, not of their order
+    train = sorted(set(keys) - set(held))
+    assert held and train and not set(held) & set(train)
+    assert 0.15 <= len(held) / len(set(keys)) <= 0.35  # about a quarter
+    counts = {k: keys.count(k) for k in held}
+    assert min(counts.values()) == 1 and max(counts.values()) > 1  # one-photo and many-photo cameras
+    # The key ignores how a maker spells itself and letter case; the hash ignores order.
+    assert camera_key("NIKON CORPORATION", "NIKON  D70s") == camera_key("Nikon", "nikon d70s")
+    assert is_heldout(camera_key("NIKON", "NIKON D70s")) == is_heldout(camera_key("NIKON CORPORATION", "NIKON D70s"))
+    assert cameras_hash(held) == cameras_hash(list(reversed(held)))
+
+
+def _photo(photos_dir):
+    path = sorted(photos_dir.rglob("*.jpg"))[0]
+    return load_rgb(path)[0]
+
+
+def test_recompression_tag_matches_the_quality_read_back_from_the_pixels(photos_dir):
+    image = _photo(photos_dir)[:320, :320]
+    for quality in (55, 72, 93):
+        history = History((("jpeg", (quality, "4:4:4")),))
+        out = apply_history(image, history, 320, np.random.default_rng(0))
+        assert f"Recompressed JPEG Quality: {quality}" in history.tags()
+        assert estimate_jpeg_quality(out[8:264, 16:272]) == quality  # any grid-aligned crop of it
+    double = History((("double_jpeg", (60, 90, "4:4:4")),))
+    out = apply_history(image, double, 320, np.random.default_rng(0))
+    assert double.tags()[:2] == ["Earlier JPEG Quality: 60", "Recompressed JPEG Quality: 90"]
+    assert estimate_jpeg_quality(out) == 90
+
+
+def test_history_tags_describe_what_was_applied(photos_dir):
+    image = _photo(photos_dir)
+    rng = np.random.default_rng(3)
+    vocab = set(tag_vocabulary())
+    seen_ops, processed = set(), 0
+    for _ in range(200):
+        history = sample_history(HistoryConfig(), rng)
+        assert set(history.tags()) <= vocab  # every tag has precomputable text features
+        processed += bool(history.steps)
+        seen_ops |= {name for name, _ in history.steps}
+    assert 70 <= processed <= 130  # about half the visits
+    assert seen_ops == {"gamma", "blur", "resample", "noise", "jpeg", "double_jpeg"}
+    # A resample by f really changes the scale; a switched-off op never appears.
+    history = History((("resample", (0.5, "bicubic")),))
+    out = apply_history(image[:640, :640], history, 320, rng)
+    assert out.shape == (320, 320, 3) and not history.has_grid
+    no_jpeg = HistoryConfig(prob=1.0, jpeg=False, double_jpeg=False)
+    assert all(not any(n in ("jpeg", "double_jpeg") for n, _ in sample_history(no_jpeg, rng).steps)
+               for _ in range(50))
+
+
+def test_phase_tags_give_the_crop_offset_from_the_grid(photos_dir):
+    image = _photo(photos_dir)
+    cfg = HistoryConfig(prob=0.0)
+    crops, tags = visit_crops(image, 64, 4, cfg, np.random.default_rng(1))
+    for crop, crop_tags in zip(crops, tags):
+        dy = int(crop_tags[0].split(": ")[1])
+        dx = int(crop_tags[1].split(": ")[1])
+        # Find the crop in the photo: its position modulo 8 is the tag.
+        hits = [(y, x) for y in range(dy, image.shape[0] - 63, 8) for x in range(dx, image.shape[1] - 63, 8)
+                if np.array_equal(image[y:y + 64, x:x + 64].transpose(2, 0, 1), crop)]
+        assert hits, f"no crop at phase ({dy}, {dx})"
+    assert tags[0] == tags[1] and tags[0] == ["JPEG Block Row Offset: 0", "JPEG Block Column Offset: 0"]
+    crops, tags = visit_crops(image, 64, 4, HistoryConfig(prob=0.0, phase_tags=False), np.random.default_rng(1))
+    assert tags == [[], [], [], []]  # the ablation: plain EXIF text
+
+
+def test_crop_texts_append_tags_to_the_exif_text(photos_dir):
+    paths = sorted(photos_dir.rglob("*.jpg"))[:6]
+    photos = []
+    for i, path in enumerate(paths):
+        arr = load_rgb(path)[0]
+        photos.append(Photo(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
+    batches = PatchBatches(PhotoStore(photos, cache=True), 64, 3, 4, seed=5, history=HistoryConfig(prob=1.0))
+    batch = batches[2]
+    texts = [batches.crop_text(row) for row in batch["segments"].tolist()]
+    assert all(t.startswith("Make: M") and "JPEG Block Row Offset" in t for t in texts)
+    assert any("Recompressed JPEG Quality" in t or "Resampled" in t or "Gamma" in t or "Added Noise" in t
+               or "Blurred" in t or "Sharpened" in t for t in texts)
+    groups = batch["crop_group"].tolist()
+    for a in range(len(texts)):
+        for b in range(len(texts)):
+            assert (groups[a] == groups[b]) == (texts[a] == texts[b])
+    again = PatchBatches(PhotoStore(photos, cache=True), 64, 3, 4, seed=5, history=HistoryConfig(prob=1.0))[2]
+    assert torch.equal(again["pixels"], batch["pixels"]) and torch.equal(again["segments"], batch["segments"])
+
+
+@pytest.fixture(scope="module")
+def index(photos_dir, tmp_path_factory):
+    return make_small_index(photos_dir, tmp_path_factory.mktemp("history"), n_photos=16)
+
+
+def test_augmented_training_resumes_exactly(index, tmp_path):
+    """History + phase tags + patch-patch term: N steps straight == N/2, kill, resume, N/2."""
+    common = dict(index=str(index), steps=4, eval_every=100, ckpt_every=100, config="tiny", photos_per_batch=4,
+                  crops_per_photo=2, val_fraction=0.25, eval_crops=2, log_every=1, progress=False, threads=1,
+                  lr=3e-3, warmup=2, history=HistoryConfig(prob=0.5).to_dict(), patch_patch_weight=0.5)
+    straight = train(TrainOptions(out=str(tmp_path / "a"), **common))
+    train(TrainOptions(out=str(tmp_path / "b"), stop_at=2, **common))
+    assert read_checkpoint(tmp_path / "b" / CHECKPOINT)[1]["step"] == 2
+    resumed = train(TrainOptions(out=str(tmp_path / "b"), resume=True, **{**common, "history": None}))
+    a, b = straight["model"].state_dict(), resumed["model"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["model"].config["train"]["recipe"]["history"]["prob"] == 0.5  # the checkpoint's recipe won
