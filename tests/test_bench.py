@@ -140,3 +140,88 @@ def test_loaders_report_what_is_missing(tmp_path):
     (tmp_path / "gen/manifest.csv").write_text("image,label\nx.png,0\n")
     with pytest.raises(DatasetError, match="missing column"):
         load_dataset(f"generic:{tmp_path / 'gen'}")
+
+
+# ------------------------------------------------------------------------------------- camera overlap
+@pytest.fixture(scope="module")
+def camera_set(photos_dir, tmp_path_factory):
+    """A small generic dataset of held-out-camera composites (2 spliced + 1 authentic) and its camera keys."""
+    from exiflang.eval.splices import make_splices
+
+    out = tmp_path_factory.mktemp("camset")
+    make_splices(photos_dir, out, n=2, seed=2, n_authentic=1, cameras="heldout", progress=False)
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    keys = sorted({r["target_camera"] for r in rows} | {r["source_camera"] for r in rows if r["source_camera"]})
+    return out, keys
+
+
+def _train_cameras(train: list[str]) -> dict:
+    """The train.cameras block the trainer writes into config.json."""
+    from exiflang.data.cameras import SPLIT_NAME, cameras_hash
+
+    return {"cameras": {"split": SPLIT_NAME, "train_cameras": sorted(train), "heldout_cameras": [],
+                        "train_cameras_hash": cameras_hash(train), "heldout_cameras_hash": cameras_hash([])}}
+
+
+def test_summary_reports_camera_overlap(camera_set, tiny_model_dir, tmp_path):
+    from exiflang.eval.bench import EmbeddingMethod, camera_overlap, dataset_cameras
+
+    folder, keys = camera_set
+    ds = load_dataset(f"generic:{folder}")
+    assert dataset_cameras(ds) == keys and len(keys) >= 2
+    method = build_method("exiflang", str(tiny_model_dir), None, per_side=4)  # a saved create_model("tiny")
+    model = method.model
+    model.config["train"] = _train_cameras([keys[0], "acme|never used"])
+    summary, _ = run_bench(ds, method, tmp_path / "seen", write_maps=False, progress=False)
+    overlap = json.loads((tmp_path / "seen" / "summary.json").read_text())["camera_overlap"]
+    assert overlap == summary["camera_overlap"]
+    assert (overlap["status"], overlap["dataset_cameras"], overlap["seen_by_model"], overlap["seen_list"]) == \
+        ("overlap", len(keys), 1, [keys[0]])
+    assert "memory, not generalisation" in (tmp_path / "seen" / "summary.md").read_text()
+
+    model.config["train"] = _train_cameras(["acme|never used", "nikon|nikon d70s"])
+    summary, _ = run_bench(ds, method, tmp_path / "unseen", write_maps=False, progress=False)
+    assert summary["camera_overlap"]["status"] == "camera-disjoint" and summary["camera_overlap"]["seen_by_model"] == 0
+    assert "Camera overlap: camera-disjoint" in (tmp_path / "unseen" / "summary.md").read_text()
+
+    # Older models (no train.cameras), training-free and random-weight methods, datasets without cameras.
+    assert camera_overlap(method, None)["status"] == "unknown (dataset lists no cameras)"
+    del model.config["train"]
+    assert camera_overlap(method, keys)["status"] == "unknown (model config lists no training cameras)"
+    assert camera_overlap(NoiseMethod(), keys)["status"] == "not applicable (training-free method)"
+    random_weights = EmbeddingMethod(model, "random-tiny-seed0", None, trained=False)
+    assert camera_overlap(random_weights, keys)["status"] == "not applicable (random weights, never trained)"
+    # Manifests with make/model columns only are read through camera_key.
+    (tmp_path / "mm").mkdir()
+    (tmp_path / "mm" / "manifest.csv").write_text(
+        "image,mask,label,target_make,target_model,source_make,source_model\n"
+        "a.png,,0,NIKON CORPORATION,NIKON D70s,,\n")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "mm" / "a.png")
+    assert dataset_cameras(load_dataset(f"generic:{tmp_path / 'mm'}")) == ["nikon|nikon d70s"]
+    (tmp_path / "mm" / "manifest.csv").write_text("image,mask,label\na.png,,0\n")
+    assert dataset_cameras(load_dataset(f"generic:{tmp_path / 'mm'}")) is None
+
+
+def test_cli_warns_loudly_on_camera_overlap(camera_set, tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    from exiflang.cli import main
+
+    folder, keys = camera_set
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["train"] = _train_cameras(keys)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    args = ["bench", "--dataset", f"generic:{folder}", "--model", str(model_dir), "--no-cache", "--no-maps",
+            "--per-side", "4"]
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert f"{len(keys)} of {len(keys)} cameras in this dataset were in the model's training set" in captured.err
+    assert "memory, not generalisation" in captured.err and "WARNING" in captured.err
+    assert "Camera overlap: overlap" in captured.out
+    with pytest.raises(SystemExit) as exc:
+        main(args + ["--out", str(tmp_path / "c"), "--method", "fusionx"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -12,6 +12,18 @@ KINDS_HELP = (
 )
 
 
+# The --method choices of `bench` and `detect`: the keys of exiflang.eval.bench.METHODS (kept here so that
+# building the CLI parser imports no numpy; tests/test_bench_methods.py checks the two agree). A new method is
+# a builder + an entry in METHODS, its name here and a clause in METHOD_HELP.
+METHOD_NAMES = ("exiflang", "random", "noise", "grid", "dq")
+METHOD_HELP = (
+    "exiflang: a trained model (--model) through the patch-consistency pipeline; random: the --model architecture "
+    "with random weights (seed --seed); noise: the classical noise-level-inconsistency baseline; grid: classical "
+    "JPEG 8x8 block-grid analysis; dq: classical JPEG double-quantisation analysis of the file's own DCT "
+    "coefficients (grid, noise and dq are training-free and ignore --model) (default: %(default)s)"
+)
+
+
 def default_cache_dir() -> Path:
     """$EXIFLANG_CACHE/embeddings, else ~/.cache/exiflang/embeddings."""
     import os
@@ -30,14 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and scores `exiflang detect --out` writes (maps/), summary.json and summary.md. Interrupted runs resume "
             "where they stopped (re-run the same command). Patch embeddings are cached, so re-running with other "
             "post-processing (--iters, --percentile, --threshold) or into another --out embeds nothing again. "
-            "Metric definitions are in the docstring of exiflang.eval.metrics."
+            "Metric definitions are in the docstring of exiflang.eval.metrics. When the dataset's manifest names its "
+            "cameras and the model's config.json lists its training cameras, summary.json's camera_overlap says how "
+            "many dataset cameras the model has seen (a loud warning is printed when any)."
         ),
     )
     p.add_argument("--dataset", required=True, metavar="KIND:PATH", help=KINDS_HELP)
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (re-use it to resume)")
-    p.add_argument("--method", choices=["exiflang", "random", "noise"], default="exiflang",
-                   help="exiflang: a trained model (--model); random: the --model architecture with random weights "
-                        "(seed --seed); noise: the classical noise-level-inconsistency baseline (default: %(default)s)")
+    p.add_argument("--method", choices=METHOD_NAMES, default="exiflang", help=METHOD_HELP)
     p.add_argument("--model", default="default",
                    help="model name ('default' = built-in weights) or a weights folder, e.g. an image-only run's model "
                         "dir (default: %(default)s)")
@@ -95,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
         if type(exc).__name__ in ("ModelError", "ForensicsError"):
             raise CommandError(str(exc)) from exc
         raise
+    from ..eval.bench import camera_overlap, camera_overlap_line, camera_overlap_warning, dataset_cameras
+
+    samples = dataset.samples[::max(1, args.every)]
+    overlap = camera_overlap(method, dataset_cameras(dataset, samples[:args.limit] if args.limit else samples))
+    warning = camera_overlap_warning(overlap)
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         summary, stats = run_bench(dataset, method, args.out, dataset_spec=args.dataset, fixed_threshold=args.threshold,
                                    limit=args.limit, write_maps=not args.no_maps, overwrite=args.overwrite,
@@ -103,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     if shard is not None:
         print(f"shard {args.shard}: {stats.computed} image(s) analysed, {stats.resumed} already done, {stats.errors} error(s)")
+        print(camera_overlap_line(overlap))
         return 0
-    print((args.out / "summary.md").read_text())
+    print((args.out / "summary.md").read_text())  # its last lines: the camera-overlap status
+    if warning:
+        print(warning, file=sys.stderr)  # again after the table, where it is read
     print(f"{stats.computed} image(s) analysed now, {stats.resumed} resumed from {args.out}, "
           f"{stats.cached_embeddings} from the embedding cache, {stats.errors} error(s); summary: {args.out / 'summary.json'}")
     return 0

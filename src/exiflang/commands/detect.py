@@ -18,11 +18,17 @@ def register(subparsers) -> None:
             "measures how consistent every region is with the rest of the image, and reports a heatmap "
             "(high = inconsistent, likely spliced), a normalised-cut mask and an image-level score "
             "(higher = more likely manipulated). Maps are in the file's stored pixel coordinates; the PNGs "
-            "are rotated upright for viewing."
+            "are rotated upright for viewing. --method picks another detector (the same ones as `exiflang bench`): "
+            "their reports have the same file names (<stem>.json with score and model_id, .heatmap.npy, "
+            ".overlay.png, .mask.png; no PCA view without embeddings)."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (folders are searched recursively)")
+    from .bench import METHOD_HELP, METHOD_NAMES
+
+    p.add_argument("--method", choices=METHOD_NAMES, default="exiflang", help=METHOD_HELP)
     p.add_argument("--model", default="default", help="model name ('default' = built-in weights) or a weights folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write <stem>.json, <stem>.heatmap.npy and PNGs (overlay, mask, PCA) here; without it only the summary is printed")
     p.add_argument("--per-side", type=int, default=30, help="patches along the longer side; sets the stride (default: %(default)s, as in the paper)")
@@ -69,11 +75,60 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _build_other_method(args: argparse.Namespace):
+    """The `exiflang bench` method named by --method (anything but the default learned path)."""
+    from exiflang.cli import CommandError
+    from exiflang.eval.bench import BenchError, build_method
+
+    try:
+        return build_method(args.method, args.model, None, args.device, args.per_side, args.batch_size, seed=args.seed)
+    except BenchError as exc:
+        raise CommandError(str(exc)) from exc
+    except Exception as exc:  # ModelError (missing weights folder, bad config) -> a user error
+        if type(exc).__name__ in ("ModelError", "ForensicsError"):
+            raise CommandError(str(exc)) from exc
+        raise
+
+
+def _run_method(method, method_name: str, path: Path, out: Path | None, stem: str) -> dict:
+    """One image through a bench method; write its report (write_report, or the light report); return a table row."""
+    import time
+
+    import numpy as np
+
+    from exiflang.eval.bench import MethodError, _write_light_report, call_analyse
+    from exiflang.forensics import write_report
+    from exiflang.imageio import load_rgb
+
+    pixels, info = load_rgb(path)
+    t0 = time.perf_counter()
+    analysis = call_analyse(method, pixels, path)
+    seconds = time.perf_counter() - t0
+    heat = np.asarray(analysis.heatmap)
+    if heat.shape != pixels.shape[:2]:
+        raise MethodError(f"{path}: method {method_name} returned a {heat.shape} map for a {pixels.shape[:2]} image")
+    if out is not None:
+        if analysis.result is not None:
+            analysis.result.source, analysis.result.orientation = str(path), info.orientation
+            write_report(analysis.result, pixels, out, stem)
+        else:
+            _write_light_report(analysis, pixels, out, stem, method.method_id,
+                                info={"method": method_name, "image": str(path), "seconds": round(seconds, 4),
+                                      "orientation": info.orientation,
+                                      "coordinates": "stored pixel array (EXIF Orientation not applied); PNGs are "
+                                                     "rotated upright for display"},
+                                orientation=info.orientation)
+    h, w = heat.shape
+    return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": float((heat >= 0.5).mean()),
+            "seconds": seconds}
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyse every image; report and skip bad files; exit 1 if any failed."""
     from tqdm import tqdm
 
     from exiflang.cli import CommandError
+    from exiflang.eval.bench import MethodError
     from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
     from exiflang.imageio import ImageLoadError, load_rgb
 
@@ -82,16 +137,25 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"no images found in {' '.join(args.paths)}")
     if args.per_side < 1 or args.batch_size < 1:
         raise CommandError("--per-side and --batch-size must be positive")
-    try:
-        model = resolve_model(args.model, args.device)
-    except ForensicsError as exc:
-        raise CommandError(str(exc)) from exc
+    method_name = getattr(args, "method", "exiflang")
+    model = method = None
+    if method_name == "exiflang":
+        try:
+            model = resolve_model(args.model, args.device)
+        except ForensicsError as exc:
+            raise CommandError(str(exc)) from exc
+    else:
+        method = _build_other_method(args)
 
     rows = []
     bar = tqdm(list(zip(images, unique_stems(images))), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)
     for path, stem in bar:
         row = {"name": str(path), "error": None}
         try:
+            if method is not None:
+                row.update(_run_method(method, method_name, path, args.out, stem))
+                rows.append(row)
+                continue
             pixels, info = load_rgb(path)
             result = detect(pixels, model, per_side=args.per_side, batch_size=args.batch_size, device=args.device)
             result.source, result.orientation = str(path), info.orientation
@@ -99,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 write_report(result, pixels, args.out, stem)
             h, w = result.image_size
             row.update(size=f"{w}x{h}", score=result.score, flagged=result.flagged_fraction, seconds=result.seconds)
-        except (ImageLoadError, ForensicsError) as exc:
+        except (ImageLoadError, ForensicsError, MethodError) as exc:
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             row["error"] = message
             bar.write(f"exiflang detect: skipped {message}", file=sys.stderr)
@@ -107,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     failed = sum(1 for r in rows if r["error"])
     if args.out is not None:
-        print(f"\nreports in {args.out}/ (<stem>.overlay.png, .mask.png, .pca.png, .json, .heatmap.npy)")
+        pca = ", .pca.png" if method_name in ("exiflang", "random") else ""
+        print(f"\nreports in {args.out}/ (<stem>.overlay.png, .mask.png{pca}, .json, .heatmap.npy)")
     if failed:
         print(f"{failed} of {len(rows)} images failed", file=sys.stderr)
     return 1 if failed else 0

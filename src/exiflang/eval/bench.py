@@ -7,7 +7,22 @@ Output folder layout (``out_dir``):
 * ``per_image/<stem>.json``: label, score and localisation metrics of one image, written last and atomically;
   its presence marks the image as done, which is what makes an interrupted run resumable.
 * ``per_image.csv``, ``summary.json`` (keys ``pmap``, ``pmap_strict``, ``ciou``, ``ciou_strict``, ``f1_best``,
-  ``mcc_best``, ``pixel_auc``, ``det_ap``, ``det_auc``, ``counts``, ...) and ``summary.md``.
+  ``mcc_best``, ``pixel_auc``, ``det_ap``, ``det_auc``, ``counts``, ``camera_overlap``, ...) and ``summary.md``.
+
+Methods (`METHODS`, `build_method`): ``exiflang`` (a trained model), ``random`` (its architecture with random
+weights), ``noise`` (classical noise-level inconsistency), ``grid`` (JPEG block-grid analysis,
+`exiflang.forensics.jpeg_grid`) and ``dq`` (double-quantisation analysis of the file's own DCT coefficients,
+`exiflang.forensics.dq`). A method is any object with ``method_id``, ``settings()`` and
+``analyse(image, path=None) -> Analysis``; ``path`` is the image file (methods that read the file itself, such
+as ``dq``, use it; the others ignore it; an older ``analyse(image)`` without it is still called correctly).
+Methods built on a trained model set ``uses_trained_model = True`` and expose ``model_config`` (its
+config.json), which is what the camera-overlap check reads.
+
+Camera overlap (``summary.json["camera_overlap"]``, see `camera_overlap`): when the dataset's manifest names the
+cameras of its images (``target_camera``/``source_camera`` keys, or ``target_make``/``target_model``/
+``source_make``/``source_model``) and the model's config.json records the cameras it trained on
+(``train.cameras.train_cameras``), the run reports how many of the dataset's cameras the model has seen:
+numbers on seen cameras measure memory, not generalisation.
 
 Learned methods cache their patch embeddings as ``<cache>/<model id>/<pixel hash>_ps<per_side>.npy``, so
 re-running with other post-processing (``iters``, ``percentile``, threshold) or into another folder embeds
@@ -25,7 +40,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TYPE_CHECKING
+from typing import Any, Callable, Protocol, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models import ExifModel
@@ -55,18 +70,46 @@ class Analysis:
     score: float  # higher = more likely manipulated
     result: Any = None  # a forensics.DetectionResult when there is one (for write_report)
     cached: bool = False  # embeddings came from the cache
+    extra: dict | None = None  # method-specific JSON-ready details for the report (e.g. a grid origin)
+
+
+class MethodError(Exception):
+    """A method cannot analyse one image (too small, not decodable by it, ...); the benchmark skips that image."""
 
 
 class Method(Protocol):
-    """A detector the harness can run: a stable id and image -> Analysis."""
+    """A detector the harness can run: a stable id and image (+ its file) -> Analysis.
+
+    Optional attributes for the camera-overlap check: ``uses_trained_model`` (bool; when absent, a method
+    with a ``model_config`` or ``model`` attribute counts as using one) and ``model_config`` (the model's
+    config.json dict; else ``model.config``).
+    """
 
     method_id: str
 
     def settings(self) -> dict:
         """Settings that change results (recorded in bench_config.json)."""
 
-    def analyse(self, image: np.ndarray) -> Analysis:
-        """Analyse one HxWx3 uint8 image."""
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """Analyse one HxWx3 uint8 image (stored pixels); ``path`` is its file when known."""
+
+
+def _accepts_path(method: Any) -> bool:
+    """Whether method.analyse takes a ``path`` argument (methods written before it was added do not)."""
+    import inspect
+
+    try:
+        params = inspect.signature(method.analyse).parameters
+    except (TypeError, ValueError):
+        return False
+    return "path" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def call_analyse(method: Any, image: np.ndarray, path: Path | None = None) -> Analysis:
+    """method.analyse(image, path=path), or method.analyse(image) for a method without the path argument."""
+    if path is not None and _accepts_path(method):
+        return method.analyse(image, path=path)
+    return method.analyse(image)
 
 
 def pixel_hash(image: np.ndarray) -> str:
@@ -102,6 +145,17 @@ class EmbeddingMethod:
     iters: int = 5
     percentile: float = 10.0
     description: str = ""
+    trained: bool = True  # False for random weights: the camera-overlap check does not apply
+
+    @property
+    def uses_trained_model(self) -> bool:
+        """Whether results depend on what a model learned (and so on which cameras it saw)."""
+        return self.trained
+
+    @property
+    def model_config(self) -> dict:
+        """The model's config.json (``train.cameras`` lists its training cameras when the trainer recorded them)."""
+        return dict(getattr(self.model, "config", None) or {})
 
     def settings(self) -> dict:
         """Settings that change results."""
@@ -110,12 +164,15 @@ class EmbeddingMethod:
 
     def _embeddings(self, image: np.ndarray):
         """Patch embeddings and grid, from the cache when possible."""
-        from ..forensics import embed_patches, make_grid
+        from ..forensics import embed_patches, model_grid
 
-        grid = make_grid(image.shape[0], image.shape[1], int(self.model.patch_size), self.per_side)
+        grid = model_grid(image, self.model, self.per_side)
         path = None
         if self.cache_dir is not None:
-            path = self.cache_dir / self.method_id / f"{pixel_hash(image)}_ps{self.per_side}.npy"
+            # A JPEG-aligned grid (phase-aware models) is part of the key: other origin, other patches.
+            aligned = f"_o{grid.origin[0]}{grid.origin[1]}s{grid.stride}" if grid.origin != (0, 0) or (
+                self.model_config.get("grid_aligned")) else ""
+            path = self.cache_dir / self.method_id / f"{pixel_hash(image)}_ps{self.per_side}{aligned}.npy"
             if path.is_file():
                 emb = np.load(path)
                 if emb.shape[0] == grid.n_patches:
@@ -125,8 +182,8 @@ class EmbeddingMethod:
             _atomic_write(path, lambda tmp: _save_npy(tmp, emb))
         return emb, grid, False
 
-    def analyse(self, image: np.ndarray) -> Analysis:
-        """Embed (or read cached embeddings) and run the consistency pipeline."""
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """Embed (or read cached embeddings) and run the consistency pipeline (``path`` is not used)."""
         from ..forensics import consistency_from_embeddings
 
         emb, grid, cached = self._embeddings(image)
@@ -141,17 +198,123 @@ class NoiseMethod:
 
     block: int = 16
     method_id: str = "noise-v1"
+    uses_trained_model = False
 
     def settings(self) -> dict:
         """Settings that change results."""
         return {"model_id": self.method_id, "block": self.block}
 
-    def analyse(self, image: np.ndarray) -> Analysis:
-        """Noise-level heatmap and score."""
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """Noise-level heatmap and score (``path`` is not used)."""
         from .baselines.noise import noise_inconsistency
 
         heat, score = noise_inconsistency(image, self.block)
         return Analysis(heat, score)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-ready copy of a method's detail (numpy scalars/arrays, tuples, dataclasses)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else f"array{list(value.shape)}"
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _classical_analysis(result: Any, image: np.ndarray, method_id: str, **extra: Any) -> Analysis:
+    """Analysis from a GridAnalysis/DQAnalysis-like result (heatmap, score, origin), checked."""
+    heat = np.asarray(result.heatmap, dtype=np.float32)
+    if heat.shape != image.shape[:2]:
+        raise MethodError(f"{method_id} returned a {heat.shape} map for a {image.shape[:2]} image")
+    details = {"origin": _jsonable(getattr(result, "origin", None)), **extra}
+    return Analysis(np.clip(np.nan_to_num(heat, nan=0.0), 0.0, 1.0), float(result.score), extra=details)
+
+
+def _is_jpeg_file(path: Path | None) -> bool:
+    """Whether a file starts with the JPEG SOI marker (the dq method then reads its DCT coefficients)."""
+    if path is None:
+        return False
+    try:
+        with Path(path).open("rb") as fh:
+            return fh.read(3) == b"\xff\xd8\xff"
+    except OSError:
+        return False
+
+
+def _module_method_id(module: str, fallback: str) -> str:
+    """A classical module's METHOD_ID (so a new algorithm version never resumes an old run), else fallback."""
+    import importlib
+
+    try:
+        return str(getattr(importlib.import_module(module), "METHOD_ID", "") or fallback)
+    except ImportError:
+        return fallback
+
+
+@dataclass
+class GridMethod:
+    """Classical JPEG block-grid analysis (`exiflang.forensics.jpeg_grid.grid_analysis`), training-free."""
+
+    method_id: str = ""  # default: the module's METHOD_ID (its algorithm version), else "jpeg-grid-v1"
+    uses_trained_model = False
+
+    def __post_init__(self) -> None:
+        self.method_id = self.method_id or _module_method_id("exiflang.forensics.jpeg_grid", "jpeg-grid-v1")
+
+    def settings(self) -> dict:
+        """Settings that change results."""
+        return {"model_id": self.method_id}
+
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """Grid heatmap and score of the decoded pixels (``path`` is not used)."""
+        from ..forensics.jpeg_grid import grid_analysis
+
+        try:
+            result = grid_analysis(image)
+        except ValueError as exc:
+            raise MethodError(f"{self.method_id}: {exc}") from exc
+        return _classical_analysis(result, image, self.method_id)
+
+
+@dataclass
+class DQMethod:
+    """Classical double-quantisation analysis (`exiflang.forensics.dq`), training-free.
+
+    With a JPEG file, its own DCT coefficients and quantisation tables are read (`dq_analysis_file`); other
+    inputs (PNG, arrays) are analysed from the decoded pixels (`dq_analysis`).
+    """
+
+    method_id: str = ""  # default: the module's METHOD_ID (its algorithm version), else "dq-v1"
+    uses_trained_model = False
+
+    def __post_init__(self) -> None:
+        self.method_id = self.method_id or _module_method_id("exiflang.forensics.dq", "dq-v1")
+
+    def settings(self) -> dict:
+        """Settings that change results."""
+        return {"model_id": self.method_id}
+
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """DQ heatmap and score; from the file's coefficients when ``path`` is a JPEG."""
+        from ..forensics.dq import dq_analysis, dq_analysis_file
+
+        from_file = _is_jpeg_file(path)
+        try:
+            result = dq_analysis_file(path, image=image) if from_file else dq_analysis(image)
+        except ValueError as exc:
+            raise MethodError(f"{self.method_id}: {exc}") from exc
+        return _classical_analysis(result, image, self.method_id,
+                                   input="jpeg-coefficients" if from_file else "decoded-pixels")
 
 
 def random_weights_model(like: str = "default", seed: int = 0, device: str = "cpu") -> "ExifModel":
@@ -169,25 +332,222 @@ def random_weights_model(like: str = "default", seed: int = 0, device: str = "cp
     return model
 
 
+@dataclass(frozen=True)
+class MethodOptions:
+    """What `build_method` passes to a method builder (each builder uses the options it needs)."""
+
+    model: str = "default"
+    cache_dir: Path | None = None
+    device: str = "cpu"
+    per_side: int = 30
+    batch_size: int = 64
+    iters: int = 5
+    percentile: float = 10.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of `METHODS`: what it is, its builder, and the modules it needs (checked before building)."""
+
+    help: str
+    build: Callable[[MethodOptions], Any]
+    requires: tuple[str, ...] = ()
+
+
+def _build_exiflang(o: MethodOptions) -> EmbeddingMethod:
+    """A trained model through the consistency pipeline."""
+    from ..forensics import resolve_model
+
+    net = resolve_model(o.model, o.device)
+    model_id = str(getattr(net, "model_id", "") or o.model)
+    objective = (getattr(net, "config", {}) or {}).get("train", {}).get("recipe", {}).get("objective", "unknown")
+    desc = f"trained model {o.model} (objective {objective})"
+    return EmbeddingMethod(net, model_id, o.cache_dir, o.per_side, o.batch_size, o.iters, o.percentile, desc)
+
+
+def _build_random(o: MethodOptions) -> EmbeddingMethod:
+    """The architecture of --model with random weights (a floor for the learned method)."""
+    net = random_weights_model(o.model, o.seed, o.device)
+    desc = f"architecture of {o.model}, random weights (seed {o.seed})"
+    return EmbeddingMethod(net, net.model_id, o.cache_dir, o.per_side, o.batch_size, o.iters, o.percentile, desc,
+                           trained=False)
+
+
+# The methods `exiflang bench --method` and `exiflang detect --method` offer, in this order. A new method
+# (e.g. a fusion of these) is one builder plus one entry here, and its name in the CLIs' METHOD_NAMES
+# (exiflang.commands.bench; a test checks that the two agree).
+METHODS: dict[str, MethodSpec] = {
+    "exiflang": MethodSpec("a trained model (--model) through the patch-consistency pipeline", _build_exiflang),
+    "random": MethodSpec("the --model architecture with random weights (seed --seed)", _build_random),
+    "noise": MethodSpec("the classical noise-level-inconsistency baseline", lambda o: NoiseMethod()),
+    "grid": MethodSpec("classical JPEG 8x8 block-grid analysis (training-free)", lambda o: GridMethod(),
+                       requires=("exiflang.forensics.jpeg_grid",)),
+    "dq": MethodSpec("classical JPEG double-quantisation analysis of the file's own DCT coefficients "
+                     "(training-free)", lambda o: DQMethod(), requires=("exiflang.forensics.dq",)),
+}
+
+
+def _module_available(name: str) -> bool:
+    """Whether a module can be imported (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def build_method(method: str, model: str = "default", cache_dir: Path | None = None, device: str = "cpu",
                  per_side: int = 30, batch_size: int = 64, iters: int = 5, percentile: float = 10.0,
                  seed: int = 0) -> Any:
-    """A Method by name: 'exiflang' (a trained model), 'random' (same architecture, random weights), 'noise'."""
-    if method == "noise":
-        return NoiseMethod()
-    if method == "exiflang":
-        from ..forensics import resolve_model
+    """A Method by name (see `METHODS`): 'exiflang', 'random', 'noise', 'grid' or 'dq'."""
+    spec = METHODS.get(method)
+    if spec is None:
+        raise BenchError(f"unknown method {method!r} (choose {', '.join(METHODS)})")
+    missing = [m for m in spec.requires if not _module_available(m)]
+    if missing:
+        raise BenchError(f"method {method!r} needs {', '.join(missing)}, which this installation does not have")
+    return spec.build(MethodOptions(model, cache_dir, device, per_side, batch_size, iters, percentile, seed))
 
-        net = resolve_model(model, device)
-        model_id = str(getattr(net, "model_id", "") or model)
-        objective = (getattr(net, "config", {}) or {}).get("train", {}).get("recipe", {}).get("objective", "unknown")
-        desc = f"trained model {model} (objective {objective})"
-    elif method == "random":
-        net = random_weights_model(model, seed, device)
-        model_id, desc = net.model_id, f"architecture of {model}, random weights (seed {seed})"
-    else:
-        raise BenchError(f"unknown method {method!r} (choose exiflang, random or noise)")
-    return EmbeddingMethod(net, model_id, cache_dir, per_side, batch_size, iters, percentile, desc)
+
+# ---------------------------------------------------------------------------------------------------- cameras
+STATUS_DISJOINT = "camera-disjoint"
+STATUS_OVERLAP = "overlap"
+STATUS_NO_MODEL_CAMERAS = "unknown (model config lists no training cameras)"
+STATUS_NO_DATASET_CAMERAS = "unknown (dataset lists no cameras)"
+STATUS_TRAINING_FREE = "not applicable (training-free method)"
+STATUS_RANDOM_WEIGHTS = "not applicable (random weights, never trained)"
+SEEN_LIST_MAX = 20
+
+
+def _manifest_path(root: Path) -> Path | None:
+    """The dataset folder's manifest.csv / MANIFEST.csv, if any."""
+    for name in ("manifest.csv", "MANIFEST.csv"):
+        if (Path(root) / name).is_file():
+            return Path(root) / name
+    return None
+
+
+def dataset_cameras(dataset: Dataset, samples: list[Sample] | None = None) -> list[str] | None:
+    """Sorted camera keys of a dataset's images (targets and sources), from its manifest; None if it names none.
+
+    Reads ``target_camera``/``source_camera`` (camera keys) or else ``target_make``/``target_model``/
+    ``source_make``/``source_model`` (normalised with `exiflang.data.cameras.camera_key`). With ``samples``,
+    only the manifest rows of those images count (a --limit/--every subset), when the rows can be matched.
+    """
+    from ..data.cameras import camera_key
+
+    path = _manifest_path(dataset.root)
+    if path is None:
+        return None
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = set(reader.fieldnames or [])
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    roles = []
+    for role in ("target", "source"):
+        if f"{role}_camera" in fields:
+            roles.append((role, "key"))
+        elif {f"{role}_make", f"{role}_model"} <= fields:
+            roles.append((role, "make_model"))
+    if not roles:
+        return None
+    if samples is not None and "image" in fields:
+        wanted = {Path(s.image).resolve() for s in samples}
+        subset = [r for r in rows if (Path(dataset.root) / (r.get("image") or "")).resolve() in wanted]
+        rows = subset or rows
+    keys: set[str] = set()
+    for row in rows:
+        for role, how in roles:
+            if how == "key":
+                raw = (row.get(f"{role}_camera") or "").strip()
+                if raw:
+                    make, _, model = raw.partition("|")
+                    keys.add(camera_key(make, model))
+            else:
+                make, model = (row.get(f"{role}_make") or "").strip(), (row.get(f"{role}_model") or "").strip()
+                if make or model:
+                    keys.add(camera_key(make, model))
+    return sorted(keys) or None
+
+
+def _model_train_cameras(method: Any) -> tuple[list[str] | None, dict]:
+    """The camera keys a method's model trained on (None when its config does not list them), and train.cameras."""
+    from ..data.cameras import camera_key
+
+    config = getattr(method, "model_config", None) or getattr(getattr(method, "model", None), "config", None) or {}
+    cams = (config.get("train") or {}).get("cameras") if isinstance(config, dict) else None
+    if not isinstance(cams, dict) or not isinstance(cams.get("train_cameras"), list):
+        return None, {}
+    keys = []
+    for k in cams["train_cameras"]:
+        make, _, model = str(k).partition("|")
+        keys.append(camera_key(make, model))
+    return sorted(set(keys)), cams
+
+
+def camera_overlap(method: Any, cameras: list[str] | None) -> dict:
+    """Which of a dataset's cameras the method's model trained on.
+
+    Returns ``{"dataset_cameras": n, "seen_by_model": n_seen, "seen_list": [first 20 seen keys],
+    "status": ...}``; status is "camera-disjoint", "overlap", "unknown (model config lists no training
+    cameras)", "unknown (dataset lists no cameras)", "not applicable (training-free method)" or "not applicable
+    (random weights, never trained)". ``seen_by_model`` is None when it cannot be known. When the model records
+    its split, ``split`` (its name) and ``train_cameras_hash`` are added.
+    """
+    n = len(cameras or [])
+    out: dict[str, Any] = {"dataset_cameras": n, "seen_by_model": None, "seen_list": []}
+    uses_model = getattr(method, "uses_trained_model", None)
+    if uses_model is None:  # a method that does not say: it uses a trained model if it carries one
+        uses_model = getattr(method, "model_config", None) is not None or getattr(method, "model", None) is not None
+    if not uses_model:
+        is_random = getattr(method, "trained", True) is False
+        out["status"] = STATUS_RANDOM_WEIGHTS if is_random else STATUS_TRAINING_FREE
+        return out
+    train, cams = _model_train_cameras(method)
+    if cams:
+        out["split"] = cams.get("split")
+        out["train_cameras_hash"] = cams.get("train_cameras_hash")
+    if not cameras:
+        out["status"] = STATUS_NO_DATASET_CAMERAS
+        return out
+    if train is None:
+        out["status"] = STATUS_NO_MODEL_CAMERAS
+        return out
+    seen = sorted(set(cameras) & set(train))
+    out.update(seen_by_model=len(seen), seen_list=seen[:SEEN_LIST_MAX],
+               status=STATUS_OVERLAP if seen else STATUS_DISJOINT)
+    return out
+
+
+def camera_overlap_line(overlap: dict) -> str:
+    """One line describing a camera_overlap entry (printed by the CLI and written to summary.md)."""
+    status, n = overlap["status"], overlap["dataset_cameras"]
+    if status == STATUS_OVERLAP:
+        shown = ", ".join(overlap["seen_list"]) + (", ..." if overlap["seen_by_model"] > len(overlap["seen_list"]) else "")
+        return (f"camera overlap: {status}: {overlap['seen_by_model']} of {n} dataset cameras were in the model's "
+                f"training set ({shown})")
+    if status == STATUS_DISJOINT:
+        return f"camera overlap: {status}: none of the {n} dataset cameras was in the model's training set"
+    return f"camera overlap: {status}" + (f" ({n} dataset cameras)" if n else "")
+
+
+def camera_overlap_warning(overlap: dict) -> str | None:
+    """The loud multi-line warning for an overlapping run, or None."""
+    if overlap.get("status") != STATUS_OVERLAP:
+        return None
+    bar = "!" * 78
+    n_seen, n = overlap["seen_by_model"], overlap["dataset_cameras"]
+    shown = ", ".join(overlap["seen_list"]) + (", ..." if n_seen > len(overlap["seen_list"]) else "")
+    split = overlap.get("split") or "its split"
+    return (f"{bar}\nWARNING: {n_seen} of {n} cameras in this dataset were in the model's training set: these "
+            f"numbers measure memory, not generalisation.\nSeen cameras: {shown}\nFor a camera-disjoint test, use "
+            f"composites of cameras the model never saw (exiflang make-splices --cameras heldout, for a model trained "
+            f"on the training cameras of {split}).\n{bar}")
 
 
 def sample_stem(sample: Sample, root: Path) -> str:
@@ -212,20 +572,34 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, stem: str, method_id: str) -> None:
-    """Heatmap .npy, overlay PNG and JSON for methods without a DetectionResult (same names as detect)."""
+def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, stem: str, method_id: str,
+                        info: dict | None = None, orientation: int | None = None) -> None:
+    """Heatmap .npy, overlay PNG, mask PNG and JSON for methods without a DetectionResult (same names as detect).
+
+    The JSON holds score, model_id (the method id), image size, flagged fraction, the analysis' ``extra``
+    details and ``info`` (e.g. the method name and source file); PNGs are rotated upright when ``orientation``
+    is given, the .npy stays in stored-pixel coordinates.
+    """
     from PIL import Image
 
     from ..forensics.report import overlay
+    from ..imageio import upright
 
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.save(out_dir / f"{stem}.heatmap.npy", analysis.heatmap.astype(np.float32))
-    Image.fromarray(overlay(image, analysis.heatmap)).save(out_dir / f"{stem}.overlay.png")
-    Image.fromarray(((analysis.heatmap >= 0.5) * 255).astype(np.uint8)).save(out_dir / f"{stem}.mask.png")
-    h, w = analysis.heatmap.shape
-    (out_dir / f"{stem}.json").write_text(json.dumps(
-        {"score": analysis.score, "model_id": method_id, "image_size": {"height": h, "width": w},
-         "flagged_fraction": float((analysis.heatmap >= 0.5).mean())}, indent=2) + "\n")
+    heat = np.asarray(analysis.heatmap, dtype=np.float32)
+    show = lambda a: upright(a, orientation)  # noqa: E731 - display-only rotation
+    np.save(out_dir / f"{stem}.heatmap.npy", heat)
+    Image.fromarray(show(overlay(image, heat))).save(out_dir / f"{stem}.overlay.png")
+    Image.fromarray(show(((heat >= 0.5) * 255).astype(np.uint8))).save(out_dir / f"{stem}.mask.png")
+    h, w = heat.shape
+    meta = {"score": float(analysis.score), "model_id": method_id, "image_size": {"height": h, "width": w},
+            "flagged_fraction": float((heat >= 0.5).mean())}
+    if analysis.extra:
+        meta.update(_jsonable(analysis.extra))
+    if info:
+        meta.update(_jsonable(info))
+    (out_dir / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 @dataclass
@@ -246,7 +620,7 @@ def _analyse_sample(sample: Sample, method: Any, fixed_threshold: float, maps_di
     image, _ = load_rgb(sample.image)
     mask = load_mask(sample, image.shape[:2])
     t0 = time.perf_counter()
-    analysis = method.analyse(image)
+    analysis = call_analyse(method, image, sample.image)
     seconds = time.perf_counter() - t0
     heat = np.asarray(analysis.heatmap, dtype=np.float64)
     if heat.shape != mask.shape:
@@ -341,7 +715,7 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
         from ..forensics import ForensicsError
     except ImportError:  # the forensics package is optional for classical baselines
         ForensicsError = DatasetError  # noqa: N806
-    skip_errors = (ImageLoadError, DatasetError, M.MetricInputError, ForensicsError)
+    skip_errors = (ImageLoadError, DatasetError, M.MetricInputError, ForensicsError, MethodError)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"dataset": dataset_spec or f"{dataset.kind}:{dataset.root}", "method": method.method_id, "every": every,
@@ -352,6 +726,7 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
     # Every k-th image of the loader's order (manipulated then authentic): a subsample keeping the class mix.
     samples = dataset.samples[::every]
     samples = samples[:limit] if limit else samples
+    samples_all = samples  # the images this run scores (all shards together)
     stems = [sample_stem(s, dataset.root) for s in samples]
     if len(set(stems)) != len(stems):
         raise BenchError(f"{dataset.root}: two images map to the same output name; rename them")
@@ -389,6 +764,7 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
         "fixed_threshold": fixed_threshold, "every": every, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _git_commit(), "wall_seconds_this_invocation": round(time.perf_counter() - t_start, 2),
         "problems": run.problems,
+        "camera_overlap": camera_overlap(method, dataset_cameras(dataset, samples_all)),
     })
     _write_outputs(out_dir, records, summary)
     return summary, run
@@ -411,8 +787,17 @@ def _write_outputs(out_dir: Path, records: list[dict], summary: dict) -> None:
     text = (f"Benchmark `{summary['dataset']}`, method `{summary['method']}`, {summary['date']}, commit "
             f"{summary['commit']}. Metric definitions: `exiflang.eval.metrics`.\n\n"
             + markdown_table([(summary["method"], summary)]))
+    overlap = summary.get("camera_overlap")
+    if overlap:
+        line = camera_overlap_line(overlap)
+        text += f"\n{line[0].upper() + line[1:]}.\n"
+        if overlap.get("status") == STATUS_OVERLAP:
+            text += ("\n**Warning: these numbers measure memory, not generalisation** (the model trained on photos "
+                     "from these cameras).\n")
     _atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(text))
 
 
-__all__ = ["BenchError", "Analysis", "EmbeddingMethod", "NoiseMethod", "build_method", "random_weights_model",
-           "run_bench", "summarise", "markdown_table", "pixel_hash", "sample_stem"]
+__all__ = ["BenchError", "MethodError", "Analysis", "EmbeddingMethod", "NoiseMethod", "GridMethod", "DQMethod",
+           "METHODS", "MethodSpec", "MethodOptions", "build_method", "call_analyse",
+           "random_weights_model", "run_bench", "summarise", "markdown_table", "pixel_hash", "sample_stem",
+           "dataset_cameras", "camera_overlap", "camera_overlap_line", "camera_overlap_warning"]

@@ -1,14 +1,39 @@
 """Columbia-style composites from any photo collection: a smooth region of photo A pasted into photo B.
 
-A and B always come from different cameras (EXIF Make/Model). The pasted pixels are A's stored pixels at
-full resolution (no resampling, no blending), so the only differences between the region and its
-surroundings are the imaging pipelines: exactly what a camera-consistency detector should see.
+A and B always come from different cameras (`exiflang.data.cameras.camera_key` of EXIF Make/Model: the one
+definition of a camera in the project). The pasted pixels are A's stored pixels at full resolution (no
+resampling, no blending), so the only differences between the region and its surroundings are the imaging
+pipelines: exactly what a camera-consistency detector should see.
 
 Output folder (the `generic` benchmark layout, see `exiflang.eval.datasets`):
 ``spliced/NNNN.png`` composites, ``masks/NNNN.png`` (0/255, 255 = pasted), ``authentic/NNNN.png`` controls
 (whole photos that went through the same saving path), ``manifest.csv`` with ``image,mask,label`` plus
-columns recording both photos and cameras, region size and placement. With a JPEG quality, every image is
-also re-saved as ``.jpg`` at that quality and the manifest points at the JPEGs (the PNGs are kept).
+columns recording both photos and cameras (``target_camera``, ``source_camera``: camera keys), region size and
+placement, the camera filter and the JPEG-phase mode. With a JPEG quality, every image is also re-saved as
+``.jpg`` at that quality and the manifest points at the JPEGs (the PNGs are kept; 4:4:4 chroma at q >= 90,
+4:2:0 below, as before).
+
+Options:
+
+* ``cameras``: ``"all"`` (default), ``"heldout"`` / ``"train"`` (only the cameras that
+  `exiflang.data.cameras.is_heldout` puts in / out of the held-out share of the camera-disjoint split), or a
+  text file listing camera keys, one ``make|model`` per line as `camera_key` writes them (``#`` starts a
+  comment line). The filter applies to targets, sources and authentic controls alike.
+* ``phase``: ``"random"`` (default) places the paste anywhere; ``"keep"`` places it so that
+  ``dst ≡ src (mod 8)`` on both axes, i.e. the pasted region keeps its source's 8×8 JPEG block phase
+  relative to the target's grid (a copy-paste at block-aligned offsets). ``grid_shift_x/y`` record
+  ``(dst - src) mod 8`` for every composite either way.
+* ``twins``: beside the lossless set, write the very same composites and controls in sub-folders
+  ``jpeg90/`` (re-saved as JPEG q90), ``jpeg75/`` (q75) and ``resized75_jpeg90/`` (downscaled to
+  ``round(0.75 × size)`` with Pillow's bicubic resampling, mask resized with nearest neighbour and
+  re-binarised, then JPEG q90). All twin JPEGs use Pillow/libjpeg with 4:2:0 chroma subsampling (the
+  common camera/web setting; note this differs from ``jpeg_quality=90``, which keeps 4:4:4), baseline, no
+  optimisation. Each twin folder has its own ``manifest.csv`` (same rows; ``image``/``mask`` point at its own
+  files, ``lossless`` at ``../spliced|authentic/NNNN.png``, ``variant``/``scale``/``image_height``/
+  ``image_width`` describe the twin; placement columns stay in lossless coordinates), so each is a
+  ``generic:`` dataset on its own. The top-level ``manifest.csv`` stays the lossless (or ``jpeg_quality``) set.
+
+Everything is deterministic: the same photos, options and seed give byte-identical files.
 """
 from __future__ import annotations
 
@@ -19,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..data.cameras import SPLIT_NAME, camera_key, cameras_hash, is_heldout
 from ..imageio import ImageLoadError, load_rgb
 
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -26,8 +52,16 @@ MIN_AREA, MAX_AREA = 0.05, 0.30
 MANIFEST_FIELDS = [
     "image", "mask", "label", "lossless", "target", "target_make", "target_model",
     "source", "source_make", "source_model", "area_frac", "src_x", "src_y", "dst_x", "dst_y",
-    "height", "width", "seed", "jpeg_quality", "pixel_sha256",
+    "height", "width", "seed", "jpeg_quality", "pixel_sha256", "target_camera", "source_camera",
+    "camera_filter", "phase", "grid_shift_x", "grid_shift_y", "variant", "scale", "image_height", "image_width",
+    "twins",
 ]
+CAMERA_CHOICES = ("all", "heldout", "train")
+PHASE_CHOICES = ("random", "keep")
+JPEG_BLOCK = 8
+# Twin sub-folder -> (JPEG quality, scale). All twin JPEGs are 4:2:0 (TWIN_SUBSAMPLING, Pillow's code 2).
+TWINS: dict[str, tuple[int, float]] = {"jpeg90": (90, 1.0), "jpeg75": (75, 1.0), "resized75_jpeg90": (90, 0.75)}
+TWIN_SUBSAMPLING = 2
 
 
 class SpliceError(Exception):
@@ -44,14 +78,9 @@ class Photo:
     model: str
 
     @property
-    def camera(self) -> tuple[str, str]:
-        """Normalised (make, model) used to decide 'different camera'.
-
-        Makers spell their name differently across models ("NIKON" / "NIKON CORPORATION"), so only the first
-        word of Make counts, and a Model that repeats the make ("Canon PowerShot A80") is kept as is.
-        """
-        make = self.make.lower().split()
-        return (make[0] if make else "", " ".join(self.model.lower().split()))
+    def camera(self) -> str:
+        """The camera key 'make|model' (`exiflang.data.cameras.camera_key`) used to decide 'different camera'."""
+        return camera_key(self.make, self.model)
 
 
 def _manifest_cameras(photo_dir: Path) -> dict[str, tuple[str, str]]:
@@ -171,6 +200,105 @@ def _save(arr: np.ndarray, png: Path, jpeg_quality: int | None) -> Path:
     return jpg
 
 
+def read_camera_list(path: Path) -> set[str]:
+    """Camera keys from a text file: one 'make|model' per line (normalised with camera_key); '#' lines are comments."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpliceError(f"{path}: cannot read camera list ({exc})") from exc
+    keys: set[str] = set()
+    for line_no, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "|" not in line:
+            raise SpliceError(f"{path}:{line_no}: {line!r} is not a camera key 'make|model' (as camera_key writes it)")
+        make, model = line.split("|", 1)
+        keys.add(camera_key(make, model))
+    if not keys:
+        raise SpliceError(f"{path}: the camera list names no cameras (one 'make|model' per line)")
+    return keys
+
+
+def select_cameras(photos: list[Photo], cameras: str | Path = "all") -> tuple[list[Photo], str]:
+    """Photos whose camera passes the filter, and the filter's description for the manifest.
+
+    ``cameras``: 'all', 'heldout' / 'train' (the camera-disjoint split of `exiflang.data.cameras`), or the
+    path of a text file of camera keys. Raises SpliceError when fewer than 2 cameras remain.
+    """
+    spec = str(cameras)
+    if spec == "all":
+        kept, label = list(photos), "all"
+    elif spec in ("heldout", "train"):
+        want = spec == "heldout"
+        kept, label = [p for p in photos if is_heldout(p.camera) == want], f"{spec}:{SPLIT_NAME}"
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise SpliceError(f"cameras {spec!r} is not {', '.join(CAMERA_CHOICES)} and no camera-list file of that name exists")
+        keys = read_camera_list(path)
+        kept, label = [p for p in photos if p.camera in keys], f"file:{path.name}:{cameras_hash(keys)}"
+    found = {p.camera for p in kept}
+    if len(found) < 2:
+        raise SpliceError(
+            f"camera filter {spec!r} leaves {len(kept)} photo(s) from {len(found)} camera(s) of {len({p.camera for p in photos})}; "
+            f"need photos from at least 2 cameras"
+        )
+    return kept, label
+
+
+def _aligned_offset(rng: np.random.Generator, max_pos: int, src: int) -> int | None:
+    """A random offset in [0, max_pos] congruent to src mod 8, or None when there is none."""
+    r = src % JPEG_BLOCK
+    if max_pos < r:
+        return None
+    return r + JPEG_BLOCK * int(rng.integers((max_pos - r) // JPEG_BLOCK + 1))
+
+
+def _twin_pixels(arr: np.ndarray, mask: np.ndarray | None, scale: float) -> tuple[Image.Image, np.ndarray | None]:
+    """The twin's image (bicubic downscale when scale != 1) and mask (nearest, re-binarised)."""
+    img = Image.fromarray(arr)
+    if scale == 1.0:
+        return img, mask
+    size = (max(1, round(scale * arr.shape[1])), max(1, round(scale * arr.shape[0])))
+    img = img.resize(size, Image.Resampling.BICUBIC)
+    if mask is not None:
+        small = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+        mask = np.asarray(small) > 127
+    return img, mask
+
+
+def _write_twins(arr: np.ndarray, mask: np.ndarray | None, row: dict, out_dir: Path, twins: list[str]) -> dict[str, dict]:
+    """Write one image (and mask) of every twin set; return each twin's manifest row."""
+    kind, name = row["lossless"].split("/")[0], Path(row["lossless"]).stem
+    rows = {}
+    for twin in twins:
+        quality, scale = TWINS[twin]
+        img, twin_mask = _twin_pixels(arr, mask, scale)
+        image_rel = f"{kind}/{name}.jpg"
+        (out_dir / twin / kind).mkdir(parents=True, exist_ok=True)
+        img.save(out_dir / twin / image_rel, format="JPEG", quality=quality, subsampling=TWIN_SUBSAMPLING,
+                 optimize=False, progressive=False)
+        mask_rel = ""
+        if twin_mask is not None:
+            mask_rel = f"masks/{name}.png"
+            (out_dir / twin / "masks").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(twin_mask.astype(np.uint8) * 255).save(out_dir / twin / mask_rel)
+        rows[twin] = dict(row, image=image_rel, mask=mask_rel, lossless=f"../{row['lossless']}", jpeg_quality=quality,
+                          variant=twin, scale=f"{scale:g}", image_height=img.height, image_width=img.width)
+    return rows
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    """manifest.csv with the standard columns (missing ones empty)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _pick_pair(photos: list[Photo], rng: np.random.Generator) -> tuple[Photo, Photo]:
     """A random (target, source) pair from different cameras."""
     target = photos[int(rng.integers(len(photos)))]
@@ -187,19 +315,32 @@ def make_splices(
     n_authentic: int | None = None,
     placement: str = "random",
     progress: bool = True,
+    cameras: str | Path = "all",
+    phase: str = "random",
+    twins: bool = False,
 ) -> Path:
-    """Write n composites and n_authentic controls (default n) to out_dir; return the manifest path."""
+    """Write n composites and n_authentic controls (default n) to out_dir; return the manifest path.
+
+    ``cameras``, ``phase`` and ``twins``: see the module docstring. With the defaults the composites are the
+    ones earlier versions made for the same seed (same draws, same pixels).
+    """
     if n < 1:
         raise SpliceError(f"--n must be at least 1, got {n}")
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
         raise SpliceError(f"JPEG quality must be in 1..100, got {jpeg_quality}")
     if placement not in ("random", "same"):
         raise SpliceError(f"placement must be 'random' or 'same', got {placement!r}")
+    if phase not in PHASE_CHOICES:
+        raise SpliceError(f"phase must be 'random' or 'keep', got {phase!r}")
     n_authentic = n if n_authentic is None else n_authentic
+    if n_authentic < 0:
+        raise SpliceError(f"--n-authentic must be at least 0, got {n_authentic}")
     photo_dir, out_dir = Path(photo_dir), Path(out_dir)
-    photos = list_photos(photo_dir)
+    photos, camera_filter = select_cameras(list_photos(photo_dir), cameras)
+    twin_names = list(TWINS) if twins else []
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
+    twin_rows: dict[str, list[dict]] = {t: [] for t in twin_names}
     cache: dict[Path, np.ndarray] = {}
 
     def load(p: Photo) -> np.ndarray:
@@ -208,6 +349,18 @@ def make_splices(
                 cache.clear()
             cache[p.path] = load_rgb(p.path)[0]
         return cache[p.path]
+
+    def common(photo: Photo, arr: np.ndarray) -> dict:
+        return {"target": photo.rel, "target_make": photo.make, "target_model": photo.model,
+                "target_camera": photo.camera, "height": arr.shape[0], "width": arr.shape[1], "seed": seed,
+                "jpeg_quality": jpeg_quality or "", "camera_filter": camera_filter, "phase": phase,
+                "variant": "lossless" if jpeg_quality is None else f"jpeg{jpeg_quality}", "scale": "1",
+                "image_height": arr.shape[0], "image_width": arr.shape[1], "twins": ";".join(twin_names)}
+
+    def emit(row: dict, arr: np.ndarray, mask: np.ndarray | None) -> None:
+        rows.append(row)
+        for twin, trow in _write_twins(arr, mask, row, out_dir, twin_names).items():
+            twin_rows[twin].append(trow)
 
     from tqdm import tqdm
 
@@ -230,6 +383,10 @@ def make_splices(
         sy, sx = int(rng.integers(a.shape[0] - h + 1)), int(rng.integers(a.shape[1] - w + 1))
         if placement == "same" and sy + h <= b.shape[0] and sx + w <= b.shape[1]:
             dy, dx = sy, sx
+        elif phase == "keep":
+            dy, dx = _aligned_offset(rng, b.shape[0] - h, sy), _aligned_offset(rng, b.shape[1] - w, sx)
+            if dy is None or dx is None:
+                continue  # no block-aligned position for this region: draw again
         else:
             dy, dx = int(rng.integers(b.shape[0] - h + 1)), int(rng.integers(b.shape[1] - w + 1))
         composite, mask = paste(b, a, region, (sx, sy), (dx, dy))
@@ -237,14 +394,15 @@ def make_splices(
         image = _save(composite, out_dir / "spliced" / f"{name}.png", jpeg_quality)
         (out_dir / "masks").mkdir(parents=True, exist_ok=True)
         Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / "masks" / f"{name}.png")
-        rows.append({
+        row = common(target, b)
+        row.update({
             "image": image.relative_to(out_dir).as_posix(), "mask": f"masks/{name}.png", "label": 1,
-            "lossless": f"spliced/{name}.png", "target": target.rel, "target_make": target.make,
-            "target_model": target.model, "source": source.rel, "source_make": source.make,
-            "source_model": source.model, "area_frac": f"{mask.mean():.4f}", "src_x": sx, "src_y": sy,
-            "dst_x": dx, "dst_y": dy, "height": b.shape[0], "width": b.shape[1], "seed": seed,
-            "jpeg_quality": jpeg_quality or "", "pixel_sha256": pixel_sha256(composite),
+            "lossless": f"spliced/{name}.png", "source": source.rel, "source_make": source.make,
+            "source_model": source.model, "source_camera": source.camera, "area_frac": f"{mask.mean():.4f}",
+            "src_x": sx, "src_y": sy, "dst_x": dx, "dst_y": dy, "grid_shift_x": (dx - sx) % JPEG_BLOCK,
+            "grid_shift_y": (dy - sy) % JPEG_BLOCK, "pixel_sha256": pixel_sha256(composite),
         })
+        emit(row, composite, mask)
         made += 1
         bar.update(1)
     # Authentic controls: the composites' own backgrounds first (the same scene with and without a splice,
@@ -257,40 +415,43 @@ def make_splices(
         arr = load(photo)
         name = f"{i:04d}"
         image = _save(arr, out_dir / "authentic" / f"{name}.png", jpeg_quality)
-        rows.append({
+        row = common(photo, arr)
+        row.update({
             "image": image.relative_to(out_dir).as_posix(), "mask": "", "label": 0,
-            "lossless": f"authentic/{name}.png", "target": photo.rel, "target_make": photo.make,
-            "target_model": photo.model, "source": "", "source_make": "", "source_model": "", "area_frac": "0",
-            "src_x": "", "src_y": "", "dst_x": "", "dst_y": "", "height": arr.shape[0], "width": arr.shape[1],
-            "seed": seed, "jpeg_quality": jpeg_quality or "", "pixel_sha256": pixel_sha256(arr),
+            "lossless": f"authentic/{name}.png", "source": "", "source_make": "", "source_model": "",
+            "source_camera": "", "area_frac": "0", "src_x": "", "src_y": "", "dst_x": "", "dst_y": "",
+            "grid_shift_x": "", "grid_shift_y": "", "pixel_sha256": pixel_sha256(arr),
         })
+        emit(row, arr, None)
         bar.update(1)
     bar.close()
     manifest = out_dir / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_manifest(manifest, rows)
+    for twin, trows in twin_rows.items():
+        _write_manifest(out_dir / twin / "manifest.csv", trows)
     return manifest
-
-
-
 
 
 def rebuild_splices(photo_dir: Path, splice_dir: Path, progress: bool = True) -> int:
     """Re-create the images of a make-splices folder from its manifest, masks and the original photos.
 
     A composite folder can thus be shared as a recipe (manifest.csv + masks/, a few hundred kB) without
-    redistributing anyone's photos. Each rebuilt image is checked against the manifest's pixel hash.
-    Returns the number of images written.
+    redistributing anyone's photos. Each rebuilt image is checked against the manifest's pixel hash; the
+    twin sub-folders the manifest lists (``twins`` column) are re-created too, manifests included.
+    Returns the number of (top-level) images written.
     """
     from tqdm import tqdm
 
     photo_dir, splice_dir = Path(photo_dir), Path(splice_dir)
     with (splice_dir / "manifest.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+    if rows and rows[0].get("lossless", "").startswith("../"):
+        raise SpliceError(f"{splice_dir} is the {rows[0].get('variant') or 'twin'!r} twin of a make-splices folder: "
+                          f"rebuild its parent folder")
+    twin_rows: dict[str, list[dict]] = {}
     for r in tqdm(rows, desc="rebuild-splices", unit="img", disable=not progress):
         target = load_rgb(photo_dir / r["target"])[0]
+        mask = None
         if r["label"] == "1":
             source = load_rgb(photo_dir / r["source"])[0]
             mask = np.asarray(Image.open(splice_dir / r["mask"])) > 127
@@ -305,7 +466,16 @@ def rebuild_splices(photo_dir: Path, splice_dir: Path, progress: bool = True) ->
                               f"(is {photo_dir / r['target']} the same photo?)")
         q = r.get("jpeg_quality") or None
         _save(arr, splice_dir / r["lossless"], int(q) if q else None)
+        names = [t for t in (r.get("twins") or "").split(";") if t]
+        unknown = [t for t in names if t not in TWINS]
+        if unknown:
+            raise SpliceError(f"{splice_dir / 'manifest.csv'}: unknown twin set(s) {', '.join(unknown)}")
+        for twin, trow in _write_twins(arr, mask, r, splice_dir, names).items():
+            twin_rows.setdefault(twin, []).append(trow)
+    for twin, trows in twin_rows.items():
+        _write_manifest(splice_dir / twin / "manifest.csv", trows)
     return len(rows)
 
 
-__all__ = ["SpliceError", "Photo", "list_photos", "smooth_region", "paste", "make_splices", "rebuild_splices", "pixel_sha256"]
+__all__ = ["SpliceError", "Photo", "list_photos", "select_cameras", "read_camera_list", "smooth_region", "paste",
+           "make_splices", "rebuild_splices", "pixel_sha256", "CAMERA_CHOICES", "PHASE_CHOICES", "TWINS"]

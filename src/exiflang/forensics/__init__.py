@@ -5,7 +5,7 @@ Pipeline (Huh et al. 2018, as used by EXIF-as-Language): dense patch grid -> emb
 shift to the dominant response map -> heatmap / score (`heatmap`), normalised-cut mask (`ncut`).
 """
 from .api import DetectionResult, consistency_from_embeddings, detect, resolve_model
-from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, make_grid
+from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, make_grid, model_grid
 from .report import write_report
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "detect",
     "embed_patches",
     "make_grid",
+    "model_grid",
     "resolve_model",
     "write_report",
 ]

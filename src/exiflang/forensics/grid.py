@@ -10,6 +10,12 @@ at grid index (i, j) covers the ``spread x spread`` cells (i .. i+spread-1, j ..
 belongs to cell ``(min(y // stride, rows-1), min(x // stride, cols-1))``, so the right/bottom
 remainder that no patch covers joins the last cell.
 
+JPEG-aligned grid (models whose config says ``grid_aligned``, i.e. that read the 8x8 block phase): the stride
+is rounded to a multiple of 8 and the first corner sits on the image's own JPEG grid origin (``origin``, found
+by `jpeg_grid.grid_origin`), so every patch of the untouched background has block phase (0, 0), as the model's
+grid-aligned training crops had, and a paste that kept another grid stands out. Pixels above/left of the origin
+join the first row/column of cells.
+
 Small-image policy: an image with a side shorter than P is refused with `ForensicsError`
 (reflect-padding would invent content whose traces are copies of real ones, and one patch has
 nothing to be inconsistent with). The grid must hold at least two patches.
@@ -41,6 +47,7 @@ class PatchGrid:
     stride: int
     gy: int  # patch rows
     gx: int  # patch columns
+    origin: tuple[int, int] = (0, 0)  # (y, x) of the first patch corner
 
     @property
     def spread(self) -> int:
@@ -59,16 +66,16 @@ class PatchGrid:
 
     def patch_origins(self) -> np.ndarray:
         """Top-left (y, x) pixel corner of every patch, row-major, shape [N, 2]."""
-        ys = np.arange(self.gy) * self.stride
-        xs = np.arange(self.gx) * self.stride
+        ys = self.origin[0] + np.arange(self.gy) * self.stride
+        xs = self.origin[1] + np.arange(self.gx) * self.stride
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
         return np.stack([yy.ravel(), xx.ravel()], axis=1)
 
     def cells_to_pixels(self, cell_map: np.ndarray) -> np.ndarray:
         """Expand a [rows, cols(, C)] cell map to full resolution [H, W(, C)] (each pixel takes its cell's value)."""
         rows, cols = self.cell_shape
-        iy = np.minimum(np.arange(self.height) // self.stride, rows - 1)
-        ix = np.minimum(np.arange(self.width) // self.stride, cols - 1)
+        iy = np.clip((np.arange(self.height) - self.origin[0]) // self.stride, 0, rows - 1)
+        ix = np.clip((np.arange(self.width) - self.origin[1]) // self.stride, 0, cols - 1)
         return cell_map[iy][:, ix]
 
     def to_dict(self) -> dict:
@@ -78,21 +85,42 @@ class PatchGrid:
         return out
 
 
-def make_grid(height: int, width: int, patch: int, per_side: int = DEFAULT_PER_SIDE) -> PatchGrid:
-    """Lay the paper's patch grid over an HxW image; raise ForensicsError when the image is too small."""
+def make_grid(height: int, width: int, patch: int, per_side: int = DEFAULT_PER_SIDE,
+              origin: tuple[int, int] | None = None) -> PatchGrid:
+    """Lay the paper's patch grid over an HxW image (JPEG-aligned from `origin` when given); ForensicsError when
+    the image is too small."""
     if height < patch or width < patch:
         raise ForensicsError(
             f"image is {width}x{height} pixels, smaller than the model's {patch}x{patch} patch; "
             f"at least {patch}x{patch} is needed"
         )
     stride = max(1, (max(height, width) - patch) // max(1, per_side))
-    gy = (height - patch) // stride + 1
-    gx = (width - patch) // stride + 1
+    oy, ox = 0, 0
+    if origin is not None:
+        stride = max(8, int(round(stride / 8)) * 8)
+        oy, ox = int(origin[0]) % 8, int(origin[1]) % 8
+        if height - oy < patch:
+            oy = 0
+        if width - ox < patch:
+            ox = 0
+    gy = (height - oy - patch) // stride + 1
+    gx = (width - ox - patch) // stride + 1
     if gy * gx < 2:
         raise ForensicsError(
             f"image is {width}x{height} pixels: only one {patch}x{patch} patch fits, nothing to compare it with"
         )
-    return PatchGrid(height, width, patch, stride, gy, gx)
+    return PatchGrid(height, width, patch, stride, gy, gx, (oy, ox))
+
+
+def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE) -> PatchGrid:
+    """The patch grid a model wants on this image: JPEG-aligned for phase-aware models, the paper's otherwise."""
+    patch = int(model.patch_size)
+    origin = None
+    if (getattr(model, "config", None) or {}).get("grid_aligned"):
+        from .jpeg_grid import grid_origin
+
+        origin = grid_origin(image) or (0, 0)
+    return make_grid(image.shape[0], image.shape[1], patch, per_side, origin)
 
 
 def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int) -> Iterator["torch.Tensor"]:
@@ -101,7 +129,8 @@ def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int) -> I
 
     if not image.flags.writeable:  # torch refuses read-only buffers (e.g. arrays from np.asarray(PIL))
         image = image.copy()
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # uint8 view, no copy
+    oy, ox = grid.origin
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[:, oy:, ox:]  # uint8 view, no copy
     # unfold gives a [3, gy, gx, P, P] view whose origins are exactly range(0, H-P+1, stride).
     windows = chw.unfold(1, grid.patch, grid.stride).unfold(2, grid.patch, grid.stride)
     windows = windows[:, : grid.gy, : grid.gx].reshape(3, grid.n_patches, grid.patch, grid.patch)
@@ -123,7 +152,7 @@ def embed_patches(
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ForensicsError(f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
-    grid = grid or make_grid(image.shape[0], image.shape[1], int(model.patch_size), per_side)
+    grid = grid or model_grid(image, model, per_side)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     chunks = []
     with torch.inference_mode():

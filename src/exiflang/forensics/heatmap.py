@@ -22,8 +22,9 @@ THRESHOLD = 0.5
 def cell_areas(grid) -> np.ndarray:
     """Pixel area of every cell [rows, cols] (the last row/column also hold the uncovered remainder)."""
     rows, cols = grid.cell_shape
-    h = np.bincount(np.minimum(np.arange(grid.height) // grid.stride, rows - 1), minlength=rows)
-    w = np.bincount(np.minimum(np.arange(grid.width) // grid.stride, cols - 1), minlength=cols)
+    oy, ox = getattr(grid, "origin", (0, 0))
+    h = np.bincount(np.clip((np.arange(grid.height) - oy) // grid.stride, 0, rows - 1), minlength=rows)
+    w = np.bincount(np.clip((np.arange(grid.width) - ox) // grid.stride, 0, cols - 1), minlength=cols)
     return np.outer(h, w).astype(np.float64)
 
 
