@@ -4,11 +4,8 @@
         --model default --cache-dir runs/det_cache [--limit N]
 
 Embeddings come from (and go to) the same cache as `exiflang bench --cache-dir`, so after a bench
-run this only re-does the post-processing. Candidates, all "higher = more likely manipulated":
-* gap: the shipped score (`forensics.heatmap.consistency_gap`);
-* range: max - min of the raw dominant-mode consistency map;
-* dissim: 1 - mean cosine similarity over all patch pairs (no mean shift at all);
-* ncut: 1 - Ncut value / 2 of the best two-way cut.
+run this only re-does the post-processing. Candidates: `exiflang.forensics.scores.candidate_scores` (defined
+there once; `benchmarks/tune_fusion.py` compares them per twin on validation composites).
 For localisation it prints the p-mAP of the shipped heatmap (strict polarity and polarity-free) and
 of the normalised-cut mask.
 """
@@ -18,27 +15,6 @@ import argparse
 import sys
 
 import numpy as np
-
-
-def candidate_scores(result) -> dict[str, float]:
-    """Every candidate image score of one DetectionResult."""
-    from exiflang.forensics.consistency import cell_features, cosine_similarity_matrix
-    from exiflang.forensics.ncut import ncut_values
-
-    g = result.grid
-    sims = cosine_similarity_matrix(result.embeddings)
-    feats = cell_features(result.embeddings, g.gy, g.gx, g.spread)
-    vote = feats @ feats.T
-    a = (vote - vote.min()) / max(vote.max() - vote.min(), 1e-12) + 1e-9
-    # pixel i*stride lies in cell i, so striding the full-resolution mask gives the cell mask back
-    cut = result.mask[:: g.stride, :: g.stride][: g.cell_shape[0], : g.cell_shape[1]].ravel()
-    ncut = float(ncut_values(a, cut[None, :])[0]) if 0 < cut.sum() < cut.size else 2.0
-    return {
-        "gap": float(result.score),
-        "range": float(result.consistency.max() - result.consistency.min()),
-        "dissim": float(1.0 - sims.mean()),
-        "ncut": 1.0 - min(ncut, 2.0) / 2.0,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from exiflang.eval.bench import EmbeddingMethod
     from exiflang.eval.datasets import load_dataset, load_mask
     from exiflang.forensics import consistency_from_embeddings, resolve_model
+    from exiflang.forensics.scores import candidate_scores
     from exiflang.imageio import load_rgb
 
     torch.set_num_threads(args.threads)

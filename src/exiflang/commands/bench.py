@@ -15,12 +15,14 @@ KINDS_HELP = (
 # The --method choices of `bench` and `detect`: the keys of exiflang.eval.bench.METHODS (kept here so that
 # building the CLI parser imports no numpy; tests/test_bench_methods.py checks the two agree). A new method is
 # a builder + an entry in METHODS, its name here and a clause in METHOD_HELP.
-METHOD_NAMES = ("exiflang", "random", "noise", "grid", "dq")
+METHOD_NAMES = ("exiflang", "random", "noise", "grid", "dq", "fusion")
 METHOD_HELP = (
     "exiflang: a trained model (--model) through the patch-consistency pipeline; random: the --model architecture "
     "with random weights (seed --seed); noise: the classical noise-level-inconsistency baseline; grid: classical "
     "JPEG 8x8 block-grid analysis; dq: classical JPEG double-quantisation analysis of the file's own DCT "
-    "coefficients (grid, noise and dq are training-free and ignore --model) (default: %(default)s)"
+    "coefficients (grid, noise and dq are training-free and ignore --model); fusion: the --model map combined "
+    "with the grid and dq maps by a rule chosen on validation composites (exiflang.forensics.fusion) "
+    "(default: %(default)s)"
 )
 
 

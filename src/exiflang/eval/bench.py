@@ -317,6 +317,52 @@ class DQMethod:
                                    input="jpeg-coefficients" if from_file else "decoded-pixels")
 
 
+@dataclass
+class FusionMethod:
+    """The learned map fused with the grid and dq maps by the validation-chosen rule (`forensics.fusion`)."""
+
+    learned: EmbeddingMethod
+    rule: Any = None  # a forensics.fusion.FusionRule; None: the shipped rule file
+    method_id: str = ""
+
+    def __post_init__(self) -> None:
+        from ..forensics.fusion import METHOD_ID, FusionRule
+
+        self.rule = self.rule or FusionRule.load()
+        self.grid, self.dq = GridMethod(), DQMethod()
+        self.method_id = self.method_id or f"{METHOD_ID}+{self.learned.method_id}"
+
+    @property
+    def uses_trained_model(self) -> bool:
+        """The learned component is a trained model."""
+        return self.learned.uses_trained_model
+
+    @property
+    def model_config(self) -> dict:
+        """The learned component's config.json."""
+        return self.learned.model_config
+
+    def settings(self) -> dict:
+        """Settings that change results (the rule's numbers included)."""
+        from dataclasses import asdict
+
+        return {"model_id": self.method_id, "learned": self.learned.settings(), "rule": asdict(self.rule)}
+
+    def components(self, image: np.ndarray, path: Path | None = None) -> dict[str, Analysis]:
+        """The three component analyses of one image."""
+        return {"learned": self.learned.analyse(image), "grid": self.grid.analyse(image),
+                "dq": self.dq.analyse(image, path=path)}
+
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """Run the three methods and fuse their maps and scores."""
+        from ..forensics.fusion import fuse
+
+        parts = self.components(image, path)
+        heat, score = fuse(self.rule, *((parts[k].heatmap, parts[k].score) for k in ("learned", "grid", "dq")))
+        extra = {f"{k}_score": float(v.score) for k, v in parts.items()}
+        return Analysis(heat, score, cached=parts["learned"].cached, extra=extra)
+
+
 def random_weights_model(like: str = "default", seed: int = 0, device: str = "cpu") -> "ExifModel":
     """The architecture of model `like` with freshly initialised (random) weights, fixed seed, eval mode."""
     from ..models import ModelError, create_model
@@ -385,6 +431,9 @@ METHODS: dict[str, MethodSpec] = {
                        requires=("exiflang.forensics.jpeg_grid",)),
     "dq": MethodSpec("classical JPEG double-quantisation analysis of the file's own DCT coefficients "
                      "(training-free)", lambda o: DQMethod(), requires=("exiflang.forensics.dq",)),
+    "fusion": MethodSpec("the --model map fused with the grid and dq maps (rule chosen on validation composites)",
+                         lambda o: FusionMethod(_build_exiflang(o)),
+                         requires=("exiflang.forensics.jpeg_grid", "exiflang.forensics.dq")),
 }
 
 
@@ -401,7 +450,7 @@ def _module_available(name: str) -> bool:
 def build_method(method: str, model: str = "default", cache_dir: Path | None = None, device: str = "cpu",
                  per_side: int = 30, batch_size: int = 64, iters: int = 5, percentile: float = 10.0,
                  seed: int = 0) -> Any:
-    """A Method by name (see `METHODS`): 'exiflang', 'random', 'noise', 'grid' or 'dq'."""
+    """A Method by name (see `METHODS`): 'exiflang', 'random', 'noise', 'grid', 'dq' or 'fusion'."""
     spec = METHODS.get(method)
     if spec is None:
         raise BenchError(f"unknown method {method!r} (choose {', '.join(METHODS)})")
@@ -798,6 +847,6 @@ def _write_outputs(out_dir: Path, records: list[dict], summary: dict) -> None:
 
 
 __all__ = ["BenchError", "MethodError", "Analysis", "EmbeddingMethod", "NoiseMethod", "GridMethod", "DQMethod",
-           "METHODS", "MethodSpec", "MethodOptions", "build_method", "call_analyse",
+           "METHODS", "MethodSpec", "FusionMethod", "MethodOptions", "build_method", "call_analyse",
            "random_weights_model", "run_bench", "summarise", "markdown_table", "pixel_hash", "sample_stem",
            "dataset_cameras", "camera_overlap", "camera_overlap_line", "camera_overlap_warning"]

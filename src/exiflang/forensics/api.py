@@ -13,6 +13,7 @@ from .consistency import mode_consistency_map
 from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches
 from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
 from .ncut import normalized_cut
+from .scores import IMAGE_SCORE, candidate_scores
 
 
 @dataclass
@@ -21,7 +22,7 @@ class DetectionResult:
 
     heatmap: np.ndarray  # float32 [H, W] in [0, 1], high = inconsistent with the dominant region
     mask: np.ndarray  # bool [H, W], normalised-cut partition (smaller side)
-    score: float  # consistency gap, higher = more likely manipulated (see heatmap.py)
+    score: float  # image score `scores.IMAGE_SCORE`, higher = more likely manipulated (see scores.py)
     embeddings: np.ndarray  # float32 [N, D], L2-normalised, row-major over the patch grid
     grid: PatchGrid
     cell_heatmap: np.ndarray  # float64 [rows, cols]
@@ -33,6 +34,7 @@ class DetectionResult:
     timings: dict = field(default_factory=dict)
     source: str | None = None  # path of the analysed file, when there was one
     orientation: int = 1  # the file's EXIF Orientation (maps are NOT rotated by it)
+    gap: float | None = None  # the consistency gap (heatmap.consistency_gap), the score shipped before
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -67,7 +69,7 @@ def consistency_from_embeddings(
     t1 = time.perf_counter()
     cell_mask = normalized_cut(vote, areas).reshape(rows, cols)
     t2 = time.perf_counter()
-    return DetectionResult(
+    result = DetectionResult(
         heatmap=grid.cells_to_pixels(cell_heat.astype(np.float32)),
         mask=grid.cells_to_pixels(cell_mask),
         score=float(score),
@@ -79,7 +81,11 @@ def consistency_from_embeddings(
         radius=radius,
         model_id=model_id,
         timings={"consistency_s": t1 - t0, "ncut_s": t2 - t1},
+        gap=float(score),
     )
+    if IMAGE_SCORE != "gap":
+        result.score = float(candidate_scores(result)[IMAGE_SCORE])
+    return result
 
 
 @lru_cache(maxsize=4)

@@ -7,12 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .resnet import build_resnet
+from .resnet import CLIP_MEAN, CLIP_STD, build_resnet
 from .text import TextEncoder, TextTokenizer
 
-# CLIP's RGB statistics; the model normalises its own input so callers pass plain [0,1] RGB.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# The model normalises its own input with CLIP's RGB statistics (CLIP_MEAN, CLIP_STD), so callers pass [0,1] RGB.
 
 
 class ExifModel(nn.Module):

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
 import torch
 from torch import nn
+
+# CLIP's RGB statistics: the image tower's input normalisation (the joint model applies it; `JpegZeros` undoes it).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Standard depths: name -> (block kind, blocks per stage).
 STANDARD_DEPTHS: dict[str, tuple[str, list[int]]] = {
@@ -81,6 +87,43 @@ class Bottleneck(nn.Module):
 BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
+def dct_basis() -> torch.Tensor:
+    """The 64 orthonormal 8x8 DCT-II basis images (JPEG's transform) as conv filters [64, 1, 8, 8], zig-zag-free
+    (row-major frequency order)."""
+    k = torch.arange(8, dtype=torch.float64)
+    c = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
+    c[0] /= math.sqrt(2)
+    return torch.einsum("ui,vj->uvij", c, c).reshape(64, 1, 8, 8).float()
+
+
+class JpegZeros(nn.Module):
+    """Fixed (untrained) JPEG-grid features: which DCT coefficients of each 8x8 block are zero.
+
+    JPEG quantises the DCT of the 8x8 blocks of its grid, so a decoded block on that grid has many coefficients
+    that round to exactly zero; a block straddling the grid has few (the cue of the ZERO grid detector). This
+    sharp, non-linear cue is hard for a convolution to learn from normalised pixels, so it is computed here: the
+    luminance of the [0, 255] pixels (rounded, as a decoder's Y), minus 128, its block DCT at the patch's own
+    8x8 grid, and one channel per frequency that is 1 where |coefficient| < 0.5. Which frequencies are zero
+    also tells the last compression's quality. Input: CLIP-normalised RGB (undone here); output [B, 64, H/8, W/8].
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("basis", dct_basis(), persistent=False)
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero indicators [B, 64, H/8, W/8] (float 0/1) of normalised RGB x [B, 3, H, W]."""
+        with torch.autocast(x.device.type, enabled=False):  # bfloat16 would blur the |c| < 0.5 test
+            pixels = (x.float() * self.std + self.mean) * 255.0
+            y = torch.round((pixels * self.luma).sum(1, keepdim=True)) - 128.0
+            coef = nn.functional.conv2d(y, self.basis, stride=8)
+        return (coef.abs() < 0.5).to(x.dtype).contiguous(memory_format=torch.channels_last)
+
+
 class ResNet(nn.Module):
     """ResNet trunk + global average pool + `fc` (the projection to the joint space, or identity)."""
 
@@ -96,6 +139,7 @@ class ResNet(nn.Module):
         maxpool: bool = True,
         out_dim: int | None = None,
         zero_init_residual: bool = True,
+        jpeg_zeros: bool = False,
     ) -> None:
         super().__init__()
         if block not in BLOCKS:
@@ -112,7 +156,11 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         # Identity keeps the module name free of parameters, so names never shift.
         self.maxpool = nn.MaxPool2d(3, 2, padding=1) if maxpool else nn.Identity()
-        cin = stem_width
+        # Fixed JPEG-zero features beside the learned stem (needs an 8x8, stride-8 stem: same resolution).
+        if jpeg_zeros and (stem_stride != 8 or maxpool):
+            raise ValueError("jpeg_zeros needs a stride-8 stem without max-pool (one feature per 8x8 block)")
+        self.jpeg_zeros = JpegZeros() if jpeg_zeros else None
+        cin = stem_width + (64 if jpeg_zeros else 0)
         for i, (n_blocks, width) in enumerate(zip(layers, widths)):
             stride = 1 if i == 0 else 2
             stage, cin = self._make_stage(block_cls, cin, width, n_blocks, stride)
@@ -154,7 +202,8 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled trunk features [B, feature_dim] (before `fc`)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        stem = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = stem if self.jpeg_zeros is None else torch.cat([stem, self.jpeg_zeros(x)], 1)
         for i in range(self.n_stages):
             x = getattr(self, f"layer{i + 1}")(x)
         return torch.flatten(self.avgpool(x), 1)

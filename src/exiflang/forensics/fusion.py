@@ -1,0 +1,74 @@
+"""Fusion of the learned consistency map with the classical JPEG-grid and double-quantisation maps.
+
+The three detectors fail in different places: the JPEG-grid detector is nearly perfect on lossless pastes
+that kept another 8x8 grid and blind once the whole image is re-saved; double quantisation needs a re-saved
+image; the learned camera-consistency map needs neither, but is weaker where the others are sure. The rule
+(all its numbers chosen on validation composites by `benchmarks/tune_fusion.py`, never on test composites,
+and stored in `fusion_rule.json` beside this file):
+
+* **Per-image choice by the grid detector's own significance.** When the grid detector finds an off-grid
+  region with -log10(NFA) >= ``grid_gate`` (an a-contrario detection), the map is
+  ``grid_weight * grid + (1 - grid_weight) * rest``; otherwise it is ``rest``.
+* ``rest = learned_weight * learned + (1 - learned_weight) * dq`` (dq's heat is "singly compressed", which
+  is what a paste into a re-saved image is).
+* **Image score**: each method's score is calibrated on the validation *authentic* images (robust z-score:
+  (s - median) / (1.4826 MAD)); the fused score is the largest of the grid z-score and
+  ``learned_weight * z_learned + (1 - learned_weight) * z_dq``: an image is suspicious when either the grid
+  detector or the camera/compression evidence says so.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RULE_FILE = Path(__file__).with_name("fusion_rule.json")
+METHOD_ID = "fusion-v1"
+
+
+@dataclass(frozen=True)
+class FusionRule:
+    """The fusion's numbers (see the module docstring), with where they came from."""
+
+    grid_gate: float = 3.0
+    grid_weight: float = 1.0
+    learned_weight: float = 0.5
+    calibration: dict = field(default_factory=dict)  # method -> {"median": m, "scale": s} on val authentic
+    learned_score: str = "gap"  # the learned model's image score (forensics.scores), chosen on the same composites
+    provenance: str = "untuned defaults"
+
+    def to_json(self) -> str:
+        """JSON text of the rule."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def load(cls, path: str | Path = RULE_FILE) -> "FusionRule":
+        """Read a rule written by `to_json` (defaults when the file does not exist)."""
+        path = Path(path)
+        if not path.is_file():
+            return cls()
+        return cls(**json.loads(path.read_text()))
+
+
+def calibrated(rule: FusionRule, method: str, score: float) -> float:
+    """Robust z-score of a method's image score against the validation authentic images."""
+    cal = rule.calibration.get(method) or {"median": 0.0, "scale": 1.0}
+    return (float(score) - cal["median"]) / max(cal["scale"], 1e-9)
+
+
+def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.ndarray, float],
+         dq: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
+    """(heatmap, score) of the fusion from the (heatmap, score) of the learned, grid and dq methods."""
+    (h_l, s_l), (h_g, s_g), (h_d, s_d) = learned, grid, dq
+    rest = rule.learned_weight * np.asarray(h_l, np.float32) + (1 - rule.learned_weight) * np.asarray(h_d, np.float32)
+    heat = rest
+    if s_g >= rule.grid_gate:
+        heat = rule.grid_weight * np.asarray(h_g, np.float32) + (1 - rule.grid_weight) * rest
+    z_rest = rule.learned_weight * calibrated(rule, "learned", s_l) + (1 - rule.learned_weight) * calibrated(rule, "dq", s_d)
+    score = max(calibrated(rule, "grid", s_g), z_rest)
+    return np.clip(heat, 0.0, 1.0).astype(np.float32), float(score)
+
+
+__all__ = ["FusionRule", "RULE_FILE", "METHOD_ID", "calibrated", "fuse"]
