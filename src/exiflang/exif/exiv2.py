@@ -31,7 +31,37 @@ _RENAME = {
     "InteroperabilityVersion": "InteropVersion",
     "CameraOwnerName": "OwnerName",
     "BodySerialNumber": "SerialNumber",
+    # Exiv2 follows the TIFF spec (0xfe NewSubfileType, 0xff SubfileType); ExifTool calls them SubfileType and
+    # OldSubfileType.
+    "NewSubfileType": "SubfileType",
+    "SubfileType": "OldSubfileType",
 }
+# Standard tags that Exiv2 knows in one IFD only ("Exif.Photo.0x9211" in the ExifIFD, "Exif.Image.0xa403" in
+# IFD0, "Exif.Image.0x1001"): ExifTool has one tag table for IFD0, ExifIFD and InteropIFD, so it names them
+# wherever they are. Only IDs that ExifTool itself names (checked against its Exif.pm) are listed.
+_BY_ID = {
+    0x829A: "ExposureTime", 0x829D: "FNumber", 0x8822: "ExposureProgram", 0x8824: "SpectralSensitivity",
+    0x8827: "ISO", 0x8830: "SensitivityType", 0x8831: "StandardOutputSensitivity",
+    0x8832: "RecommendedExposureIndex", 0x8833: "ISOSpeed", 0x9000: "ExifVersion", 0x9003: "DateTimeOriginal",
+    0x9004: "CreateDate", 0x9010: "OffsetTime", 0x9011: "OffsetTimeOriginal", 0x9012: "OffsetTimeDigitized",
+    0x9101: "ComponentsConfiguration", 0x9102: "CompressedBitsPerPixel", 0x9201: "ShutterSpeedValue",
+    0x9202: "ApertureValue", 0x9203: "BrightnessValue", 0x9204: "ExposureCompensation",
+    0x9205: "MaxApertureValue", 0x9206: "SubjectDistance", 0x9207: "MeteringMode", 0x9208: "LightSource",
+    0x9209: "Flash", 0x920A: "FocalLength", 0x9211: "ImageNumber", 0x9214: "SubjectArea",
+    0x9290: "SubSecTime", 0x9291: "SubSecTimeOriginal", 0x9292: "SubSecTimeDigitized",
+    0xA000: "FlashpixVersion", 0xA001: "ColorSpace", 0xA002: "ExifImageWidth", 0xA003: "ExifImageHeight",
+    0xA20B: "FlashEnergy", 0xA20E: "FocalPlaneXResolution", 0xA20F: "FocalPlaneYResolution",
+    0xA210: "FocalPlaneResolutionUnit", 0xA214: "SubjectLocation", 0xA215: "ExposureIndex",
+    0xA217: "SensingMethod", 0xA300: "FileSource", 0xA301: "SceneType", 0xA401: "CustomRendered",
+    0xA402: "ExposureMode", 0xA403: "WhiteBalance", 0xA404: "DigitalZoomRatio",
+    0xA405: "FocalLengthIn35mmFormat", 0xA406: "SceneCaptureType", 0xA407: "GainControl", 0xA408: "Contrast",
+    0xA409: "Saturation", 0xA40A: "Sharpness", 0xA40C: "SubjectDistanceRange", 0xA420: "ImageUniqueID",
+    0xA430: "OwnerName", 0xA431: "SerialNumber", 0xA432: "LensInfo", 0xA433: "LensMake", 0xA434: "LensModel",
+    0xA435: "LensSerialNumber", 0xA460: "CompositeImage",
+    0x882A: "TimeZoneOffset", 0xEA1D: "OffsetSchema",
+    0x1000: "RelatedImageFileFormat", 0x1001: "RelatedImageWidth", 0x1002: "RelatedImageHeight",
+}
+_BY_ID_GROUPS = {"Image", "Photo", "Iop"}  # the IFDs that share ExifTool's Exif::Main table (not GPS)
 # Pointers and blobs that ExifTool does not list as tags of their own.
 _SKIP = {"ExifTag", "GPSTag", "InteroperabilityTag", "MakerNote", "PrintImageMatching", "XMLPacket",
          "JPEGInterchangeFormat", "JPEGInterchangeFormatLength", "IPTCNAA", "InterColorProfile",
@@ -87,6 +117,12 @@ _ENUMS: dict[str, dict[int, str]] = {
     "FileSource": {1: "Film Scanner", 2: "Reflection Print Scanner", 3: "Digital Camera"},
     "SceneType": {1: "Directly photographed"},
     "Compression": {1: "Uncompressed", 6: "JPEG (old-style)", 7: "JPEG"},
+    "PhotometricInterpretation": {0: "WhiteIsZero", 1: "BlackIsZero", 2: "RGB", 3: "RGB Palette",
+                                  4: "Transparency Mask", 5: "CMYK", 6: "YCbCr", 8: "CIELab", 9: "ICCLab",
+                                  10: "ITULab", 32803: "Color Filter Array", 32844: "Pixar LogL",
+                                  32845: "Pixar LogLuv", 32892: "Sequential Color Filter", 34892: "Linear Raw",
+                                  51177: "Depth Map", 52527: "Semantic Mask"},
+    "OldSubfileType": {1: "Full-resolution image", 2: "Reduced-resolution image", 3: "Single page of multi-page image"},
     "CompositeImage": {0: "Unknown", 1: "Not a Composite Image", 2: "General Composite Image",
                        3: "Composite Image Captured While Shooting"},
     "SensitivityType": {0: "Unknown", 1: "Standard Output Sensitivity", 2: "Recommended Exposure Index",
@@ -146,19 +182,74 @@ def _cfa_pattern(raw: str) -> str:
 
 
 def _signed_fraction(raw: str) -> str:
-    """ExifTool's exposure bias: "0", "+1/3", "-2/3"."""
-    value = _rational(raw).limit_denominator(100)
-    if value == 0:
+    """ExifTool's exposure bias (its PrintFraction): "0", "+1", "+1/2", "-2/3", else 3 digits ("+0.3", "-0.66").
+
+    An undefined value (0/0) prints "0", as in ExifTool.
+    """
+    num, _, den = raw.split()[0].partition("/")
+    if den and float(den) == 0:
         return "0"
-    return ("+" if value > 0 else "") + str(value)
+    value = _float(raw) * 1.00001  # ExifTool's guard against round-off
+    if not value:
+        return "0"
+    for n, suffix in ((1, ""), (2, "/2"), (3, "/3")):
+        if int(value * n) / (value * n) > 0.999:
+            return f"{int(value * n):+d}{suffix}"
+    return f"{value:+.3g}"
+
+
+def _user_comment(raw: str) -> str:
+    """UserComment: Exiv2 prefixes the character set ("charset=Ascii dpreview.com   "); ExifTool shows the text only,
+    cut at a NUL and without trailing blanks."""
+    text = re.sub(r"\Acharset=\S+ ?", "", raw)
+    return text.split("\x00", 1)[0].rstrip(" ")
 
 
 def _version(raw: str) -> str:
-    """Undefined-type version fields: "48 50 51 50" -> "0232"."""
+    """Undefined-type version fields: "48 50 51 50" -> "0232".
+
+    Some writers (Google Pixel) store the version as an ASCII string; Exiv2 then gives "0232" itself, which must not
+    be read as the single byte 232.
+    """
+    tokens = raw.split()
+    if len(tokens) == 1 and len(tokens[0]) == 4:
+        return tokens[0]
     try:
-        return "".join(chr(int(b)) for b in raw.split())
+        return "".join(chr(int(b)) for b in tokens)
     except ValueError:
         return raw
+
+
+_SUBFILE_TYPES = {0: "Full-resolution image", 1: "Reduced-resolution image", 2: "Single page of multi-page image",
+                  3: "Single page of multi-page reduced-resolution image", 4: "Transparency mask",
+                  5: "Transparency mask of reduced-resolution image", 6: "Transparency mask of multi-page image",
+                  7: "Transparency mask of reduced-resolution multi-page image", 8: "Depth map",
+                  9: "Depth map of reduced-resolution image", 16: "Enhanced image data",
+                  0x10001: "Alternate reduced-resolution image", 0x10004: "Semantic Mask", 0xFFFFFFFF: "invalid"}
+_SUBFILE_BITS = ("Reduced resolution", "Single page", "Transparency mask", "TIFF/IT final page",
+                 "TIFF-FX mixed raster content")
+
+
+def _subfile_type(raw: str) -> str:
+    """SubfileType (TIFF NewSubfileType): ExifTool's names, else its list of set bits ("Single page, [5]")."""
+    code = int(raw.split()[0])
+    if code in _SUBFILE_TYPES:
+        return _SUBFILE_TYPES[code]
+    bits = [_SUBFILE_BITS[b] if b < len(_SUBFILE_BITS) else f"[{b}]" for b in range(32) if code >> b & 1]
+    return ", ".join(bits) or "(none)"
+
+
+def _shutter_speed(raw: str) -> str:
+    """ShutterSpeedValue (APEX): 2**-v; like ExifTool, an undefined (0/0) or absurd (|v| >= 100) value gives 0."""
+    num, _, den = raw.split()[0].partition("/")
+    if den and float(den) == 0:
+        return _exposure_time(0)
+    value = _float(raw)
+    return _exposure_time(2 ** -value if abs(value) < 100 else 0)
+
+
+_INTEROP_INDEX = {"R98": "R98 - DCF basic file (sRGB)", "R03": "R03 - DCF option file (Adobe RGB)",
+                  "THM": "THM - DCF thumbnail file"}
 
 
 def _components(raw: str) -> str:
@@ -179,13 +270,14 @@ def _lens_info(raw: str) -> str:
 
 _CONVERTERS: dict[str, Callable[[str], str]] = {
     "ExposureTime": lambda r: _exposure_time(_float(r)),
-    "ShutterSpeedValue": lambda r: _exposure_time(2 ** -_float(r)),
+    "ShutterSpeedValue": _shutter_speed,
     "FNumber": lambda r: f"{float(_rational(r)):.1f}",
     "ApertureValue": lambda r: f"{2 ** (float(_rational(r)) / 2):.1f}",
     "MaxApertureValue": lambda r: f"{2 ** (float(_rational(r)) / 2):.1f}",
     "FocalLength": lambda r: f"{float(_rational(r)):.1f} mm",
     "FocalLengthIn35mmFormat": lambda r: f"{int(r.split()[0])} mm",
     "ExposureCompensation": _signed_fraction,
+    "UserComment": _user_comment,
     "BrightnessValue": lambda r: _number(float(_rational(r))),
     "DigitalZoomRatio": _rationals,
     "CompressedBitsPerPixel": lambda r: _number(float(_rational(r))),
@@ -200,8 +292,9 @@ _CONVERTERS: dict[str, Callable[[str], str]] = {
     "ComponentsConfiguration": _components,
     "LensInfo": _lens_info,
     "CFAPattern": _cfa_pattern,
-    "InteropIndex": lambda r: {"R98": "R98 - DCF basic file (sRGB)", "R03": "R03 - DCF option file (Adobe RGB)",
-                               "THM": "THM - DCF thumbnail file"}.get(r.strip(), r),
+    # ExifTool prints a value outside its list as "Unknown (value)", an empty one included ("Unknown ()").
+    "InteropIndex": lambda r: _INTEROP_INDEX.get(r.strip(), f"Unknown ({r})"),
+    "SubfileType": _subfile_type,
 }
 _RATIONAL_VALUE = re.compile(r"-?\d+/\d+( -?\d+/\d+)*")
 
@@ -250,13 +343,19 @@ def read_with_pyexiv2(path: str | Path, makernotes: bool = False) -> dict[str, A
     out: dict[str, Any] = {"SourceFile": path}
     for key, raw in exif.items():
         family, group, name = _split_key(key)
+        if name.startswith("0x") and group in _BY_ID_GROUPS:
+            name = _BY_ID.get(int(name, 16), name)  # already ExifTool's name
+        elif name in _RENAME:
+            name = _RENAME[name]
         if group == "Thumbnail" or name in _SKIP or name.startswith("0x") or not isinstance(raw, str):
             continue
-        name = _RENAME.get(name, name)
         if group in _STANDARD_GROUPS:
             out.setdefault(f"EXIF:{name}", print_value(name, raw))
         elif makernotes:
             out.setdefault(f"MakerNotes:{name}", raw)
+    text = _unknown_text_makernote(exif)
+    if text is not None:
+        out.setdefault("EXIF:MakerNoteUnknownText", text)
     for key in ("Xmp.xmp.CreatorTool",):
         if isinstance(xmp.get(key), str):
             out["XMP:CreatorTool"] = xmp[key]
@@ -264,6 +363,26 @@ def read_with_pyexiv2(path: str | Path, makernotes: bool = False) -> dict[str, A
     if agents:
         out["XMP:HistorySoftwareAgent"] = agents
     return out
+
+
+def _unknown_text_makernote(exif: dict[str, Any]) -> str | None:
+    """ExifTool's MakerNoteUnknownText: a MakerNote that no maker's format claims and that is plain text.
+
+    Phones (Motorola/Google Camera "com.google.android.GoogleCamera 2.2.024 ...", vivo "0") write such notes.
+    ExifTool lists them as an EXIF tag when the bytes are printable ASCII followed only by NULs, and only when
+    at most 64 bytes long (longer ones become binary data, which the readers drop). Exiv2 marks a MakerNote it
+    parses with Exif.MakerNote.Offset; an unparsed one is only the raw bytes, "99 111 109 ...".
+    """
+    raw = exif.get("Exif.Photo.MakerNote")
+    if not isinstance(raw, str) or "Exif.MakerNote.Offset" in exif:
+        return None
+    try:
+        data = bytes(int(b) for b in raw.split())
+    except ValueError:  # not a byte list (or a byte out of range)
+        return None
+    if len(data) > 64 or not re.fullmatch(rb"[\x09\x0d\x0a\x20-\x7e]+\x00*", data):
+        return None
+    return data.rstrip(b"\x00").decode("ascii")
 
 
 def _read_dict(reader: Callable[..., dict], path: str, required: bool = True) -> dict:
