@@ -101,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/emb_cache"))
     p.add_argument("--write", action="store_true", help=f"write the chosen rule to {RULE_FILE}")
+    p.add_argument("--twins", default=",".join(t for t, _ in TWINS), help="which twins (default: all)")
     args = p.parse_args(argv)
     learned = build_method("exiflang", args.model, args.cache_dir)
     method = FusionMethod(learned, rule=FusionRule())
+    wanted = args.twins.split(",")
     twins = {name: collect(args.splices / sub, method) for name, sub in TWINS
-             if (args.splices / sub / "manifest.csv").is_file()}
+             if name in wanted and (args.splices / sub / "manifest.csv").is_file()}
 
     print(f"## Learned image score candidates, detection AP on validation composites `{args.splices}` "
           f"(model {learned.method_id})\n")
