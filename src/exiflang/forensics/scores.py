@@ -63,6 +63,7 @@ def candidate_scores(result) -> dict[str, float]:
                        else _cell_mask(result), dtype=bool).ravel()
     ncut = float(ncut_values(affinity, cells[None, :])[0]) if 0 < cells.sum() < cells.size else 2.0
     emb = np.asarray(result.embeddings, dtype=np.float64)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)  # embed_patches' are unit already
     mean_vec = emb.mean(0)
     mean_sim = float(mean_vec @ mean_vec)  # mean of all pairwise dots of unit vectors (self-pairs included)
     return {
@@ -71,7 +72,7 @@ def candidate_scores(result) -> dict[str, float]:
         "far_fraction": float(areas[far].sum() / areas.sum()),
         "spread": _weighted_std(mode, areas),
         "low_tail": med - float(np.percentile(mode, 5)),
-        "dissim": 1.0 - mean_sim,
+        "dissim": max(0.0, 1.0 - mean_sim),
     }
 
 
