@@ -34,6 +34,21 @@ def default_cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "exiflang") / "embeddings"
 
 
+def build_method_for_cli(*args, **kwargs):
+    """`eval.bench.build_method`, with a bad method or model turned into a one-line CommandError."""
+    from ..cli import CommandError
+    from ..eval.bench import BenchError, build_method
+
+    try:
+        return build_method(*args, **kwargs)
+    except BenchError as exc:
+        raise CommandError(str(exc)) from exc
+    except Exception as exc:  # ModelError (missing weights folder, bad config) -> a user error
+        if type(exc).__name__ in ("ModelError", "ForensicsError"):
+            raise CommandError(str(exc)) from exc
+        raise
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the bench sub-command."""
     p = subparsers.add_parser(
@@ -83,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..cli import CommandError
-    from ..eval.bench import BenchError, build_method, run_bench
+    from ..eval.bench import BenchError, run_bench
     from ..eval.datasets import DatasetError, load_dataset
 
     try:
@@ -100,15 +115,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--shard {args.shard!r} is not K/N (e.g. 0/4)") from None
         shard = (k, n)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    try:
-        method = build_method(args.method, args.model, cache, args.device, args.per_side, args.batch_size,
-                              args.iters, args.percentile, args.seed)
-    except BenchError as exc:
-        raise CommandError(str(exc)) from exc
-    except Exception as exc:  # ModelError (missing weights folder, bad config) -> a user error
-        if type(exc).__name__ in ("ModelError", "ForensicsError"):
-            raise CommandError(str(exc)) from exc
-        raise
+    method = build_method_for_cli(args.method, args.model, cache, args.device, args.per_side, args.batch_size,
+                                  args.iters, args.percentile, args.seed)
     from ..eval.bench import camera_overlap, camera_overlap_line, camera_overlap_warning, dataset_cameras
 
     samples = dataset.samples[::max(1, args.every)]

@@ -77,17 +77,10 @@ def format_table(rows: list[dict]) -> str:
 
 def _build_other_method(args: argparse.Namespace):
     """The `exiflang bench` method named by --method (anything but the default learned path)."""
-    from exiflang.cli import CommandError
-    from exiflang.eval.bench import BenchError, build_method
+    from .bench import build_method_for_cli
 
-    try:
-        return build_method(args.method, args.model, None, args.device, args.per_side, args.batch_size, seed=args.seed)
-    except BenchError as exc:
-        raise CommandError(str(exc)) from exc
-    except Exception as exc:  # ModelError (missing weights folder, bad config) -> a user error
-        if type(exc).__name__ in ("ModelError", "ForensicsError"):
-            raise CommandError(str(exc)) from exc
-        raise
+    return build_method_for_cli(args.method, args.model, None, args.device, args.per_side, args.batch_size,
+                                seed=args.seed)
 
 
 def _run_method(method, method_name: str, path: Path, out: Path | None, stem: str) -> dict:
