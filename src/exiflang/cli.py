@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from .errors import ExiflangError
+
 # Order here is the order of `exiflang --help`: the data flow, from photos to numbers.
 COMMAND_MODULES = [
     "exif",            # print a photo's EXIF text
@@ -27,10 +29,6 @@ COMMAND_MODULES = [
 ]
 
 
-class CommandError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every available sub-command."""
     parser = argparse.ArgumentParser(
@@ -40,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"exiflang {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -61,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         result = args.func(args)
-    except CommandError as exc:
+    except ExiflangError as exc:
+        if args.debug:
+            raise
         print(f"exiflang {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -71,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: commands raise exiflang.cli.CommandError,
-    # which a second copy of this module would not recognise.
+    # Run the imported module's main, not this __main__ copy (one module object for the whole run).
     from exiflang.cli import main as package_main
 
     sys.exit(package_main())

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import ExiflangError
+
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any consumer camera frame, small enough to fit in memory.
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(ExiflangError):
     """An image file could not be decoded; the message names the file and the cause."""
 
 

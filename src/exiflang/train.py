@@ -522,7 +522,7 @@ def main_torchrun(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from .cli import CommandError
+    from .errors import CommandError
     from .commands import train as command
 
     parser = argparse.ArgumentParser(prog="python -m exiflang.train")

@@ -36,7 +36,7 @@ def default_cache_dir() -> Path:
 
 def build_method_for_cli(*args, **kwargs):
     """`eval.bench.build_method`, with a bad method or model turned into a one-line CommandError."""
-    from ..cli import CommandError
+    from ..errors import CommandError
     from ..eval.bench import BenchError, build_method
 
     try:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the dataset, build the method, run the benchmark, print the table."""
     import sys
 
-    from ..cli import CommandError
+    from ..errors import CommandError
     from ..eval.bench import BenchError, run_bench
     from ..eval.datasets import DatasetError, load_dataset
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from exiflang.cli import CommandError
+from exiflang.errors import CommandError
 
 DESCRIPTION = """\
 Compare the similarity of the image's patches to its own EXIF text with their similarity to reference

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print the report, and turn conversion errors into CommandError."""
-    from ..cli import CommandError
+    from ..errors import CommandError
     from ..models.convert_official import OfficialCheckpointError, convert_official
     from ..models.factory import CONFIG_FILE, WEIGHTS_FILE
 

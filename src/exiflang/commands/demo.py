@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 def parse_size(text: str) -> tuple[int, int]:
     """'1024x768' -> (1024, 768)."""
-    from exiflang.cli import CommandError
+    from exiflang.errors import CommandError
 
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from sklearn.metrics import average_precision_score
 
-    from exiflang.cli import CommandError
+    from exiflang.errors import CommandError
     from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
     from exiflang.forensics.synthetic import make_composite
 

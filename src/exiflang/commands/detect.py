@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     """Analyse every image; report and skip bad files; exit 1 if any failed."""
     from tqdm import tqdm
 
-    from exiflang.cli import CommandError
+    from exiflang.errors import CommandError
     from exiflang.eval.bench import MethodError
     from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
     from exiflang.imageio import ImageLoadError, load_rgb

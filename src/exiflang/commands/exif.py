@@ -47,7 +47,7 @@ def register(subparsers) -> None:
 
 def text_config_from_args(args: argparse.Namespace) -> "TextConfig":
     """Build the TextConfig the options describe."""
-    from ..cli import CommandError
+    from ..errors import CommandError
     from ..exif import TextConfig
 
     subset = args.subset
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the text (or tags, or JSON) of every photo; exit 2 if any could not be read."""
     import sys
 
-    from ..cli import CommandError
+    from ..errors import CommandError
     from ..exif import ExifReader, ExifReadError, exif_to_text
 
     cfg = text_config_from_args(args)

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build or update the index and print a summary."""
-    from ..cli import CommandError
+    from ..errors import CommandError
     from ..data.index import IndexOptions, build_index
     from ..exif import ExifReadError
 

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate the composites and print where the manifest is."""
     from pathlib import Path
 
-    from ..cli import CommandError
+    from ..errors import CommandError
     from ..eval.splices import SpliceError, make_splices, rebuild_splices
 
     if args.rebuild:

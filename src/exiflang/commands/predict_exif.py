@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from exiflang.cli import CommandError
+from exiflang.errors import CommandError
 
 DESCRIPTION = """\
 Rank candidate EXIF descriptions by how well they match an image's pixels: the score of a candidate is

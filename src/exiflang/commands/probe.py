@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from exiflang.cli import CommandError
+from exiflang.errors import CommandError
 
 TASK_HELP = {
     "make": "camera Make (split by photo)",

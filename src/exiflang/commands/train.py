@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import CommandError
+from ..errors import CommandError
 
 EPILOG = """examples:
   exiflang train --index runs/index --config small --out runs/default

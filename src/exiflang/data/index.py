@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import ExiflangError
 from ..exif.errors import ExifReadError
 from ..exif.reader import DEFAULT_TIMEOUT, ExifReader
 from ..exif.tags import is_private
@@ -115,7 +116,7 @@ class IndexSummary:
         return "\n".join(lines)
 
 
-class IndexReadError(Exception):
+class IndexReadError(ExiflangError):
     """An index folder is missing or damaged; the message names the folder and the cause."""
 
 
@@ -216,7 +217,7 @@ def decode_size(path: Path, full: bool = True) -> tuple[int, int, str]:
         raise _Reject(UNDECODABLE, f"cannot decode pixels: {exc}") from exc
 
 
-class _Reject(Exception):
+class _Reject(ExiflangError):
     """Internal: a file fails one acceptance check."""
 
     def __init__(self, reason: str, detail: str):

@@ -18,13 +18,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..errors import ExiflangError
 from ..imageio import MAX_PIXELS, ImageLoadError, as_rgb_array, load_rgb
 from .history import History, HistoryConfig, apply_history, phase_tags, sample_history, source_window, tag_vocabulary
 
 EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
 
 
-class PatchDataError(Exception):
+class PatchDataError(ExiflangError):
     """Training data cannot be built (empty split, unreadable photo, bad setting); names the file or setting."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..errors import ExiflangError
 from .patches import Photo, PatchDataError, photos_from_records
 
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -26,7 +27,7 @@ MANIFEST = "shards.json"
 RECORD_FIELDS = ("relpath", "width", "height", "sha256", "size", "make", "model", "tags", "text")
 
 
-class ShardError(Exception):
+class ShardError(ExiflangError):
     """Shards cannot be written or read; the message names the file and the cause."""
 
 

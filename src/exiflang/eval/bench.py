@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TYPE_CHECKING
 
+from ..errors import ExiflangError
+
 if TYPE_CHECKING:
     from ..models import ExifModel
 
@@ -58,7 +60,7 @@ LOCAL_KEYS = {"ap": "pmap", "ap_strict": "pmap_strict", "ciou": "ciou", "ciou_st
               "mcc_fixed": "mcc_fixed", "pixel_auc": "pixel_auc"}
 
 
-class BenchError(Exception):
+class BenchError(ExiflangError):
     """The benchmark cannot run (bad options, an output folder from another run); the message says why."""
 
 
@@ -73,7 +75,7 @@ class Analysis:
     extra: dict | None = None  # method-specific JSON-ready details for the report (e.g. a grid origin)
 
 
-class MethodError(Exception):
+class MethodError(ExiflangError):
     """A method cannot analyse one image (too small, not decodable by it, ...); the benchmark skips that image."""
 
 

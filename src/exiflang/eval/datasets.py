@@ -37,10 +37,12 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..errors import ExiflangError
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 
-class DatasetError(Exception):
+class DatasetError(ExiflangError):
     """A dataset folder is missing, unreadable or incomplete; the message names the folder and what is missing."""
 
 

@@ -36,10 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ExiflangError
+
 EPS = 1e-12
 
 
-class MetricInputError(ValueError):
+class MetricInputError(ExiflangError, ValueError):
     """Arrays passed to a metric have incompatible shapes or contents."""
 
 

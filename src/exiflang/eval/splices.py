@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import ExiflangError
 from ..data.cameras import SPLIT_NAME, camera_key, cameras_hash, is_heldout
 from ..imageio import ImageLoadError, load_rgb
 
@@ -64,7 +65,7 @@ TWINS: dict[str, tuple[int, float]] = {"jpeg90": (90, 1.0), "jpeg75": (75, 1.0),
 TWIN_SUBSAMPLING = 2
 
 
-class SpliceError(Exception):
+class SpliceError(ExiflangError):
     """Composites cannot be made from the given photos; the message says why."""
 
 

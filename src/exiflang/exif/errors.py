@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ExiflangError
 
-class ExifReadError(Exception):
+
+class ExifReadError(ExiflangError):
     """EXIF could not be read from a file; the message names the file and the cause."""
 
     def __init__(self, path: "str | Path", cause: str):

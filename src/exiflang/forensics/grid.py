@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from ..errors import ExiflangError
+
 if TYPE_CHECKING:
     import torch
 
 DEFAULT_PER_SIDE = 30
 
 
-class ForensicsError(Exception):
+class ForensicsError(ExiflangError):
     """An image cannot be analysed (too small, bad array, ...); the message names the cause."""
 
 

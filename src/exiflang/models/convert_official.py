@@ -23,6 +23,8 @@ from typing import Any, Mapping
 
 import torch
 
+from ..errors import ExiflangError
+
 VISUAL_PREFIX = "model.visual."
 TEXT_PREFIX = "model.transformer."
 LOGIT_SCALE_KEY = "model.logit_scale"
@@ -47,7 +49,7 @@ SIGNATURE_KEYS = (
 )
 
 
-class OfficialCheckpointError(Exception):
+class OfficialCheckpointError(ExiflangError):
     """The file is missing, unsafe, or not the official EXIF-as-language checkpoint (message names file and cause)."""
 
 

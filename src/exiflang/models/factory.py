@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 import torch
 
+from ..errors import ExiflangError
 from ..paths import WEIGHTS_DIR
 from .joint import ExifModel
 from .text import TextModelError, build_tokenizer, train_wordpiece
@@ -19,7 +20,7 @@ CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 
-class ModelError(Exception):
+class ModelError(ExiflangError):
     """A model config or weights folder is invalid; the message names the file and the cause."""
 
 

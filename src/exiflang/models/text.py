@@ -21,10 +21,12 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from ..errors import ExiflangError
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-class TextModelError(Exception):
+class TextModelError(ExiflangError):
     """A text encoder or tokenizer could not be built; the message names the file or setting and the cause."""
 
 

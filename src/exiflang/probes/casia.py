@@ -16,10 +16,12 @@ import numpy as np
 from exiflang.imageio import ImageLoadError, load_rgb
 from exiflang.probes.features import embed_patches, pad_to_patch
 
+from ..errors import ExiflangError
+
 PROTOCOLS = ("resized", "center-cropped")
 
 
-class CasiaError(Exception):
+class CasiaError(ExiflangError):
     """The CASIA folder or an image in it is unusable; the message names the file and the cause."""
 
 

@@ -22,6 +22,8 @@ import numpy as np
 
 from exiflang.probes.ranking import Candidate, encode_texts, patch_text_scores
 
+from ..errors import ExiflangError
+
 # Verdict thresholds on `percentile` (see `verdict_for`): chosen so that "inconsistent" means the own
 # EXIF is in the bottom quarter of other cameras' descriptions.
 CONSISTENT_AT = 0.75
@@ -30,7 +32,7 @@ INCONSISTENT_BELOW = 0.25
 REFERENCE_FILE = Path(__file__).resolve().parent / "reference_texts.json"
 
 
-class CheckError(Exception):
+class CheckError(ExiflangError):
     """The EXIF check cannot run; the message names the input and the cause."""
 
 

@@ -21,6 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import ExiflangError
+
 FIT_RADIUS = 1.5  # fit range of the lensfun conversion; a 4:3 frame's corner is at r = 5/3
 # Quantiles (1, 5, 10, 20, 30, ..., 90, 95, 99 %) of (k1, k2) over the lensfun pool, measured once
 # with lensfunpy 1.18; used to draw coefficients when lensfunpy is not installed.
@@ -31,7 +33,7 @@ _FALLBACK_K2 = np.array([-0.0275, -0.0115, -0.0083, -0.0038, -0.0015, 0.0, 0.0, 
                          0.0069, 0.0112, 0.0236])
 
 
-class DistortionError(Exception):
+class DistortionError(ExiflangError):
     """Distortion coefficients or images are unusable; the message says why."""
 
 

@@ -14,10 +14,12 @@ import numpy as np
 
 from exiflang.imageio import ImageLoadError, as_rgb_array
 
+from ..errors import ExiflangError
+
 SAMPLING_MODES = ("random", "grid")
 
 
-class FeatureError(Exception):
+class FeatureError(ExiflangError):
     """Features could not be extracted; the message names the input and the cause."""
 
 

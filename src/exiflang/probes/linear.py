@@ -15,8 +15,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import ExiflangError
 
-class ProbeError(Exception):
+
+class ProbeError(ExiflangError):
     """A probe cannot run on these labels/features; the message says why."""
 
 

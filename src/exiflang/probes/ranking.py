@@ -16,8 +16,10 @@ import numpy as np
 
 from exiflang.probes.features import l2_normalise
 
+from ..errors import ExiflangError
 
-class CandidateError(Exception):
+
+class CandidateError(ExiflangError):
     """A candidate list could not be read; the message names the file and the cause."""
 
 

@@ -16,12 +16,14 @@ import numpy as np
 
 from exiflang.probes.features import PatchFeatures, extract_features_multi
 
+from ..errors import ExiflangError
+
 EXIF_TASKS = ("make", "model", "exposure", "iso", "fnumber", "focal")
 ALL_TASKS = EXIF_TASKS + ("distortion", "casia")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 
-class TaskError(Exception):
+class TaskError(ExiflangError):
     """A probe task cannot run with these inputs; the message names the input and the cause."""
 
 

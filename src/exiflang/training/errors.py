@@ -2,5 +2,7 @@
 from __future__ import annotations
 
 
-class TrainError(Exception):
+from ..errors import ExiflangError
+
+class TrainError(ExiflangError):
     """Training cannot start or continue (bad option, missing checkpoint, ...); the message says why."""
