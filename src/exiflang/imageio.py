@@ -7,6 +7,9 @@ Policy (stated once, used everywhere):
 * Grayscale, palette, CMYK, 16-bit, LA/RGBA images are converted to 8-bit RGB (alpha is dropped,
   16-bit is scaled down). The conversion is reported in `ImageInfo.converted_from`.
 * Images larger than `MAX_PIXELS` raise `ImageLoadError` (decompression-bomb guard).
+* HEIC/HEIF (every recent iPhone's default format) is decoded by pillow-heif's Pillow opener, registered here
+  once, on import. libheif applies the container's rotation/mirror (irot/imir) while decoding and reports
+  Orientation 1, so for these files the "stored" array is the upright one (HEVC has no 8x8 JPEG grid to keep).
 """
 from __future__ import annotations
 
@@ -18,6 +21,14 @@ import numpy as np
 from PIL import Image
 
 from .errors import ExiflangError
+
+try:  # HEIC/HEIF: pillow-heif registers an opener with Pillow (Image.open then reads .heic/.heif files)
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - pillow-heif is a dependency; without it HEIC files are "cannot decode"
+    HEIF_SUPPORTED = False
+else:
+    register_heif_opener()
+    HEIF_SUPPORTED = True
 
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any consumer camera frame, small enough to fit in memory.
 
@@ -118,4 +129,4 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-__all__ = ["ImageLoadError", "ImageInfo", "load_rgb", "as_rgb_array", "upright", "MAX_PIXELS"]
+__all__ = ["HEIF_SUPPORTED", "ImageLoadError", "ImageInfo", "load_rgb", "as_rgb_array", "upright", "MAX_PIXELS"]

@@ -35,6 +35,10 @@ class DetectionResult:
     source: str | None = None  # path of the analysed file, when there was one
     orientation: int = 1  # the file's EXIF Orientation (maps are NOT rotated by it)
     gap: float | None = None  # the consistency gap (heatmap.consistency_gap), the score shipped before
+    # Calibrated probability of manipulation and its verdict band (forensics.calibration), when the model
+    # ships a calibration.json; None otherwise.
+    probability: float | None = None
+    verdict: str | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -145,4 +149,16 @@ def detect(
     result.seconds = time.perf_counter() - t0
     result.timings.update(load_s=t1 - t0, embed_s=t2 - t1)
     result.source, result.orientation = source, orientation
+    apply_calibration(result, net)
+    return result
+
+
+def apply_calibration(result: DetectionResult, model) -> DetectionResult:
+    """Fill ``result.probability`` and ``result.verdict`` from the model's shipped calibration (if any)."""
+    from .calibration import for_model
+
+    cal = for_model(model)
+    if cal is not None:
+        result.probability = cal.probability(result.score)
+        result.verdict = cal.verdict(result.probability)
     return result

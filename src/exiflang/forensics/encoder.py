@@ -37,7 +37,7 @@ def load_image_encoder(name_or_path: str, device: str = "cpu") -> torch.nn.Modul
     from safetensors.torch import load_file
 
     from exiflang.models import CLIP_MEAN, CLIP_STD, load_model
-    from exiflang.models.factory import CONFIG_FILE, WEIGHTS_FILE, resolve_weights_dir
+    from exiflang.models.factory import CONFIG_FILE, WEIGHTS_FILE, read_calibration, resolve_weights_dir
     from exiflang.models.resnet import build_resnet
 
     folder = resolve_weights_dir(name_or_path)  # raises ModelError with a clear message
@@ -51,4 +51,6 @@ def load_image_encoder(name_or_path: str, device: str = "cpu") -> torch.nn.Modul
         resnet.load_state_dict(image_state, strict=True)
     except (KeyError, ValueError, TypeError, RuntimeError, OSError):
         return load_model(name_or_path, device=device)  # layout changed: the full loader knows best
-    return ImageEncoder(resnet, config, CLIP_MEAN, CLIP_STD).to(device).eval()
+    encoder = ImageEncoder(resnet, config, CLIP_MEAN, CLIP_STD)
+    encoder.calibration = read_calibration(folder)  # the score's calibration.json, when the folder ships one
+    return encoder.to(device).eval()
