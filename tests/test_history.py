@@ -129,4 +129,4 @@ def test_augmented_training_resumes_exactly(index, tmp_path):
     resumed = train(TrainOptions(out=str(tmp_path / "b"), resume=True, **{**common, "history": None}))
     a, b = straight["model"].state_dict(), resumed["model"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed["model"].config["train"]["recipe"]["history"]["prob"] == 0.5  # the checkpoint's recipe won
+    assert resumed["model"].config.extra["train"]["recipe"]["history"]["prob"] == 0.5  # the checkpoint's recipe won

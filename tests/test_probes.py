@@ -221,12 +221,12 @@ def test_held_out_mask_reproduces_the_trainers_split():
     held = [int(p.sha256[:8], 16) / 0xFFFFFFFF < 0.2 for p in photos]  # the trainer's rule, restated
     assert 0 < sum(held) < len(photos)
     val = [SimpleNamespace(sha256=p.sha256, text=p.text) for p, h in zip(photos, held) if h]
-    model = SimpleNamespace(config={"train": {"recipe": {"val_fraction": 0.2}, "val_data_hash": data_hash(val)}})
+    model = SimpleNamespace(config=SimpleNamespace(extra={"train": {"recipe": {"val_fraction": 0.2}, "val_data_hash": data_hash(val)}}))
     mask, note = held_out_mask(model, photos)
     assert mask == held and "matches" in note
-    model.config["train"]["val_data_hash"] = "something else"
+    model.config.extra["train"]["val_data_hash"] = "something else"
     assert "differs" in held_out_mask(model, photos)[1]
-    assert held_out_mask(SimpleNamespace(config={}), photos) == (None, "no held-out split recorded in the model config")
+    assert held_out_mask(SimpleNamespace(config=SimpleNamespace(extra={})), photos) == (None, "no held-out split recorded in the model config")
 
 
 def test_softmax_probe_matches_scikit_learn():

@@ -40,8 +40,8 @@ def test_train_writes_metrics_checkpoint_and_model(index, tmp_path):
     assert start["n_train_photos"] + start["n_val_photos"] == 20 and start["data_hash"] == summary["data_hash"]
     assert (out / CHECKPOINT).is_file() and not (out / (CHECKPOINT + ".tmp")).exists()
     model = load_model(out / "model")
-    assert model.config["train"]["data_hash"] == summary["data_hash"]
-    assert model.config["train"]["recipe"]["photos_per_batch"] == 4
+    assert model.config.extra["train"]["data_hash"] == summary["data_hash"]
+    assert model.config.extra["train"]["recipe"]["photos_per_batch"] == 4
     # The saved model is the trained one, not a fresh initialisation.
     trained = summary["model"].state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())

@@ -28,7 +28,7 @@ from torch import nn
 from .data.history import HistoryConfig, phase_tags
 from .data.patches import (PatchBatches, PatchDataError, Photo, PhotoStore, data_hash, photos_from_records,
                            resolve_cache, split_by_camera, split_by_photo, to_float)
-from .models import ExifModel, ModelError, clip_loss, create_model, image_only_loss, save_model
+from .models import ExifModel, ModelConfig, ModelError, clip_loss, create_model, image_only_loss, save_model
 from .models.factory import load_saved_state
 from .models.loss import gather_with_grad
 from .training.checkpoint import unflatten_optimizer, read_checkpoint, save_checkpoint, set_rng_state
@@ -297,7 +297,7 @@ class Run:
     prior_wall: float = 0.0
 
 
-def _build_model(opt: TrainOptions, config: dict[str, Any], train_texts: list[str],
+def _build_model(opt: TrainOptions, config: "ModelConfig", train_texts: list[str],
                  resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None) -> ExifModel:
     """A fresh model, or the checkpoint's (same config and tokenizer)."""
     from .models.text import TextModelError, build_tokenizer, minilm_dir
@@ -305,7 +305,7 @@ def _build_model(opt: TrainOptions, config: dict[str, Any], train_texts: list[st
     # A frozen MiniLM whose features all come from a cache file needs no weights (e.g. on a machine without
     # the package): build it without them when they are absent.
     pretrained = True
-    if opt.text_features and config["text"].get("kind") == "minilm" and not config["text"].get("train_backbone"):
+    if opt.text_features and config.text.kind == "minilm" and not config.text.train_backbone:
         try:
             minilm_dir(require_weights=True)
         except TextModelError:
@@ -315,7 +315,7 @@ def _build_model(opt: TrainOptions, config: dict[str, Any], train_texts: list[st
     from .models.joint import ExifModel as Model
 
     tensors, info = resume
-    model = Model(config, build_tokenizer(config["text"], info.get("tokenizer_json")), pretrained_text=pretrained)
+    model = Model(config, build_tokenizer(config.text.as_dict(), info.get("tokenizer_json")), pretrained_text=pretrained)
     state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
         load_saved_state(model, state, Path(opt.out) / CHECKPOINT)
@@ -346,7 +346,7 @@ def prepare(opt: TrainOptions) -> Run:
         opt.validate()
     config = resolve_config(opt.config if resume is None else resume[1]["model_config"])
 
-    photos, n_small = load_photos(opt, int(config["patch_size"]), config.get("text_format"))
+    photos, n_small = load_photos(opt, config.patch_size, config.text_format)
     # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
     photos.sort(key=lambda p: (p.sha256, p.path))
     cameras = None
@@ -362,7 +362,7 @@ def prepare(opt: TrainOptions) -> Run:
     cache = resolve_cache(photos, opt.cache)
     store, val_store = PhotoStore(train_photos, cache=cache), PhotoStore(val_photos, cache=cache)
     try:
-        batches = PatchBatches(store, int(config["patch_size"]), opt.photos_per_batch, opt.crops_per_photo,
+        batches = PatchBatches(store, config.patch_size, opt.photos_per_batch, opt.crops_per_photo,
                                seed=opt.seed, rank=ddp.rank, world=ddp.world, history=history)
     except PatchDataError as exc:
         raise TrainError(str(exc)) from exc
@@ -393,10 +393,10 @@ def prepare(opt: TrainOptions) -> Run:
     torch.manual_seed(opt.seed + 1000 * ddp.rank)  # dropout etc.; the data use their own seeded streams
     recipe = {k: v for k, v in asdict(opt).items()
               if k not in ("progress", "resume", "stop_at", "out", "extra", "text_features")}
-    info = {"model_config": config, "options": recipe, "n_train_photos": len(train_photos),
+    info = {"model_config": config.to_dict(), "options": recipe, "n_train_photos": len(train_photos),
             "n_val_photos": len(val_photos), "n_skipped_small": n_small, "data_hash": data_hash(train_photos),
             "val_data_hash": data_hash(val_photos) if val_photos else None,
-            "tokenizer_json": model.text.tokenizer.to_json() if config["text"].get("tokenizer") == "trained" else None,
+            "tokenizer_json": model.text.tokenizer.to_json() if config.text.tokenizer == "trained" else None,
             "cameras": cameras, "eval_suffix": eval_suffix}
     run = Run(opt, ddp, device, amp, config, store, val_store, batches, model, optimizer, scheduler,
               Stepper(towers, model, optimizer, scheduler, opt, ddp, device, batches.crop_text, text_features is not None,
@@ -462,7 +462,7 @@ def train(opt: TrainOptions) -> dict[str, Any]:
     global_crops = opt.photos_per_batch * opt.crops_per_photo
     if ddp.main:
         print(f"exiflang train: {info['n_train_photos']} training photos, {info['n_val_photos']} held out, "
-              f"{info['n_skipped_small']} skipped (smaller than {run.config['patch_size']} px); {ddp.world} "
+              f"{info['n_skipped_small']} skipped (smaller than {run.config.patch_size} px); {ddp.world} "
               f"process(es) on {run.device}; {global_crops} crops per step; steps {run.start}->{end} of {opt.steps}",
               flush=True)
     if run.start > 0:

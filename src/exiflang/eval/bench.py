@@ -157,7 +157,8 @@ class EmbeddingMethod:
     @property
     def model_config(self) -> dict:
         """The model's config.json (``train.cameras`` lists its training cameras when the trainer recorded them)."""
-        return dict(getattr(self.model, "config", None) or {})
+        config = getattr(self.model, "config", None)
+        return config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
 
     def settings(self) -> dict:
         """Settings that change results."""
@@ -375,8 +376,7 @@ def random_weights_model(like: str = "default", seed: int = 0, device: str = "cp
     except ModelError:  # `like` may also be a config name such as "tiny"
         config = like
     model = create_model(config, seed=seed).to(device).eval()
-    name = config.get("name", "custom") if isinstance(config, dict) else str(config)
-    model.model_id = f"random-{name}-seed{seed}"
+    model.model_id = f"random-{model.config.name}-seed{seed}"
     return model
 
 
@@ -409,7 +409,7 @@ def _build_exiflang(o: MethodOptions) -> EmbeddingMethod:
 
     net = resolve_model(o.model, o.device)
     model_id = str(getattr(net, "model_id", "") or o.model)
-    objective = (getattr(net, "config", {}) or {}).get("train", {}).get("recipe", {}).get("objective", "unknown")
+    objective = net.config.extra.get("train", {}).get("recipe", {}).get("objective", "unknown")
     desc = f"trained model {o.model} (objective {objective})"
     return EmbeddingMethod(net, model_id, o.cache_dir, o.per_side, o.batch_size, o.iters, o.percentile, desc)
 
@@ -531,6 +531,7 @@ def _model_train_cameras(method: Any) -> tuple[list[str] | None, dict]:
     from ..data.cameras import camera_key
 
     config = getattr(method, "model_config", None) or getattr(getattr(method, "model", None), "config", None) or {}
+    config = config.to_dict() if hasattr(config, "to_dict") else config
     cams = (config.get("train") or {}).get("cameras") if isinstance(config, dict) else None
     if not isinstance(cams, dict) or not isinstance(cams.get("train_cameras"), list):
         return None, {}

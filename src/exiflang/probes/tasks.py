@@ -91,9 +91,9 @@ def load_comparison_models(model: str = "default", baseline_model: str | None = 
     models = {"model": load_model(model, device=device)}
     if random_baseline:
         # Same architecture and config, fixed random init (seeded, so the baseline is reproducible).
-        rnd = create_model(dict(models["model"].config), seed=seed)
+        rnd = create_model(models["model"].config, seed=seed)
         # The id names the exact weights, so feature caches can never mix two different random inits.
-        rnd.model_id = f"random-{rnd.config.get('name', 'custom')}-seed{seed}-{_digest(rnd)}"
+        rnd.model_id = f"random-{rnd.config.name}-seed{seed}-{_digest(rnd)}"
         models["random"] = rnd.to(device).eval()
     if baseline_model:
         models["image-only"] = load_model(baseline_model, device=device)
@@ -109,9 +109,15 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _train_record(model) -> dict:
+    """What the trainer recorded in the model's config (`train`), or {} for a model that was not trained here."""
+    config = getattr(model, "config", None)
+    return (getattr(config, "extra", None) or {}).get("train") or {}
+
+
 def held_out_fraction(model) -> float | None:
     """The held-out photo fraction of the model's training run (config `train.recipe.val_fraction`), if any."""
-    recipe = ((getattr(model, "config", None) or {}).get("train") or {}).get("recipe") or {}
+    recipe = _train_record(model).get("recipe") or {}
     value = recipe.get("val_fraction")
     return float(value) if value else None
 
@@ -137,7 +143,7 @@ def held_out_mask(model, photos: Sequence[Photo]) -> tuple[list[bool] | None, st
     held = {v.index for v in val}
     mask = [i in held for i in range(len(photos))]
     note = f"{sum(mask)} photos held out by the model's training run (val_fraction {fraction:g}, content-hash rule)"
-    recorded = (model.config.get("train") or {}).get("val_data_hash")
+    recorded = _train_record(model).get("val_data_hash")
     if recorded and all(v.text for v in val):
         same = data_hash(val) == recorded
         note += "; matches the run's recorded held-out set" if same else \

@@ -33,7 +33,9 @@ def _text_key(text: str) -> str:
 def _backbone_identity(model: ExifModel) -> str:
     """What the cached features depend on: the text tower's kind, tokenizer, length and architecture."""
     cfg = model.text.cfg
-    return json.dumps({k: cfg.get(k) for k in ("kind", "tokenizer", "max_length", "backbone_config")}, sort_keys=True)
+    # An empty backbone_config is written as null, as configs without the key always were (old caches stay valid).
+    return json.dumps({k: cfg.get(k) or None for k in ("kind", "tokenizer", "max_length", "backbone_config")},
+                      sort_keys=True)
 
 
 def cached_text_features(model: ExifModel, texts: list[str], device: torch.device, path: Path | None,
