@@ -165,6 +165,7 @@ def _train_cameras(train: list[str]) -> dict:
 
 def test_summary_reports_camera_overlap(camera_set, tiny_model_dir, tmp_path):
     from exiflang.eval.bench import EmbeddingMethod, camera_overlap, dataset_cameras
+    from exiflang.forensics import Detector
 
     folder, keys = camera_set
     ds = load_dataset(f"generic:{folder}")
@@ -189,7 +190,7 @@ def test_summary_reports_camera_overlap(camera_set, tiny_model_dir, tmp_path):
     del model.config.extra["train"]
     assert camera_overlap(method, keys)["status"] == "unknown (model config lists no training cameras)"
     assert camera_overlap(NoiseMethod(), keys)["status"] == "not applicable (training-free method)"
-    random_weights = EmbeddingMethod(model, "random-tiny-seed0", None, trained=False)
+    random_weights = EmbeddingMethod(Detector(model, model_id="random-tiny-seed0"), None, trained=False)
     assert camera_overlap(random_weights, keys)["status"] == "not applicable (random weights, never trained)"
     # Manifests with make/model columns only are read through camera_key.
     (tmp_path / "mm").mkdir()

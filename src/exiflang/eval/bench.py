@@ -137,17 +137,22 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 @dataclass
 class EmbeddingMethod:
-    """A patch-embedding model + the consistency pipeline of `exiflang.forensics`, with an embedding cache."""
+    """The one detector (`exiflang.forensics.Detector`) as a benchmark method, with an embedding cache."""
 
-    model: Any
-    method_id: str
-    cache_dir: Path | None
-    per_side: int = 30
-    batch_size: int = 64
-    iters: int = 5
-    percentile: float = 10.0
+    detector: Any  # exiflang.forensics.Detector
+    cache_dir: Path | None = None
     description: str = ""
     trained: bool = True  # False for random weights: the camera-overlap check does not apply
+
+    @property
+    def method_id(self) -> str:
+        """The model's id (the cache and the reports are keyed by it)."""
+        return self.detector.model_id
+
+    @property
+    def model(self) -> Any:
+        """The detector's model."""
+        return self.detector.model
 
     @property
     def uses_trained_model(self) -> bool:
@@ -162,36 +167,36 @@ class EmbeddingMethod:
 
     def settings(self) -> dict:
         """Settings that change results."""
-        return {"model_id": self.method_id, "per_side": self.per_side, "iters": self.iters,
-                "percentile": self.percentile, "description": self.description}
+        d = self.detector
+        return {"model_id": self.method_id, "per_side": d.per_side, "iters": d.iters,
+                "percentile": d.percentile, "description": self.description}
+
+    def _cache_path(self, image: np.ndarray, grid: Any) -> Path | None:
+        """Where this image's embeddings are cached (None without a cache folder)."""
+        if self.cache_dir is None:
+            return None
+        # A JPEG-aligned grid (phase-aware models) is part of the key: other origin, other patches.
+        aligned = f"_o{grid.origin[0]}{grid.origin[1]}s{grid.stride}" if grid.origin != (0, 0) or (
+            self.model_config.get("grid_aligned")) else ""
+        return self.cache_dir / self.method_id / f"{pixel_hash(image)}_ps{self.detector.per_side}{aligned}.npy"
 
     def _embeddings(self, image: np.ndarray):
         """Patch embeddings and grid, from the cache when possible."""
-        from ..forensics import embed_patches, model_grid
-
-        grid = model_grid(image, self.model, self.per_side)
-        path = None
-        if self.cache_dir is not None:
-            # A JPEG-aligned grid (phase-aware models) is part of the key: other origin, other patches.
-            aligned = f"_o{grid.origin[0]}{grid.origin[1]}s{grid.stride}" if grid.origin != (0, 0) or (
-                self.model_config.get("grid_aligned")) else ""
-            path = self.cache_dir / self.method_id / f"{pixel_hash(image)}_ps{self.per_side}{aligned}.npy"
-            if path.is_file():
-                emb = np.load(path)
-                if emb.shape[0] == grid.n_patches:
-                    return emb, grid, True
-        emb, grid = embed_patches(image, self.model, per_side=self.per_side, batch_size=self.batch_size, grid=grid)
+        grid = self.detector.grid(image)
+        path = self._cache_path(image, grid)
+        if path is not None and path.is_file():
+            emb = np.load(path)
+            if emb.shape[0] == grid.n_patches:
+                return emb, grid, True
+        emb, grid = self.detector.embed(image, grid)
         if path is not None:
             _atomic_write(path, lambda tmp: _save_npy(tmp, emb))
         return emb, grid, False
 
     def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
         """Embed (or read cached embeddings) and run the consistency pipeline (``path`` is not used)."""
-        from ..forensics import consistency_from_embeddings
-
         emb, grid, cached = self._embeddings(image)
-        result = consistency_from_embeddings(emb, grid, iters=self.iters, percentile=self.percentile,
-                                             model_id=self.method_id)
+        result = self.detector.analyse_embeddings(emb, grid)
         return Analysis(result.heatmap, float(result.score), result, cached)
 
 
@@ -405,21 +410,25 @@ class MethodSpec:
 
 def _build_exiflang(o: MethodOptions) -> EmbeddingMethod:
     """A trained model through the consistency pipeline."""
-    from ..forensics import resolve_model
+    detector = _detector(o, o.model)
+    recipe = (getattr(getattr(detector.model, "config", None), "extra", None) or {}).get("train", {}).get("recipe", {})
+    objective = recipe.get("objective", "unknown")
+    return EmbeddingMethod(detector, o.cache_dir, f"trained model {o.model} (objective {objective})")
 
-    net = resolve_model(o.model, o.device)
-    model_id = str(getattr(net, "model_id", "") or o.model)
-    objective = net.config.extra.get("train", {}).get("recipe", {}).get("objective", "unknown")
-    desc = f"trained model {o.model} (objective {objective})"
-    return EmbeddingMethod(net, model_id, o.cache_dir, o.per_side, o.batch_size, o.iters, o.percentile, desc)
+
+def _detector(o: MethodOptions, model: Any) -> Any:
+    """The one Detector, with the options' grid and consistency settings."""
+    from ..forensics import Detector
+
+    return Detector.load(model, o.device, per_side=o.per_side, batch_size=o.batch_size, iters=o.iters,
+                         percentile=o.percentile)
 
 
 def _build_random(o: MethodOptions) -> EmbeddingMethod:
     """The architecture of --model with random weights (a floor for the learned method)."""
     net = random_weights_model(o.model, o.seed, o.device)
     desc = f"architecture of {o.model}, random weights (seed {o.seed})"
-    return EmbeddingMethod(net, net.model_id, o.cache_dir, o.per_side, o.batch_size, o.iters, o.percentile, desc,
-                           trained=False)
+    return EmbeddingMethod(_detector(o, net), o.cache_dir, desc, trained=False)
 
 
 # The methods `exiflang bench --method` and `exiflang detect --method` offer, in this order. A new method
