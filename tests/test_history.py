@@ -12,7 +12,7 @@ from exiflang.data.history import (History, HistoryConfig, apply_history, estima
                                    tag_vocabulary)
 from exiflang.data.patches import PatchBatches, PhotoStore, Photo, visit_crops
 from exiflang.imageio import load_rgb
-from exiflang.train import CHECKPOINT, TrainOptions, read_checkpoint, train
+from exiflang.training import CHECKPOINT, TrainOptions, read_checkpoint, train
 
 from train_helpers import make_small_index
 
