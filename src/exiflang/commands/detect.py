@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".mpo", ".gif"}
-
 
 def register(subparsers) -> None:
     """Add the `detect` sub-command."""
@@ -43,7 +41,9 @@ def collect_images(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            from exiflang.imageio import is_image_file
+
+            found.extend(sorted(p for p in path.rglob("*") if is_image_file(p)))
         else:
             found.append(path)
     return found

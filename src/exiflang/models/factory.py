@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 import torch
 
+from ..imageio import atomic_write, atomic_write_text
 from ..paths import WEIGHTS_DIR
 from .config import ModelConfig, ModelError
 from .joint import ExifModel
@@ -116,12 +117,10 @@ def save_model(model: ExifModel, out_dir: str | Path, extra_config: dict[str, An
     model_id = f"{model.config.name}-{weights_digest(state)}"
     config = replace(model.config, model_id=model_id,
                      extra={**model.config.extra, **copy.deepcopy(extra_config or {})})
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "model_id": model_id})
-    tmp.replace(out / WEIGHTS_FILE)
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "model_id": model_id}))
     if config.text.tokenizer == "trained":
-        (out / TOKENIZER_FILE).write_text(model.text.tokenizer.to_json())
-    (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(out / TOKENIZER_FILE, model.text.tokenizer.to_json())
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
     model.config, model.model_id = config, model_id
     return out
 

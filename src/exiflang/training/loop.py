@@ -26,8 +26,9 @@ import torch.distributed as dist
 from torch import nn
 
 from ..data.history import HistoryConfig, phase_tags
-from ..data.patches import (PatchBatches, PatchDataError, Photo, PhotoStore, data_hash, photos_from_records,
+from ..data.patches import (PatchBatches, PatchDataError, PhotoStore, TrainingPhoto, data_hash, photos_from_records,
                            resolve_cache, split_by_camera, split_by_photo, to_float)
+from ..imageio import atomic_write_text
 from ..models import ExifModel, ModelConfig, ModelError, clip_loss, create_model, image_only_loss, save_model
 from ..models.factory import load_saved_state
 from ..models.loss import gather_with_grad
@@ -41,7 +42,7 @@ from .text_cache import cached_text_features
 # ----------------------------------------------------------------------------------------------- setup
 
 def load_photos(opt: TrainOptions, patch_size: int,
-                text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
+                text_format: dict[str, Any] | None = None) -> tuple[list[TrainingPhoto], int]:
     """Photos usable at this patch size from the index or shards (texts in the model's format), plus the count
     skipped as too small."""
     if opt.shards is not None:
@@ -184,9 +185,7 @@ class MetricsLog:
             return
         keep = [line for line in self.path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""
@@ -263,7 +262,7 @@ def _restore_recipe(opt: TrainOptions) -> tuple[dict[str, torch.Tensor], dict[st
     return resume
 
 
-def _split_photos(opt: TrainOptions, photos: list[Photo]) -> tuple[list[Photo], list[Photo], dict | None]:
+def _split_photos(opt: TrainOptions, photos: list[TrainingPhoto]) -> tuple[list[TrainingPhoto], list[TrainingPhoto], dict | None]:
     """Training and held-out photos: by camera (`camera_split` heldout) or by photo content hash."""
     # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
     photos.sort(key=lambda p: (p.sha256, p.path))

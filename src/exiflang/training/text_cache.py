@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from ..imageio import atomic_write
 from ..models import ExifModel
 from .errors import TrainError
 
@@ -60,7 +60,5 @@ def cached_text_features(model: ExifModel, texts: list[str], device: torch.devic
         table = text_feature_table(model, missing, device, progress=progress).cpu()
         known.update({_text_key(t): row.clone() for t, row in zip(missing, table)})
         if write and path is not None:
-            tmp = path.with_name(path.name + ".tmp")
-            save_file(known, str(tmp), metadata={"backbone": identity})
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: save_file(known, str(tmp), metadata={"backbone": identity}))
     return {t: known[_text_key(t)].to(device) for t in texts}
