@@ -77,9 +77,9 @@ def format_table(rows: list[dict]) -> str:
 
 def _build_method(args: argparse.Namespace):
     """The detector named by --method (the same registry as `exiflang bench`; the default is the learned one)."""
-    from .bench import build_method_for_cli
+    from exiflang.eval.bench import build_method
 
-    return build_method_for_cli(args.method, args.model, None, args.device, args.per_side, args.batch_size,
+    return build_method(args.method, args.model, None, args.device, args.per_side, args.batch_size,
                                 seed=args.seed)
 
 
