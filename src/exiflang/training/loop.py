@@ -41,25 +41,23 @@ from .text_cache import cached_text_features
 
 # ----------------------------------------------------------------------------------------------- setup
 
-def load_photos(opt: TrainOptions, patch_size: int,
+def load_photos(index: str | None, shards: str | None, patch_size: int,
                 text_format: dict[str, Any] | None = None) -> tuple[list[TrainingPhoto], int]:
     """Photos usable at this patch size from the index or shards (texts in the model's format), plus the count
     skipped as too small."""
-    if opt.shards is not None:
-        from ..data.shards import photos_from_shards
-
-        from ..data.shards import ShardError
+    if shards is not None:
+        from ..data.shards import ShardError, photos_from_shards
 
         try:
-            return photos_from_shards(opt.shards, patch_size, text_format)
+            return photos_from_shards(shards, patch_size, text_format)
         except ShardError as exc:
             raise TrainError(str(exc)) from exc
     from ..data.index import IndexReadError, load_records
 
     try:
-        records = load_records(opt.index)
+        records = load_records(index)
     except (IndexReadError, FileNotFoundError, OSError) as exc:
-        raise TrainError(f"{opt.index}: cannot read the index ({exc})") from exc
+        raise TrainError(f"{index}: cannot read the index ({exc})") from exc
     return photos_from_records(records, patch_size, text_format)
 
 
@@ -122,11 +120,27 @@ def warmup_cosine(warmup: int, total: int, min_ratio: float) -> Callable[[int], 
 
 # -------------------------------------------------------------------------------------------- the loop
 
+@dataclass(frozen=True)
+class LossSettings:
+    """What one step's loss and update read from the options."""
+
+    objective: str
+    patch_patch_weight: float
+    image_only_scale: float
+    crops_per_photo: int
+    grad_clip: float
+
+    @classmethod
+    def of(cls, opt: TrainOptions) -> "LossSettings":
+        """The loss settings of a run's options."""
+        return cls(opt.objective, opt.patch_patch_weight, opt.image_only_scale, opt.crops_per_photo, opt.grad_clip)
+
+
 class Stepper:
     """One optimisation step on a batch from `PatchBatches` (shared by `train` and the throughput benchmark)."""
 
     def __init__(self, towers: nn.Module, model: ExifModel, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, opt: TrainOptions, ddp: Dist,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, opt: LossSettings, ddp: Dist,
                  device: torch.device, crop_text: Callable[[list[int]], str], cached_text: bool, amp: bool) -> None:
         self.towers, self.model, self.optimizer, self.scheduler = towers, model, optimizer, scheduler
         self.opt, self.ddp, self.device, self.crop_text = opt, ddp, device, crop_text
@@ -216,28 +230,28 @@ class Run:
     prior_wall: float = 0.0
 
 
-def _build_model(opt: TrainOptions, config: "ModelConfig", train_texts: list[str],
-                 resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None) -> ExifModel:
+def _build_model(config: ModelConfig, train_texts: list[str], seed: int, features_from_file: bool,
+                 resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None, ckpt_path: Path) -> ExifModel:
     """A fresh model, or the checkpoint's (same config and tokenizer)."""
     from ..models.text import TextModelError, build_tokenizer, minilm_dir
 
     # A frozen MiniLM whose features all come from a cache file needs no weights (e.g. on a machine without
     # the package): build it without them when they are absent.
     pretrained = True
-    if opt.text_features and config.text.kind == "minilm" and not config.text.train_backbone:
+    if features_from_file and config.text.kind == "minilm" and not config.text.train_backbone:
         try:
             minilm_dir(require_weights=True)
         except TextModelError:
             pretrained = False
     if resume is None:
-        return create_model(config, texts=train_texts, seed=opt.seed, pretrained_text=pretrained)
+        return create_model(config, texts=train_texts, seed=seed, pretrained_text=pretrained)
     from ..models.joint import ExifModel as Model
 
     tensors, info = resume
     model = Model(config, build_tokenizer(config.text.as_dict(), info.get("tokenizer_json")), pretrained_text=pretrained)
     state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
-        load_saved_state(model, state, Path(opt.out) / CHECKPOINT)
+        load_saved_state(model, state, ckpt_path)
     except ModelError as exc:
         raise TrainError(str(exc)) from exc
     return model
@@ -262,37 +276,37 @@ def _restore_recipe(opt: TrainOptions) -> tuple[dict[str, torch.Tensor], dict[st
     return resume
 
 
-def _split_photos(opt: TrainOptions, photos: list[TrainingPhoto]) -> tuple[list[TrainingPhoto], list[TrainingPhoto], dict | None]:
+def _split_photos(photos: list[TrainingPhoto], camera_split: str,
+                  val_fraction: float) -> tuple[list[TrainingPhoto], list[TrainingPhoto], dict | None]:
     """Training and held-out photos: by camera (`camera_split` heldout) or by photo content hash."""
     # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
     photos.sort(key=lambda p: (p.sha256, p.path))
     cameras = None
-    if opt.camera_split == "heldout":
+    if camera_split == "heldout":
         # Camera-disjoint: every photo of the non-held-out cameras trains; the held-out cameras' photos are the
         # held-out evaluation set, never trained on.
         train_photos, val_photos, cameras = split_by_camera(photos)
     else:
-        train_photos, val_photos = split_by_photo(photos, opt.val_fraction)
+        train_photos, val_photos = split_by_photo(photos, val_fraction)
     if not train_photos:
         raise TrainError("no training photos left after the held-out split")
     return train_photos, val_photos, cameras
 
 
-def _frozen_text_features(opt: TrainOptions, model: ExifModel, texts: list[str], extra_texts: set[str],
-                          device: torch.device, ddp: Dist) -> tuple[torch.Tensor | None, dict | None]:
+def _frozen_text_features(model: ExifModel, texts: list[str], extra_texts: set[str], device: torch.device,
+                          cache_file: Path, write: bool, progress: bool) -> tuple[torch.Tensor | None, dict | None]:
     """Pooled features of every text segment once (frozen text backbone only), from or into the cache file."""
-    if opt.objective != "exif" or model.text.train_backbone:
+    if model.text.train_backbone:
         return None, None
-    cache_file = Path(opt.text_features) if opt.text_features else Path(opt.out) / TEXT_FEATURES
     feature_by_text = cached_text_features(model, sorted(set(texts) | extra_texts), device, cache_file,
-                                           write=ddp.main, progress=opt.progress and ddp.main)
+                                           write=write, progress=progress)
     return torch.stack([feature_by_text[t] for t in texts]), feature_by_text
 
 
-def _optimisation(opt: TrainOptions, model: ExifModel):
+def _optimisation(model: ExifModel, lr: float, weight_decay: float, warmup: int, steps: int, min_lr_ratio: float):
     """AdamW (no decay on norms, biases, the temperature) and its warm-up + cosine schedule."""
-    optimizer = torch.optim.AdamW(param_groups(model, opt.weight_decay), lr=opt.lr, betas=(0.9, 0.98), eps=1e-6)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(opt.warmup, opt.steps, opt.min_lr_ratio))
+    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, steps, min_lr_ratio))
     return optimizer, scheduler
 
 
@@ -322,8 +336,8 @@ def prepare(opt: TrainOptions) -> Run:
     amp = device.type == "cuda" if opt.amp is None else bool(opt.amp and device.type == "cuda")
     resume = _restore_recipe(opt) if opt.resume else None
     config = resolve_config(opt.config if resume is None else resume[1]["model_config"])
-    photos, n_small = load_photos(opt, config.patch_size, config.text_format)
-    train_photos, val_photos, cameras = _split_photos(opt, photos)
+    photos, n_small = load_photos(opt.index, opt.shards, config.patch_size, config.text_format)
+    train_photos, val_photos, cameras = _split_photos(photos, opt.camera_split, opt.val_fraction)
     history = HistoryConfig.from_dict(opt.history) if opt.history is not None else None
     cache = resolve_cache(photos, opt.cache)
     store, val_store = PhotoStore(train_photos, cache=cache), PhotoStore(val_photos, cache=cache)
@@ -333,28 +347,33 @@ def prepare(opt: TrainOptions) -> Run:
     except PatchDataError as exc:
         raise TrainError(str(exc)) from exc
     eval_suffix = phase_tags(0, 0) if history is not None and history.phase_tags else []
-    model = _build_model(opt, config, [p.text for p in train_photos], resume).to(device).train()
+    model = _build_model(config, [p.text for p in train_photos], opt.seed, bool(opt.text_features), resume,
+                         Path(opt.out) / CHECKPOINT).to(device).train()
     if opt.objective == "image-only":  # the text side takes no part: keep it out of the optimiser and DDP
         model.text.requires_grad_(False)
         if isinstance(model.log_logit_scale, nn.Parameter):
             model.log_logit_scale.requires_grad_(False)
     # batches.segments: the EXIF texts, then every history / phase tag
-    text_features, feature_by_text = _frozen_text_features(
-        opt, model, batches.segments, {p.text for p in val_photos} | set(eval_suffix), device, ddp)
+    text_features, feature_by_text = None, None
+    if opt.objective == "exif":
+        cache_file = Path(opt.text_features) if opt.text_features else Path(opt.out) / TEXT_FEATURES
+        text_features, feature_by_text = _frozen_text_features(
+            model, batches.segments, {p.text for p in val_photos} | set(eval_suffix), device, cache_file,
+            write=ddp.main, progress=opt.progress and ddp.main)
     if cache:
         store.preload(progress=opt.progress and ddp.main)
         val_store.preload(progress=opt.progress and ddp.main)
     towers: nn.Module = TrainTowers(model, opt.objective, text_features, opt.bn_group)
     if ddp.world > 1:
         towers = nn.parallel.DistributedDataParallel(towers, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer, scheduler = _optimisation(opt, model)
+    optimizer, scheduler = _optimisation(model, opt.lr, opt.weight_decay, opt.warmup, opt.steps, opt.min_lr_ratio)
     torch.manual_seed(opt.seed + 1000 * ddp.rank)  # dropout etc.; the data use their own seeded streams
     info = {"model_config": config.to_dict(), "options": opt.recipe(), "n_train_photos": len(train_photos),
             "n_val_photos": len(val_photos), "n_skipped_small": n_small, "data_hash": data_hash(train_photos),
             "val_data_hash": data_hash(val_photos) if val_photos else None,
             "tokenizer_json": model.text.tokenizer.to_json() if config.text.tokenizer == "trained" else None,
             "cameras": cameras, "eval_suffix": eval_suffix}
-    stepper = Stepper(towers, model, optimizer, scheduler, opt, ddp, device, batches.crop_text,
+    stepper = Stepper(towers, model, optimizer, scheduler, LossSettings.of(opt), ddp, device, batches.crop_text,
                       text_features is not None, amp)
     run = Run(opt, ddp, device, amp, config, store, val_store, batches, model, optimizer, scheduler, stepper,
               feature_by_text, info)
