@@ -34,13 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     from exiflang.eval import metrics as M
     from exiflang.eval.bench import EmbeddingMethod
     from exiflang.eval.datasets import load_dataset, load_mask
-    from exiflang.forensics import consistency_from_embeddings, resolve_model
+    from exiflang.forensics import Detector, consistency_from_embeddings, resolve_model
     from exiflang.forensics.scores import candidate_scores
     from exiflang.imageio import load_rgb
 
     torch.set_num_threads(args.threads)
     model = resolve_model(args.model)
-    method = EmbeddingMethod(model=model, method_id=model.model_id, cache_dir=Path(args.cache_dir))
+    method = EmbeddingMethod(Detector(model), cache_dir=Path(args.cache_dir))
     samples = load_dataset(args.dataset).samples
     if args.limit:
         samples = [s for s in samples if s.label == 1][: args.limit] + [s for s in samples if s.label == 0][: args.limit]

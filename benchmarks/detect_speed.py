@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/detect_speed.py [--threads 2] [--model default] [--repeats 3]
 
 Part 1 runs the loop version (Python loop over every patch pair for the 4-D vote, per-point mean
-shift; `exiflang.forensics.reference`) and the vectorised one on the *same* embeddings of a
+shift; tests/reference_consistency.py) and the vectorised one on the *same* embeddings of a
 1024x768 image (the 30-per-side grid: 713 patches, 884 cells), checks that their consistency
 maps and heatmaps agree (max abs difference <= 1e-5) and prints the speed-up.
 Part 2 times `detect()` end to end (pixels in, heatmap + mask + score out; model already loaded)
@@ -16,6 +16,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -40,7 +41,8 @@ def compare_versions(emb: np.ndarray, grid) -> dict:
     """Time the loop and vectorised consistency maps on the same embeddings; return times and differences."""
     from exiflang.forensics.consistency import mode_consistency_map
     from exiflang.forensics.heatmap import normalised_inconsistency
-    from exiflang.forensics.reference import loop_mode_consistency_map
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loop version is a test oracle
+    from reference_consistency import loop_mode_consistency_map
 
     t0 = time.perf_counter()
     slow_mode, slow_vote, slow_r = loop_mode_consistency_map(emb, grid.gy, grid.gx, grid.spread)

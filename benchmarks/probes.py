@@ -50,10 +50,10 @@ def cmd_reference(args) -> int:
 
 def _eval_photos(records: list[dict], model, use_held_out: bool) -> tuple[list[dict], str]:
     """The photos to evaluate on: the model's held-out photos when its config records a split, else all."""
-    from exiflang.probes.tasks import Photo, held_out_mask
+    from exiflang.probes.tasks import ProbePhoto, held_out_mask
 
     if use_held_out:
-        photos = [Photo(r["path"], r.get("tags") or {}, r.get("make") or "", r.get("model") or "",
+        photos = [ProbePhoto(r["path"], r.get("tags") or {}, r.get("make") or "", r.get("model") or "",
                         r.get("sha256") or "", r.get("text") or "") for r in records]
         mask, note = held_out_mask(model, photos)
         if mask:

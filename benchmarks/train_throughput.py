@@ -19,7 +19,7 @@ import torch
 
 from exiflang.data.patches import to_float
 from exiflang.paths import shared_data_dir
-from exiflang.train import TrainOptions, make_loader, prepare
+from exiflang.training import TrainOptions, make_loader, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch.distributed as dist
 from safetensors.torch import save_file
 
-from exiflang.train import TrainOptions, train
+from exiflang.training import TrainOptions, train
 
 
 def main() -> None:

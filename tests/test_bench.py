@@ -165,13 +165,14 @@ def _train_cameras(train: list[str]) -> dict:
 
 def test_summary_reports_camera_overlap(camera_set, tiny_model_dir, tmp_path):
     from exiflang.eval.bench import EmbeddingMethod, camera_overlap, dataset_cameras
+    from exiflang.forensics import Detector
 
     folder, keys = camera_set
     ds = load_dataset(f"generic:{folder}")
     assert dataset_cameras(ds) == keys and len(keys) >= 2
     method = build_method("exiflang", str(tiny_model_dir), None, per_side=4)  # a saved create_model("tiny")
     model = method.model
-    model.config["train"] = _train_cameras([keys[0], "acme|never used"])
+    model.config.extra["train"] = _train_cameras([keys[0], "acme|never used"])
     summary, _ = run_bench(ds, method, tmp_path / "seen", write_maps=False, progress=False)
     overlap = json.loads((tmp_path / "seen" / "summary.json").read_text())["camera_overlap"]
     assert overlap == summary["camera_overlap"]
@@ -179,17 +180,17 @@ def test_summary_reports_camera_overlap(camera_set, tiny_model_dir, tmp_path):
         ("overlap", len(keys), 1, [keys[0]])
     assert "memory, not generalisation" in (tmp_path / "seen" / "summary.md").read_text()
 
-    model.config["train"] = _train_cameras(["acme|never used", "nikon|nikon d70s"])
+    model.config.extra["train"] = _train_cameras(["acme|never used", "nikon|nikon d70s"])
     summary, _ = run_bench(ds, method, tmp_path / "unseen", write_maps=False, progress=False)
     assert summary["camera_overlap"]["status"] == "camera-disjoint" and summary["camera_overlap"]["seen_by_model"] == 0
     assert "Camera overlap: camera-disjoint" in (tmp_path / "unseen" / "summary.md").read_text()
 
     # Older models (no train.cameras), training-free and random-weight methods, datasets without cameras.
     assert camera_overlap(method, None)["status"] == "unknown (dataset lists no cameras)"
-    del model.config["train"]
+    del model.config.extra["train"]
     assert camera_overlap(method, keys)["status"] == "unknown (model config lists no training cameras)"
     assert camera_overlap(NoiseMethod(), keys)["status"] == "not applicable (training-free method)"
-    random_weights = EmbeddingMethod(model, "random-tiny-seed0", None, trained=False)
+    random_weights = EmbeddingMethod(Detector(model, model_id="random-tiny-seed0"), None, trained=False)
     assert camera_overlap(random_weights, keys)["status"] == "not applicable (random weights, never trained)"
     # Manifests with make/model columns only are read through camera_key.
     (tmp_path / "mm").mkdir()

@@ -103,7 +103,7 @@ def test_padding_does_not_change_text_embedding(converted_model):
 def test_converted_config_and_logit_scale(converted_model, converted):
     """The folder records the paper architecture, the fixed logit scale 100 and what was dropped."""
     out, _ = converted
-    config = converted_model.config
+    config = converted_model.config.to_dict()
     assert config["name"] == "paper" and config["embed_dim"] == 768 and config["patch_size"] == 128
     assert converted_model.patch_size == 128 and converted_model.embed_dim == 768
     assert float(converted_model.logit_scale) == pytest.approx(100.0, rel=1e-5)

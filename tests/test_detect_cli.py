@@ -98,11 +98,10 @@ def test_image_only_loader_matches_the_full_model():
 
     if not (WEIGHTS_DIR / "default" / "model.safetensors").is_file():
         pytest.skip("built-in weights not present")
-    from exiflang.forensics.encoder import ImageEncoder, load_image_encoder
     from exiflang.models import load_model
 
-    fast, full = load_image_encoder("default"), load_model("default")
-    assert isinstance(fast, ImageEncoder) and fast.model_id == full.model_id and fast.patch_size == full.patch_size
+    fast, full = load_model("default", image_only=True), load_model("default")
+    assert fast.text is None and fast.model_id == full.model_id and fast.patch_size == full.patch_size
     x = torch.rand(3, 3, fast.patch_size, fast.patch_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         assert torch.allclose(fast.encode_image(x), full.encode_image(x), atol=1e-6)

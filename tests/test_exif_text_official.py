@@ -33,7 +33,7 @@ def _tags(photos_dir: Path, rel: str) -> dict[str, str]:
 
 def _paper_config() -> TextConfig:
     """The text format stored in the `paper` preset (a partial dict, completed by TextConfig's defaults)."""
-    return TextConfig.from_dict(resolve_config("paper")["text_format"])
+    return TextConfig.from_dict(resolve_config("paper").text_format)
 
 
 def test_rule1_cleaning_strips_spaces(photos_dir):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from exiflang.forensics import ForensicsError, consistency_from_embeddings, make_grid
-from exiflang.forensics.consistency import box_sum_full, mean_shift_mode, mode_consistency_map, overlap_vote
+from exiflang.forensics.consistency import box_sum_full, mean_shift_mode, mode_consistency_map
 from exiflang.forensics.heatmap import apply_polarity, cell_areas, normalised_inconsistency
-from exiflang.forensics.reference import loop_mode_consistency_map, loop_overlap_vote
+from reference_consistency import loop_mode_consistency_map, loop_overlap_vote, overlap_vote
 
 
 def planted_embeddings(grid, inside_patch, dim=16, noise=0.01, seed=0):

@@ -50,7 +50,7 @@ def test_aligned_grid_starts_on_the_jpeg_grid_with_a_stride_of_whole_blocks(phot
     # A phase-aware model's grid follows the image's own JPEG grid; other models keep the paper's grid.
     cropped = _jpeg(photo[:400, :520])[3:, 5:]
     aware, plain = create_model("tiny"), create_model("tiny")
-    aware.config = {**aware.config, "grid_aligned": True}
+    aware.config = replace(aware.config, grid_aligned=True)
     assert model_grid(cropped, aware).origin == (5, 3)
     assert model_grid(cropped, plain).origin == (0, 0)
     assert model_grid(cropped, plain).stride == make_grid(*cropped.shape[:2], 64).stride

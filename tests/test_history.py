@@ -10,9 +10,9 @@ import torch
 from exiflang.data.cameras import camera_key, cameras_hash, heldout_cameras, is_heldout
 from exiflang.data.history import (History, HistoryConfig, apply_history, estimate_jpeg_quality, sample_history,
                                    tag_vocabulary)
-from exiflang.data.patches import PatchBatches, PhotoStore, Photo, visit_crops
+from exiflang.data.patches import PatchBatches, PhotoStore, TrainingPhoto, visit_crops
 from exiflang.imageio import load_rgb
-from exiflang.train import CHECKPOINT, TrainOptions, read_checkpoint, train
+from exiflang.training import CHECKPOINT, TrainOptions, read_checkpoint, train
 
 from train_helpers import make_small_index
 
@@ -98,7 +98,7 @@ def test_crop_texts_append_tags_to_the_exif_text(photos_dir):
     photos = []
     for i, path in enumerate(paths):
         arr = load_rgb(path)[0]
-        photos.append(Photo(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
+        photos.append(TrainingPhoto(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
     batches = PatchBatches(PhotoStore(photos, cache=True), 64, 3, 4, seed=5, history=HistoryConfig(prob=1.0))
     batch = batches[2]
     texts = [batches.crop_text(row) for row in batch["segments"].tolist()]
@@ -129,4 +129,4 @@ def test_augmented_training_resumes_exactly(index, tmp_path):
     resumed = train(TrainOptions(out=str(tmp_path / "b"), resume=True, **{**common, "history": None}))
     a, b = straight["model"].state_dict(), resumed["model"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed["model"].config["train"]["recipe"]["history"]["prob"] == 0.5  # the checkpoint's recipe won
+    assert resumed["model"].config.extra["train"]["recipe"]["history"]["prob"] == 0.5  # the checkpoint's recipe won

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -53,7 +54,7 @@ def test_tiny_encoders_and_normalisation():
     assert txt.shape == (3, 32) and torch.equal(txt, txt2)
     assert tok["attention_mask"][2].sum() < tok["attention_mask"][0].sum()  # padded to the longest
     assert float(model.logit_scale) == pytest.approx(100.0)
-    assert model.config["text_format"] is not None
+    assert model.config.text_format
     with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
         model.encode_image(torch.rand(3, 64, 64))
 
@@ -102,8 +103,8 @@ def test_load_errors(tmp_path):
 
 
 def test_trained_tokenizer_is_saved(tmp_path):
-    config = copy.deepcopy(resolve_config("tiny"))
-    config["text"].update({"tokenizer": "trained", "vocab_size": 200})
+    tiny = resolve_config("tiny")
+    config = replace(tiny, text=replace(tiny.text, tokenizer="trained", vocab_size=200))
     with pytest.raises(ModelError, match="trained vocabulary"):
         create_model(config)
     model = create_model(config, texts=TEXTS * 3, seed=0).eval()
@@ -172,5 +173,5 @@ def test_partial_text_format_is_completed():
     from exiflang.exif import TextConfig
 
     config = resolve_config("small")
-    assert config["text_format"]["max_value_chars"] == 40
-    assert set(config["text_format"]) == set(TextConfig().to_dict())
+    assert config.text_format["max_value_chars"] == 40
+    assert set(config.text_format) == set(TextConfig().to_dict())

@@ -122,16 +122,16 @@ def test_binned_labels_are_balanced_and_ordered():
     assert labels[0] == labels[1] != labels[-2]  # fastest two share a bin, slowest is elsewhere
 
 
-def test_split_by_photo_is_disjoint_and_keeps_train_classes():
+def test_split_labels_by_photo_is_disjoint_and_keeps_train_classes():
     labels = ["a"] * 10 + ["b"] * 3 + ["c"] + [None] * 2
-    train, test = linear.split_by_photo(labels, 0.3, seed=1)
+    train, test = linear.split_labels_by_photo(labels, 0.3, seed=1)
     assert not set(train) & set(test)
     assert 13 in train and 13 not in test  # a single-photo class cannot be tested
     assert 14 not in train and 15 not in train  # unlabelled photos are unused
     assert {labels[i] for i in test} <= {labels[i] for i in train}
     assert sum(labels[i] == "a" for i in test) == 3 and sum(labels[i] == "b" for i in test) == 1
     forced = [i in (0, 10, 13) for i in range(len(labels))]
-    train, test = linear.split_by_photo(labels, 0.3, forced_test=forced)
+    train, test = linear.split_labels_by_photo(labels, 0.3, forced_test=forced)
     assert sorted(test) == [0, 10] and 13 in train  # 13 is held out but its class has no other photo
 
 
@@ -142,7 +142,7 @@ def test_run_probe_learns_separable_classes_and_reports_chance():
     centres = {"x": np.array([3.0, 0, 0]), "y": np.array([0, 3.0, 0])}
     feats = np.concatenate([centres[labels[i]] + rng.normal(size=(k, 3)) for i in range(n_photos)])
     owner = np.repeat(np.arange(n_photos), k)
-    train, test = linear.split_by_photo(labels, 0.3, seed=0)
+    train, test = linear.split_labels_by_photo(labels, 0.3, seed=0)
     res = linear.run_probe("toy", feats, owner, labels, train, test)
     assert res.photo_accuracy == 1.0 and res.patch_accuracy > 0.9
     assert res.majority_chance == pytest.approx(np.mean([labels[i] == "x" for i in test]))
@@ -214,19 +214,19 @@ def test_held_out_mask_reproduces_the_trainers_split():
     from types import SimpleNamespace
 
     from exiflang.data.patches import data_hash
-    from exiflang.probes.tasks import Photo, held_out_mask
+    from exiflang.probes.tasks import ProbePhoto, held_out_mask
 
-    photos = [Photo(f"/p/{i}.jpg", {}, "M", "X", sha256=f"{i * 0x0A3D70A3:08x}" + "0" * 56, text=f"t{i}")
+    photos = [ProbePhoto(f"/p/{i}.jpg", {}, "M", "X", sha256=f"{i * 0x0A3D70A3:08x}" + "0" * 56, text=f"t{i}")
               for i in range(25)]
     held = [int(p.sha256[:8], 16) / 0xFFFFFFFF < 0.2 for p in photos]  # the trainer's rule, restated
     assert 0 < sum(held) < len(photos)
     val = [SimpleNamespace(sha256=p.sha256, text=p.text) for p, h in zip(photos, held) if h]
-    model = SimpleNamespace(config={"train": {"recipe": {"val_fraction": 0.2}, "val_data_hash": data_hash(val)}})
+    model = SimpleNamespace(config=SimpleNamespace(extra={"train": {"recipe": {"val_fraction": 0.2}, "val_data_hash": data_hash(val)}}))
     mask, note = held_out_mask(model, photos)
     assert mask == held and "matches" in note
-    model.config["train"]["val_data_hash"] = "something else"
+    model.config.extra["train"]["val_data_hash"] = "something else"
     assert "differs" in held_out_mask(model, photos)[1]
-    assert held_out_mask(SimpleNamespace(config={}), photos) == (None, "no held-out split recorded in the model config")
+    assert held_out_mask(SimpleNamespace(config=SimpleNamespace(extra={})), photos) == (None, "no held-out split recorded in the model config")
 
 
 def test_softmax_probe_matches_scikit_learn():

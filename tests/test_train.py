@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from exiflang.cli import main as cli_main
 from exiflang.models import load_model
-from exiflang.train import CHECKPOINT, TrainError, TrainOptions, read_checkpoint, train, warmup_cosine
+from exiflang.training import CHECKPOINT, TrainError, TrainOptions, read_checkpoint, train, warmup_cosine
 
 from train_helpers import make_small_index
 
@@ -40,8 +40,8 @@ def test_train_writes_metrics_checkpoint_and_model(index, tmp_path):
     assert start["n_train_photos"] + start["n_val_photos"] == 20 and start["data_hash"] == summary["data_hash"]
     assert (out / CHECKPOINT).is_file() and not (out / (CHECKPOINT + ".tmp")).exists()
     model = load_model(out / "model")
-    assert model.config["train"]["data_hash"] == summary["data_hash"]
-    assert model.config["train"]["recipe"]["photos_per_batch"] == 4
+    assert model.config.extra["train"]["data_hash"] == summary["data_hash"]
+    assert model.config.extra["train"]["recipe"]["photos_per_batch"] == 4
     # The saved model is the trained one, not a fresh initialisation.
     trained = summary["model"].state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
@@ -128,3 +128,36 @@ def test_frozen_text_tower_stays_out_of_checkpoints_and_resume_is_exact(index, t
     train(TrainOptions(out=str(split), resume=True, **common))
     a, b = load_file(str(straight / "model" / "model.safetensors")), load_file(str(split / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_different_schedule_and_keeps_the_run(index, tmp_path, capsys):
+    """`--resume --steps 30` on a 2-step run: one line saying how, exit 2, the run's files untouched."""
+    out = tmp_path / "short"
+    base = ["train", "--index", str(index), "--config", "tiny", "--photos-per-batch", "4", "--crops-per-photo", "2",
+            "--val-fraction", "0.25", "--eval-crops", "2", "--threads", "1", "--no-progress", "--out", str(out)]
+    assert cli_main([*base, "--steps", "2", "--stop-at", "1"]) == 0
+    before = (out / CHECKPOINT).read_bytes()
+    capsys.readouterr()
+    assert cli_main([*base, "--steps", "30", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--steps 2" in err and "new run folder" in err and "Traceback" not in err
+    assert (out / CHECKPOINT).read_bytes() == before
+    assert cli_main([*base, "--resume"]) == 0  # without the contradicting flag it continues the recipe
+    assert read_checkpoint(out / CHECKPOINT)[1]["step"] == 2
+
+
+@pytest.mark.parametrize("flag, value, says", [("--lr", "-1", "must be > 0"), ("--steps", "0", "must be >= 1"),
+                                               ("--val-fraction", "1", "must be in [0, 1)"),
+                                               ("--photos-per-batch", "x", "expected an integer")])
+def test_train_options_are_range_checked_when_parsed(flag, value, says, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["train", "--index", str(tmp_path), "--out", str(tmp_path / "run"), flag, value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and says in err and flag in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_train_that_cannot_start_leaves_no_empty_run_folder(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert cli_main(["train", "--index", str(tmp_path / "no-index"), "--out", str(out), "--no-progress"]) == 2
+    assert "no-index" in capsys.readouterr().err and not out.exists()

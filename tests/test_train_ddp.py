@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from exiflang.train import TrainOptions, train
+from exiflang.training import TrainOptions, train
 
 from train_helpers import make_small_index
 

@@ -12,7 +12,7 @@ from exiflang.data.index import load_records
 from exiflang.data.shards import ShardError, iter_samples
 from exiflang.models import load_model
 from exiflang.models.factory import resolve_config
-from exiflang.train import TEXT_FEATURES, TrainOptions, train
+from exiflang.training import TEXT_FEATURES, TrainOptions, train
 
 from train_helpers import make_small_index
 
@@ -59,7 +59,7 @@ def test_bad_shards(tmp_path):
 
 def test_frozen_text_features_are_cached_and_reused(index, tmp_path, monkeypatch):
     """A frozen MiniLM text tower: features computed once into a cache file, reused by the next run."""
-    config = resolve_config("tiny")
+    config = resolve_config("tiny").to_dict()
     config.update(name="tiny-minilm", text={"kind": "minilm", "tokenizer": "minilm", "max_length": 32,
                                              "train_backbone": False, "projection": True})
     path = tmp_path / "cfg.json"

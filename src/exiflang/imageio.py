@@ -1,4 +1,6 @@
-"""Load images as the models see them: the stored pixel array, 8-bit RGB, with a pixel limit.
+"""File handling, once: image decoding with the pixel limit, the image extensions, atomic writes, content hashes.
+
+Images load as the models see them: the stored pixel array, 8-bit RGB, with a pixel limit.
 
 Policy (stated once, used everywhere):
 * Analysis runs on the pixel array **as stored** in the file. EXIF Orientation is not applied, because
@@ -13,9 +15,14 @@ Policy (stated once, used everywhere):
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -33,8 +40,98 @@ else:
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any consumer camera frame, small enough to fit in memory.
 
 
+# Files the tools pick up from folders (Pillow decodes them; HEIC/HEIF through the pillow-heif opener above).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".mpo", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif",
+                            ".heic", ".heif"})
+# Camera formats Pillow has no decoder for: a failure on these is "undecodable", not "not an image".
+CAMERA_RAW_SUFFIXES = frozenset({".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef",
+                                 ".srw"})
+
+
 class ImageLoadError(ExiflangError):
     """An image file could not be decoded; the message names the file and the cause."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """The image has more pixels than the limit (checked from the header, before decoding)."""
+
+
+class NotAnImageError(ImageLoadError):
+    """Pillow recognises no image format in the file."""
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether a path names a file with one of the image suffixes."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+@contextlib.contextmanager
+def opened_image(source: "str | Path | bytes", name: str | None = None, max_pixels: int = MAX_PIXELS,
+                 decode: bool = True) -> Iterator[Image.Image]:
+    """An open PIL image, its size checked against `max_pixels` before decoding; every failure an ImageLoadError."""
+    from PIL import UnidentifiedImageError
+
+    name = name or str(source)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{name}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}")
+            if decode:
+                with warnings.catch_warnings():  # a decompression bomb is an error, never a warning
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img.load()
+            yield img
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise NotAnImageError(f"{name}: cannot decode image (not an image Pillow can read)") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(f"{name}: cannot decode image ({exc})") from exc
+
+
+def decode_bytes(blob: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode in-memory image bytes to stored HxWx3 uint8 RGB, with the same policy as `load_rgb`."""
+    with opened_image(blob, name, max_pixels) as img:
+        return _to_rgb8(img)[0]
+
+
+def atomic_write(path: "str | Path", write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place (never half a file).
+
+    The temporary file is created with open(), so the result has the usual umask permissions.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: "str | Path", text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def file_sha256(path: "str | Path", chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content, streamed."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pixel_sha256(image: np.ndarray) -> str:
+    """Hex sha256 of a decoded pixel array, shape included (the same pixels from any file give the same hash)."""
+    digest = hashlib.sha256(str(image.shape).encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -73,24 +170,10 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray
     path = Path(path)
     if not path.is_file():
         raise ImageLoadError(f"{path}: no such file")
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageLoadError(
-                    f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}"
-                )
-            orientation = int(img.getexif().get(0x0112, 1) or 1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img.load()
-            arr, converted = _to_rgb8(img)
-            mode = img.mode
-    except ImageLoadError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(f"{path}: cannot decode image ({exc})") from exc
-    return arr, ImageInfo(str(path), width, height, mode, converted, orientation)
+    with opened_image(path, str(path), max_pixels) as img:
+        orientation = int(img.getexif().get(0x0112, 1) or 1)
+        arr, converted = _to_rgb8(img)
+        return arr, ImageInfo(str(path), img.size[0], img.size[1], img.mode, converted, orientation)
 
 
 def as_rgb_array(image: "str | Path | np.ndarray | Image.Image") -> np.ndarray:
@@ -129,4 +212,6 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-__all__ = ["HEIF_SUPPORTED", "ImageLoadError", "ImageInfo", "load_rgb", "as_rgb_array", "upright", "MAX_PIXELS"]
+__all__ = ["CAMERA_RAW_SUFFIXES", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
+           "ImageTooLargeError", "NotAnImageError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
+           "file_sha256", "is_image_file", "load_rgb", "opened_image", "pixel_sha256", "upright"]

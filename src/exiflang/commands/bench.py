@@ -34,21 +34,6 @@ def default_cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "exiflang") / "embeddings"
 
 
-def build_method_for_cli(*args, **kwargs):
-    """`eval.bench.build_method`, with a bad method or model turned into a one-line CommandError."""
-    from ..errors import CommandError
-    from ..eval.bench import BenchError, build_method
-
-    try:
-        return build_method(*args, **kwargs)
-    except BenchError as exc:
-        raise CommandError(str(exc)) from exc
-    except Exception as exc:  # ModelError (missing weights folder, bad config) -> a user error
-        if type(exc).__name__ in ("ModelError", "ForensicsError"):
-            raise CommandError(str(exc)) from exc
-        raise
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the bench sub-command."""
     p = subparsers.add_parser(
@@ -115,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--shard {args.shard!r} is not K/N (e.g. 0/4)") from None
         shard = (k, n)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    method = build_method_for_cli(args.method, args.model, cache, args.device, args.per_side, args.batch_size,
+    from ..eval.bench import build_method
+
+    method = build_method(args.method, args.model, cache, args.device, args.per_side, args.batch_size,
                                   args.iters, args.percentile, args.seed)
     from ..eval.bench import camera_overlap, camera_overlap_line, camera_overlap_warning, dataset_cameras
 

@@ -54,7 +54,7 @@ def run(args) -> int:
         model = load_model(args.model, device=args.device)
     except ModelError as exc:
         raise CommandError(str(exc)) from exc
-    text_config = TextConfig.from_dict(model.config.get("text_format"))
+    text_config = TextConfig.from_dict(model.config.text_format)
     try:
         references = load_reference_set(args.reference, text_config)
         patches = image_patch_embeddings(args.image, model, args.patches, "grid", device=args.device)

@@ -44,29 +44,22 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from sklearn.metrics import average_precision_score
 
-    from exiflang.errors import CommandError
-    from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
+    from exiflang.forensics import Detector, write_report
     from exiflang.forensics.synthetic import make_composite
 
     width, height = parse_size(args.size)
-    try:
-        model = resolve_model(args.model, args.device)
-    except ForensicsError as exc:
-        raise CommandError(str(exc)) from exc
+    detector = Detector.load(args.model, args.device)  # a bad model is a one-line error before any work
     print(f"generating a {width}x{height} composite (seed {args.seed}) ...")
     composite, truth = make_composite(height, width, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(composite).save(args.out / "demo_composite.png")
     Image.fromarray((truth * 255).astype(np.uint8)).save(args.out / "demo_truth_mask.png")
-    try:
-        result = detect(composite, model, device=args.device)
-    except ForensicsError as exc:
-        raise CommandError(str(exc)) from exc
+    result = detector.detect(composite)
     paths = write_report(result, composite, args.out, "demo_composite")
     p_ap = float(average_precision_score(truth.ravel(), result.heatmap.ravel()))
     iou = float((result.mask & truth).sum() / max((result.mask | truth).sum(), 1))
     print(f"model           {result.model_id}")
-    print(f"score           {result.score:.3f}   (consistency gap; higher = more likely manipulated)")
+    print(f"score           {result.score:.3f}   (image score; higher = more likely manipulated)")
     print(f"p-AP            {p_ap:.3f}   (pixel average precision of the heatmap; chance = {truth.mean():.3f})")
     print(f"mask IoU        {iou:.3f}   (normalised-cut mask vs the pasted region)")
     print(f"seconds         {result.seconds:.2f}")

@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".mpo", ".gif", ".heic", ".heif"}
-
 
 def register(subparsers) -> None:
     """Add the `detect` sub-command."""
@@ -47,7 +45,9 @@ def collect_images(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            from exiflang.imageio import is_image_file
+
+            found.extend(sorted(p for p in path.rglob("*") if is_image_file(p)))
         else:
             found.append(path)
     return found
@@ -79,11 +79,11 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _build_other_method(args: argparse.Namespace):
-    """The `exiflang bench` method named by --method (anything but the default learned path)."""
-    from .bench import build_method_for_cli
+def _build_method(args: argparse.Namespace):
+    """The detector named by --method (the same registry as `exiflang bench`; the default is the learned one)."""
+    from exiflang.eval.bench import build_method
 
-    return build_method_for_cli(args.method, args.model, None, args.device, args.per_side, args.batch_size,
+    return build_method(args.method, args.model, None, args.device, args.per_side, args.batch_size,
                                 seed=args.seed)
 
 
@@ -107,6 +107,7 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     if out is not None:
         if analysis.result is not None:
             analysis.result.source, analysis.result.orientation = str(path), info.orientation
+            analysis.result.seconds = seconds
             write_report(analysis.result, pixels, out, stem)
         else:
             _write_light_report(analysis, pixels, out, stem, method.method_id,
@@ -135,40 +136,21 @@ def run(args: argparse.Namespace) -> int:
 
     from exiflang.errors import CommandError
     from exiflang.eval.bench import MethodError
-    from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
-    from exiflang.imageio import ImageLoadError, load_rgb
+    from exiflang.forensics import ForensicsError
+    from exiflang.imageio import ImageLoadError
 
     images = collect_images(args.paths)
     if not images:
         raise CommandError(f"no images found in {' '.join(args.paths)}")
     if args.per_side < 1 or args.batch_size < 1:
         raise CommandError("--per-side and --batch-size must be positive")
-    method_name = getattr(args, "method", "exiflang")
-    model = method = None
-    if method_name == "exiflang":
-        try:
-            model = resolve_model(args.model, args.device)
-        except ForensicsError as exc:
-            raise CommandError(str(exc)) from exc
-    else:
-        method = _build_other_method(args)
-
+    method = _build_method(args)  # the model is resolved once, here
     rows = []
     bar = tqdm(list(zip(images, unique_stems(images))), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)
     for path, stem in bar:
         row = {"name": str(path), "error": None}
         try:
-            if method is not None:
-                row.update(_run_method(method, method_name, path, args.out, stem))
-                rows.append(row)
-                continue
-            pixels, info = load_rgb(path)
-            result = detect(pixels, model, per_side=args.per_side, batch_size=args.batch_size, device=args.device)
-            result.source, result.orientation = str(path), info.orientation
-            if args.out is not None:
-                write_report(result, pixels, args.out, stem)
-            h, w = result.image_size
-            row.update(size=f"{w}x{h}", score=result.score, flagged=result.flagged_fraction, seconds=result.seconds)
+            row.update(_run_method(method, args.method, path, args.out, stem))
         except (ImageLoadError, ForensicsError, MethodError) as exc:
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             row["error"] = message
@@ -177,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     failed = sum(1 for r in rows if r["error"])
     if args.out is not None:
-        pca = ", .pca.png" if method_name in ("exiflang", "random") else ""
+        pca = ", .pca.png" if args.method in ("exiflang", "random") else ""
         print(f"\nreports in {args.out}/ (<stem>.overlay.png, .mask.png{pca}, .json, .heatmap.npy)")
         page = _write_html(args, rows, unique_stems(images))
         print(f"HTML report: {page}")

@@ -98,7 +98,7 @@ def run(args) -> int:
         model = load_model(args.model, device=args.device)
     except ModelError as exc:
         raise CommandError(str(exc)) from exc
-    text_config = TextConfig.from_dict(model.config.get("text_format"))
+    text_config = TextConfig.from_dict(model.config.text_format)
     try:
         candidates = build_candidates(args, text_config)
         patches = image_patch_embeddings(args.image, model, args.patches, args.sampling, device=args.device)

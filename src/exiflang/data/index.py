@@ -14,28 +14,26 @@ folder re-reads only files that are new, or whose size/mtime changed *and* whose
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import stat
 import threading
 import time
-import warnings
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import ExiflangError
 from ..exif.errors import ExifReadError
 from ..exif.reader import DEFAULT_TIMEOUT, ExifReader
 from ..exif.tags import is_private
 from ..exif.text import TextConfig, exif_to_text, selected_tags
-from ..imageio import MAX_PIXELS
+from ..imageio import (CAMERA_RAW_SUFFIXES, IMAGE_SUFFIXES, ImageLoadError, ImageTooLargeError, NotAnImageError,
+                       atomic_write_text, file_sha256, opened_image)
 
 RECORDS = "records.jsonl"
 REJECTS = "rejects.jsonl"
@@ -181,40 +179,23 @@ def _options_match(out_dir: Path, options: IndexOptions) -> bool:
 # ---------------------------------------------------------------- judging one file
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's content, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # Image formats Pillow may lack a decoder for: a failure on these is "undecodable", not "not an image".
-_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".mpo", ".tif", ".tiff", ".png", ".webp", ".heic", ".heif",
-                             ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw"})
+_DECODER_MAY_LACK = IMAGE_SUFFIXES | CAMERA_RAW_SUFFIXES
 
 
 def decode_size(path: Path, full: bool = True) -> tuple[int, int, str]:
     """(width, height, format) from the image itself; with full=True the pixels are decoded too. Raises _Reject."""
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise _Reject(TOO_LARGE, f"{width}x{height} exceeds {MAX_PIXELS:,} pixels")
-            if full:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    img.load()
-            return width, height, str(img.format or "")
-    except _Reject:
-        raise
-    except UnidentifiedImageError as exc:
-        if path.suffix.lower() in _IMAGE_SUFFIXES:
+        with opened_image(path, str(path), decode=full) as img:
+            return img.size[0], img.size[1], str(img.format or "")
+    except ImageTooLargeError as exc:
+        raise _Reject(TOO_LARGE, str(exc).split(": ", 1)[1]) from exc
+    except NotAnImageError as exc:
+        if path.suffix.lower() in _DECODER_MAY_LACK:
             raise _Reject(UNDECODABLE, f"Pillow has no decoder for {path.suffix} files (or the file is corrupt)") from exc
         raise _Reject(NOT_AN_IMAGE, "not an image Pillow can read") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _Reject(UNDECODABLE, f"cannot decode pixels: {exc}") from exc
+    except ImageLoadError as exc:
+        raise _Reject(UNDECODABLE, f"cannot decode pixels: {str(exc).split(': ', 1)[-1]}") from exc
 
 
 class _Reject(ExiflangError):
@@ -238,7 +219,7 @@ def judge_file(path: Path, relpath: str, size: int, mtime_ns: int, reader: ExifR
                sha256: str | None = None) -> tuple[str, dict[str, Any]]:
     """Examine one file: ("record", record) or ("reject", reject entry)."""
     base = {"path": str(path.resolve()), "relpath": relpath, "size": size, "mtime": mtime_ns / 1e9,
-            "mtime_ns": mtime_ns, "sha256": sha256 or sha256_file(path)}
+            "mtime_ns": mtime_ns, "sha256": sha256 or file_sha256(path)}
     try:
         width, height, fmt = decode_size(path, full=options.decode == "full")
         if min(width, height) < options.min_size:
@@ -400,7 +381,7 @@ def _judge_job(photo_dir: Path, readers: _Readers, options: IndexOptions, stashe
         rel, size, mtime_ns = item
         path = photo_dir / rel
         try:
-            sha = sha256_file(path)
+            sha = file_sha256(path)
             old = stashed.get(rel)
             if old is not None and old["entry"].get("sha256") == sha:
                 return "same", {**old["entry"], "size": size, "mtime": mtime_ns / 1e9, "mtime_ns": mtime_ns,
@@ -477,9 +458,7 @@ def build_index(
 
 def _write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a killed run never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------- reading an index
@@ -517,6 +496,6 @@ def load_tag_counts(index_dir: str | Path) -> dict[str, Any]:
 
 __all__ = [
     "IndexOptions", "IndexSummary", "IndexReadError", "build_index", "iter_records", "load_records",
-    "iter_rejects", "load_tag_counts", "judge_file", "walk_files", "sha256_file", "editing_software",
+    "iter_rejects", "load_tag_counts", "judge_file", "walk_files", "editing_software",
     "RECORDS", "REJECTS", "TAG_COUNTS", "META",
 ]

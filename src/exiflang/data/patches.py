@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ExiflangError
-from ..imageio import MAX_PIXELS, ImageLoadError, as_rgb_array, load_rgb
+from ..imageio import ImageLoadError, as_rgb_array, decode_bytes, load_rgb
 from .history import History, HistoryConfig, apply_history, phase_tags, sample_history, source_window, tag_vocabulary
 
 EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
@@ -30,7 +30,7 @@ class PatchDataError(ExiflangError):
 
 
 @dataclass(frozen=True)
-class Photo:
+class TrainingPhoto:
     """One usable photo: where it is, its size and its EXIF text."""
 
     path: str
@@ -44,7 +44,7 @@ class Photo:
 
 
 def photos_from_records(records: Sequence[dict[str, Any]], patch_size: int,
-                        text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
+                        text_format: dict[str, Any] | None = None) -> tuple[list[TrainingPhoto], int]:
     """Photos usable at this patch size, and how many were skipped for being smaller than a patch.
 
     With `text_format` (a model config's TextConfig dict) each text is re-rendered from the record's tags,
@@ -56,7 +56,7 @@ def photos_from_records(records: Sequence[dict[str, Any]], patch_size: int,
         if int(rec["width"]) < patch_size or int(rec["height"]) < patch_size:
             skipped += 1
             continue
-        photos.append(Photo(rec["path"], rec.get("sha256", ""), int(rec["width"]), int(rec["height"]),
+        photos.append(TrainingPhoto(rec["path"], rec.get("sha256", ""), int(rec["width"]), int(rec["height"]),
                             render(rec), rec.get("make") or "", rec.get("model") or ""))
     return photos, skipped
 
@@ -71,7 +71,7 @@ def _text_renderer(text_format: dict[str, Any] | None) -> Callable[[dict[str, An
     return lambda rec: exif_to_text(rec.get("tags") or {}, cfg)
 
 
-def split_by_photo(photos: Sequence[Photo], val_fraction: float) -> tuple[list[Photo], list[Photo]]:
+def split_by_photo(photos: Sequence[TrainingPhoto], val_fraction: float) -> tuple[list[TrainingPhoto], list[TrainingPhoto]]:
     """Deterministic train/held-out split by photo content hash (never splits one photo's patches)."""
     train, val = [], []
     for photo in photos:
@@ -80,7 +80,7 @@ def split_by_photo(photos: Sequence[Photo], val_fraction: float) -> tuple[list[P
     return train, val
 
 
-def split_by_camera(photos: Sequence[Photo]) -> tuple[list[Photo], list[Photo], dict[str, Any]]:
+def split_by_camera(photos: Sequence[TrainingPhoto]) -> tuple[list[TrainingPhoto], list[TrainingPhoto], dict[str, Any]]:
     """Camera-disjoint split (`exiflang.data.cameras`): (photos of training cameras, of held-out cameras, record).
 
     The record (for the model's config.json) lists both camera sets and their hashes.
@@ -97,7 +97,7 @@ def split_by_camera(photos: Sequence[Photo]) -> tuple[list[Photo], list[Photo], 
     return train, val, record
 
 
-def data_hash(photos: Sequence[Photo]) -> str:
+def data_hash(photos: Sequence[TrainingPhoto]) -> str:
     """Hash of a photo set and its texts (order-independent): identifies the data a model was trained on."""
     h = hashlib.sha256()
     for sha, text in sorted((p.sha256, p.text) for p in photos):
@@ -121,30 +121,16 @@ def cut_crops(image: np.ndarray, positions: np.ndarray, patch: int) -> np.ndarra
     return out
 
 
-def decode_blob(blob: bytes, name: str) -> np.ndarray:
-    """Decode in-memory image bytes to stored HxWx3 uint8 RGB, with the same policy as `load_rgb`."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(blob)) as img:
-            if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise ImageLoadError(f"{name}: {img.size[0]}x{img.size[1]} exceeds the pixel limit")
-            img.load()
-            return as_rgb_array(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(f"{name}: cannot decode image ({exc})") from exc
-
-
 class PhotoStore:
     """Decoded pixels of a photo list, optionally cached in memory (decode once per run)."""
 
-    def __init__(self, photos: Sequence[Photo], cache: bool = False) -> None:
+    def __init__(self, photos: Sequence[TrainingPhoto], cache: bool = False) -> None:
         self.photos = list(photos)
         self.cache = cache
         self._arrays: dict[int, np.ndarray] = {}
 
     @staticmethod
-    def cache_bytes(photos: Sequence[Photo]) -> int:
+    def cache_bytes(photos: Sequence[TrainingPhoto]) -> int:
         """Memory the decoded collection would take."""
         return sum(p.width * p.height * 3 for p in photos)
 
@@ -161,7 +147,7 @@ class PhotoStore:
             return self._arrays[i]
         photo = self.photos[i]
         try:
-            arr = load_rgb(photo.path)[0] if photo.blob is None else decode_blob(photo.blob, photo.path)
+            arr = load_rgb(photo.path)[0] if photo.blob is None else decode_bytes(photo.blob, photo.path)
         except ImageLoadError as exc:
             raise PatchDataError(f"{photo.path}: {exc}") from exc
         if arr.shape[0] < photo.height or arr.shape[1] < photo.width:
@@ -344,7 +330,7 @@ def to_float(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.float().div_(255.0)
 
 
-def resolve_cache(photos: Sequence[Photo], cache: str, limit_mb: float = 4096) -> bool:
+def resolve_cache(photos: Sequence[TrainingPhoto], cache: str, limit_mb: float = 4096) -> bool:
     """Whether to cache decoded photos: 'yes', 'no', or 'auto' (when they fit in `limit_mb`)."""
     if cache not in ("auto", "yes", "no"):
         raise PatchDataError(f"cache must be auto, yes or no, not {cache!r}")
@@ -353,5 +339,5 @@ def resolve_cache(photos: Sequence[Photo], cache: str, limit_mb: float = 4096) -
     return cache == "yes"
 
 
-__all__ = ["Photo", "PhotoStore", "PatchBatches", "visit_crops", "crop_phases", "segment_groups", "PatchDataError", "photos_from_records", "split_by_photo", "split_by_camera",
+__all__ = ["TrainingPhoto", "PhotoStore", "PatchBatches", "visit_crops", "crop_phases", "segment_groups", "PatchDataError", "photos_from_records", "split_by_photo", "split_by_camera",
            "data_hash", "crop_positions", "cut_crops", "eval_crops", "to_float", "resolve_cache"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ExiflangError
-from .patches import Photo, PatchDataError, photos_from_records
+from .patches import PatchDataError, TrainingPhoto, photos_from_records
 
 SHARD_PATTERN = "shard-{:06d}.tar"
 MANIFEST = "shards.json"
@@ -110,7 +110,7 @@ def iter_samples(shards: str | Path) -> Iterator[tuple[str, bytes, dict[str, Any
 
 
 def photos_from_shards(shards: str | Path, patch_size: int,
-                       text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
+                       text_format: dict[str, Any] | None = None) -> tuple[list[TrainingPhoto], int]:
     """Photos (with their JPEG bytes in memory) usable at this patch size, and the count too small."""
     records, blobs = [], {}
     for key, data, rec in iter_samples(shards):

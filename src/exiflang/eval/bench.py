@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TYPE_CHECKING
 
+from ..imageio import atomic_write, pixel_sha256
 from ..errors import ExiflangError
 
 if TYPE_CHECKING:
@@ -114,21 +114,6 @@ def call_analyse(method: Any, image: np.ndarray, path: Path | None = None) -> An
     return method.analyse(image)
 
 
-def pixel_hash(image: np.ndarray) -> str:
-    """Content hash of a decoded pixel array (shape included), the embedding-cache key."""
-    h = hashlib.sha256(str(image.shape).encode())
-    h.update(np.ascontiguousarray(image).tobytes())
-    return h.hexdigest()[:24]
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so a killed run never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    tmp.replace(path)
-
-
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     """np.save to exactly this path (np.save would append .npy to a temporary name)."""
     with path.open("wb") as fh:
@@ -137,17 +122,22 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 @dataclass
 class EmbeddingMethod:
-    """A patch-embedding model + the consistency pipeline of `exiflang.forensics`, with an embedding cache."""
+    """The one detector (`exiflang.forensics.Detector`) as a benchmark method, with an embedding cache."""
 
-    model: Any
-    method_id: str
-    cache_dir: Path | None
-    per_side: int = 30
-    batch_size: int = 64
-    iters: int = 5
-    percentile: float = 10.0
+    detector: Any  # exiflang.forensics.Detector
+    cache_dir: Path | None = None
     description: str = ""
     trained: bool = True  # False for random weights: the camera-overlap check does not apply
+
+    @property
+    def method_id(self) -> str:
+        """The model's id (the cache and the reports are keyed by it)."""
+        return self.detector.model_id
+
+    @property
+    def model(self) -> Any:
+        """The detector's model."""
+        return self.detector.model
 
     @property
     def uses_trained_model(self) -> bool:
@@ -157,40 +147,41 @@ class EmbeddingMethod:
     @property
     def model_config(self) -> dict:
         """The model's config.json (``train.cameras`` lists its training cameras when the trainer recorded them)."""
-        return dict(getattr(self.model, "config", None) or {})
+        config = getattr(self.model, "config", None)
+        return config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
 
     def settings(self) -> dict:
         """Settings that change results."""
-        return {"model_id": self.method_id, "per_side": self.per_side, "iters": self.iters,
-                "percentile": self.percentile, "description": self.description}
+        d = self.detector
+        return {"model_id": self.method_id, "per_side": d.per_side, "iters": d.iters,
+                "percentile": d.percentile, "description": self.description}
+
+    def _cache_path(self, image: np.ndarray, grid: Any) -> Path | None:
+        """Where this image's embeddings are cached (None without a cache folder)."""
+        if self.cache_dir is None:
+            return None
+        # A JPEG-aligned grid (phase-aware models) is part of the key: other origin, other patches.
+        aligned = f"_o{grid.origin[0]}{grid.origin[1]}s{grid.stride}" if grid.origin != (0, 0) or (
+            self.model_config.get("grid_aligned")) else ""
+        return self.cache_dir / self.method_id / f"{pixel_sha256(image)[:24]}_ps{self.detector.per_side}{aligned}.npy"
 
     def _embeddings(self, image: np.ndarray):
         """Patch embeddings and grid, from the cache when possible."""
-        from ..forensics import embed_patches, model_grid
-
-        grid = model_grid(image, self.model, self.per_side)
-        path = None
-        if self.cache_dir is not None:
-            # A JPEG-aligned grid (phase-aware models) is part of the key: other origin, other patches.
-            aligned = f"_o{grid.origin[0]}{grid.origin[1]}s{grid.stride}" if grid.origin != (0, 0) or (
-                self.model_config.get("grid_aligned")) else ""
-            path = self.cache_dir / self.method_id / f"{pixel_hash(image)}_ps{self.per_side}{aligned}.npy"
-            if path.is_file():
-                emb = np.load(path)
-                if emb.shape[0] == grid.n_patches:
-                    return emb, grid, True
-        emb, grid = embed_patches(image, self.model, per_side=self.per_side, batch_size=self.batch_size, grid=grid)
+        grid = self.detector.grid(image)
+        path = self._cache_path(image, grid)
+        if path is not None and path.is_file():
+            emb = np.load(path)
+            if emb.shape[0] == grid.n_patches:
+                return emb, grid, True
+        emb, grid = self.detector.embed(image, grid)
         if path is not None:
-            _atomic_write(path, lambda tmp: _save_npy(tmp, emb))
+            atomic_write(path, lambda tmp: _save_npy(tmp, emb))
         return emb, grid, False
 
     def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
         """Embed (or read cached embeddings) and run the consistency pipeline (``path`` is not used)."""
-        from ..forensics import consistency_from_embeddings
-
         emb, grid, cached = self._embeddings(image)
-        result = consistency_from_embeddings(emb, grid, iters=self.iters, percentile=self.percentile,
-                                             model_id=self.method_id)
+        result = self.detector.analyse_embeddings(emb, grid)
         return Analysis(result.heatmap, float(result.score), result, cached)
 
 
@@ -375,8 +366,7 @@ def random_weights_model(like: str = "default", seed: int = 0, device: str = "cp
     except ModelError:  # `like` may also be a config name such as "tiny"
         config = like
     model = create_model(config, seed=seed).to(device).eval()
-    name = config.get("name", "custom") if isinstance(config, dict) else str(config)
-    model.model_id = f"random-{name}-seed{seed}"
+    model.model_id = f"random-{model.config.name}-seed{seed}"
     return model
 
 
@@ -405,21 +395,25 @@ class MethodSpec:
 
 def _build_exiflang(o: MethodOptions) -> EmbeddingMethod:
     """A trained model through the consistency pipeline."""
-    from ..forensics import resolve_model
+    detector = _detector(o, o.model)
+    recipe = (getattr(getattr(detector.model, "config", None), "extra", None) or {}).get("train", {}).get("recipe", {})
+    objective = recipe.get("objective", "unknown")
+    return EmbeddingMethod(detector, o.cache_dir, f"trained model {o.model} (objective {objective})")
 
-    net = resolve_model(o.model, o.device)
-    model_id = str(getattr(net, "model_id", "") or o.model)
-    objective = (getattr(net, "config", {}) or {}).get("train", {}).get("recipe", {}).get("objective", "unknown")
-    desc = f"trained model {o.model} (objective {objective})"
-    return EmbeddingMethod(net, model_id, o.cache_dir, o.per_side, o.batch_size, o.iters, o.percentile, desc)
+
+def _detector(o: MethodOptions, model: Any) -> Any:
+    """The one Detector, with the options' grid and consistency settings."""
+    from ..forensics import Detector
+
+    return Detector.load(model, o.device, per_side=o.per_side, batch_size=o.batch_size, iters=o.iters,
+                         percentile=o.percentile)
 
 
 def _build_random(o: MethodOptions) -> EmbeddingMethod:
     """The architecture of --model with random weights (a floor for the learned method)."""
     net = random_weights_model(o.model, o.seed, o.device)
     desc = f"architecture of {o.model}, random weights (seed {o.seed})"
-    return EmbeddingMethod(net, net.model_id, o.cache_dir, o.per_side, o.batch_size, o.iters, o.percentile, desc,
-                           trained=False)
+    return EmbeddingMethod(_detector(o, net), o.cache_dir, desc, trained=False)
 
 
 # The methods `exiflang bench --method` and `exiflang detect --method` offer, in this order. A new method
@@ -531,6 +525,7 @@ def _model_train_cameras(method: Any) -> tuple[list[str] | None, dict]:
     from ..data.cameras import camera_key
 
     config = getattr(method, "model_config", None) or getattr(getattr(method, "model", None), "config", None) or {}
+    config = config.to_dict() if hasattr(config, "to_dict") else config
     cams = (config.get("train") or {}).get("cameras") if isinstance(config, dict) else None
     if not isinstance(cams, dict) or not isinstance(cams.get("train_cameras"), list):
         return None, {}
@@ -747,7 +742,42 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
         # Shards of one run would delete each other's results: overwrite is for a single process.
         for p in (out_dir / "per_image").glob("*.json"):
             p.unlink()
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+
+
+def _select_samples(dataset: Dataset, every: int, limit: int | None, shard: tuple[int, int] | None):
+    """(all scored samples, this shard's samples, their output stems)."""
+    # Every k-th image of the loader's order (manipulated then authentic): a subsample keeping the class mix.
+    samples = dataset.samples[::every]
+    samples = samples[:limit] if limit else samples
+    stems = [sample_stem(s, dataset.root) for s in samples]
+    if len(set(stems)) != len(stems):
+        raise BenchError(f"{dataset.root}: two images map to the same output name; rename them")
+    if shard is None:
+        return samples, samples, stems
+    k, n = shard
+    if not 0 <= k < n:
+        raise BenchError(f"shard {k}/{n}: need 0 <= K < N")
+    return samples, samples[k::n], stems[k::n]
+
+
+def _sample_record(sample, stem: str, method: Any, fixed_threshold: float, per_image: Path, maps_dir: Path | None,
+                   run: BenchRun, skip_errors: tuple) -> dict:
+    """One image's record: read back when a previous run wrote it, else analysed and written atomically."""
+    done = per_image / f"{stem}.json"
+    if done.is_file():
+        run.resumed += 1
+        return json.loads(done.read_text())
+    try:
+        record, cached = _analyse_sample(sample, method, fixed_threshold, maps_dir, stem)
+        run.cached_embeddings += int(cached)
+    except skip_errors as exc:  # a bad or too-small image is recorded and skipped, the run goes on
+        record = {"stem": stem, "image": str(sample.image), "label": int(sample.label), "status": "error",
+                  "error": str(exc), "score": None, "seconds": 0.0}
+        run.errors += 1
+    atomic_write(done, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
+    run.computed += 1
+    return record
 
 
 def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str = "", fixed_threshold: float = 0.5,
@@ -762,10 +792,7 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
 
     from ..imageio import ImageLoadError
 
-    try:
-        from ..forensics import ForensicsError
-    except ImportError:  # the forensics package is optional for classical baselines
-        ForensicsError = DatasetError  # noqa: N806
+    from ..forensics import ForensicsError
     skip_errors = (ImageLoadError, DatasetError, M.MetricInputError, ForensicsError, MethodError)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -774,39 +801,14 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
     _check_config(out_dir, config, overwrite)
     if every < 1:
         raise BenchError(f"--every must be at least 1, got {every}")
-    # Every k-th image of the loader's order (manipulated then authentic): a subsample keeping the class mix.
-    samples = dataset.samples[::every]
-    samples = samples[:limit] if limit else samples
-    samples_all = samples  # the images this run scores (all shards together)
-    stems = [sample_stem(s, dataset.root) for s in samples]
-    if len(set(stems)) != len(stems):
-        raise BenchError(f"{dataset.root}: two images map to the same output name; rename them")
-    if shard is not None:
-        k, n = shard
-        if not 0 <= k < n:
-            raise BenchError(f"shard {k}/{n}: need 0 <= K < N")
-        samples, stems = samples[k::n], stems[k::n]
+    samples_all, samples, stems = _select_samples(dataset, every, limit, shard)
     per_image, maps_dir = out_dir / "per_image", (out_dir / "maps" if write_maps else None)
     run = BenchRun(problems=list(dataset.problems))
     records: list[dict] = []
     t_start = time.perf_counter()
     bar = tqdm(list(zip(samples, stems)), desc=f"bench {method.method_id}", unit="img", disable=not progress)
     for sample, stem in bar:
-        done = per_image / f"{stem}.json"
-        if done.is_file():
-            records.append(json.loads(done.read_text()))
-            run.resumed += 1
-            continue
-        try:
-            record, cached = _analyse_sample(sample, method, fixed_threshold, maps_dir, stem)
-            run.cached_embeddings += int(cached)
-        except skip_errors as exc:  # a bad or too-small image is recorded and skipped, the run goes on
-            record = {"stem": stem, "image": str(sample.image), "label": int(sample.label), "status": "error",
-                      "error": str(exc), "score": None, "seconds": 0.0}
-            run.errors += 1
-        _atomic_write(done, lambda tmp, r=record: tmp.write_text(json.dumps(r) + "\n"))
-        records.append(record)
-        run.computed += 1
+        records.append(_sample_record(sample, stem, method, fixed_threshold, per_image, maps_dir, run, skip_errors))
     if shard is not None:
         return {}, run
     summary = summarise(records)
@@ -833,8 +835,8 @@ def _write_outputs(out_dir: Path, records: list[dict], summary: dict) -> None:
             writer.writeheader()
             writer.writerows(records)
 
-    _atomic_write(out_dir / "per_image.csv", write_csv)
-    _atomic_write(out_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    atomic_write(out_dir / "per_image.csv", write_csv)
+    atomic_write(out_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     text = (f"Benchmark `{summary['dataset']}`, method `{summary['method']}`, {summary['date']}, commit "
             f"{summary['commit']}. Metric definitions: `exiflang.eval.metrics`.\n\n"
             + markdown_table([(summary["method"], summary)]))
@@ -845,10 +847,10 @@ def _write_outputs(out_dir: Path, records: list[dict], summary: dict) -> None:
         if overlap.get("status") == STATUS_OVERLAP:
             text += ("\n**Warning: these numbers measure memory, not generalisation** (the model trained on photos "
                      "from these cameras).\n")
-    _atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(text))
+    atomic_write(out_dir / "summary.md", lambda tmp: tmp.write_text(text))
 
 
 __all__ = ["BenchError", "MethodError", "Analysis", "EmbeddingMethod", "NoiseMethod", "GridMethod", "DQMethod",
            "METHODS", "MethodSpec", "FusionMethod", "MethodOptions", "build_method", "call_analyse",
-           "random_weights_model", "run_bench", "summarise", "markdown_table", "pixel_hash", "sample_stem",
+           "random_weights_model", "run_bench", "summarise", "markdown_table", "sample_stem",
            "dataset_cameras", "camera_overlap", "camera_overlap_line", "camera_overlap_warning"]

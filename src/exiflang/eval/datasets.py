@@ -37,9 +37,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..imageio import IMAGE_SUFFIXES
 from ..errors import ExiflangError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 
 class DatasetError(ExiflangError):
@@ -118,7 +118,7 @@ def _images(folder: Path, pattern: str = "*") -> list[Path]:
     """Image files in a folder matching a glob pattern, sorted."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _expect(problems: list[str], what: str, found: int, expected: int) -> None:
@@ -193,8 +193,8 @@ def load_korus(root: Path) -> Dataset:
     if (root / "data-images").is_dir():
         root = root / "data-images"
     problems: list[str] = []
-    pristine = sorted(p for p in root.glob("*/pristine/*") if p.suffix.lower() in IMAGE_EXTS)
-    tampered = sorted(p for p in root.glob("*/tampered-realistic/*") if p.suffix.lower() in IMAGE_EXTS)
+    pristine = sorted(p for p in root.glob("*/pristine/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    tampered = sorted(p for p in root.glob("*/tampered-realistic/*") if p.suffix.lower() in IMAGE_SUFFIXES)
     _expect(problems, "*/pristine/*", len(pristine), 220)
     _expect(problems, "*/tampered-realistic/*", len(tampered), 220)
 
@@ -227,11 +227,11 @@ def load_inthewild(root: Path) -> Dataset:
 def _casia(root: Path, kind: str, au_dir: str, tp_dirs: tuple[str, ...], n_au: int, n_tp: int) -> Dataset:
     """CASIA v1/v2: authentic and tampered folders, ground-truth masks found by stem anywhere under root."""
     problems: list[str] = []
-    authentic = sorted(p for p in (root / au_dir).rglob("*") if p.suffix.lower() in IMAGE_EXTS) if (root / au_dir).is_dir() else []
+    authentic = sorted(p for p in (root / au_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if (root / au_dir).is_dir() else []
     tampered: list[Path] = []
     for d in tp_dirs:
         if (root / d).is_dir():
-            tampered += sorted(p for p in (root / d).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+            tampered += sorted(p for p in (root / d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     _expect(problems, f"{au_dir}/ authentic images", len(authentic), n_au)
     _expect(problems, f"{'/'.join(tp_dirs)}/ tampered images", len(tampered), n_tp)
     # Masks are whatever image-like file is neither an authentic nor a tampered image.

@@ -120,12 +120,18 @@ def _auc_from_counts(c: ThresholdCounts) -> float:
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     """Average precision of scores (high = positive) against binary labels; NaN without positives."""
-    return _ap_from_counts(threshold_counts(scores, labels))
+    from sklearn.metrics import average_precision_score
+
+    s, y = _check_pair(np.asarray(scores, dtype=np.float64), labels)
+    return float(average_precision_score(y, s)) if y.any() else float("nan")
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve; NaN when one class is absent."""
-    return _auc_from_counts(threshold_counts(scores, labels))
+    from sklearn.metrics import roc_auc_score
+
+    s, y = _check_pair(np.asarray(scores, dtype=np.float64), labels)
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else float("nan")
 
 
 def _f1_curve(c: ThresholdCounts) -> np.ndarray:
@@ -152,23 +158,18 @@ def _iou_curves(c: ThresholdCounts) -> tuple[np.ndarray, np.ndarray]:
 
 def f1_at(score_map: np.ndarray, mask: np.ndarray, threshold: float) -> float:
     """F1 of 'score >= threshold' against the mask."""
+    from sklearn.metrics import f1_score
+
     s, y = _check_pair(score_map, mask)
-    pred = s >= threshold
-    tp = float(np.sum(pred & y))
-    denom = 2 * tp + float(np.sum(pred & ~y)) + float(np.sum(~pred & y))
-    return 2 * tp / denom if denom > 0 else 0.0
+    return float(f1_score(y, s >= threshold, zero_division=0.0))
 
 
 def mcc_at(score_map: np.ndarray, mask: np.ndarray, threshold: float) -> float:
     """Matthews correlation of 'score >= threshold' against the mask (0 when undefined)."""
+    from sklearn.metrics import matthews_corrcoef
+
     s, y = _check_pair(score_map, mask)
-    pred = s >= threshold
-    tp = float(np.sum(pred & y))
-    fp = float(np.sum(pred & ~y))
-    fn = float(np.sum(~pred & y))
-    tn = float(np.sum(~pred & ~y))
-    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return float((tp * tn - fp * fn) / denom) if denom > 0 else 0.0
+    return float(matthews_corrcoef(y, s >= threshold))
 
 
 def ciou_at(score_map: np.ndarray, mask: np.ndarray, threshold: float) -> float:
@@ -205,7 +206,12 @@ def best_mcc(score_map: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _curves_metrics(c: ThresholdCounts) -> dict[str, float]:
-    """All threshold-sweep metrics of one polarity from one set of counts."""
+    """All threshold-sweep metrics of one polarity from one set of counts.
+
+    Hand-written on purpose: scikit-learn has no best-over-thresholds F1, MCC or class IoU, and one sort of a
+    map gives all six numbers here (AP and AUC included) where the library would sort it once per metric and
+    loop over thresholds for the rest (benchmarks/metrics_speed.py measures it).
+    """
     iou_pos, iou_neg = _iou_curves(c)
     return {
         "ap": _ap_from_counts(c),
@@ -260,8 +266,7 @@ def pmap(score_maps: list[np.ndarray], masks: list[np.ndarray], polarity_free: b
 
 def detection_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Image-level detection AP and ROC AUC of scores (high = manipulated) against labels (1 = manipulated)."""
-    c = threshold_counts(np.asarray(scores, dtype=np.float64), np.asarray(labels))
-    return {"det_ap": _ap_from_counts(c), "det_auc": _auc_from_counts(c)}
+    return {"det_ap": average_precision(scores, labels), "det_auc": roc_auc(scores, labels)}
 
 
 __all__ = [

@@ -46,9 +46,8 @@ from PIL import Image
 
 from ..errors import ExiflangError
 from ..data.cameras import SPLIT_NAME, camera_key, cameras_hash, is_heldout
-from ..imageio import ImageLoadError, load_rgb
+from ..imageio import IMAGE_SUFFIXES, ImageLoadError, load_rgb, pixel_sha256
 
-PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 MIN_AREA, MAX_AREA = 0.05, 0.30
 MANIFEST_FIELDS = [
     "image", "mask", "label", "lossless", "target", "target_make", "target_model",
@@ -70,7 +69,7 @@ class SpliceError(ExiflangError):
 
 
 @dataclass(frozen=True)
-class Photo:
+class SourcePhoto:
     """A candidate photo and its camera."""
 
     path: Path
@@ -97,17 +96,14 @@ def _manifest_cameras(photo_dir: Path) -> dict[str, tuple[str, str]]:
 
 
 def _exif_camera(path: Path) -> tuple[str, str]:
-    """Make/Model of one file from its EXIF (exiflang.exif when available, else Pillow's IFD0)."""
+    """Make/Model of one file from its EXIF (exiflang.exif; Pillow's IFD0 when the reader fails)."""
+    from ..exif import ExifReadError, read_exif
+
     try:
-        from ..exif import read_exif  # issue-2 module; optional at import time
-    except ImportError:
-        read_exif = None
-    if read_exif is not None:
-        try:
-            tags = read_exif(path)
-            return str(tags.get("Make", "")).strip(), str(tags.get("Model", "")).strip()
-        except Exception:  # noqa: BLE001 - fall back to Pillow on any reader failure
-            pass
+        tags = read_exif(path)
+        return str(tags.get("Make", "")).strip(), str(tags.get("Model", "")).strip()
+    except ExifReadError:
+        pass
     try:
         with Image.open(path) as img:
             exif = img.getexif()
@@ -116,18 +112,18 @@ def _exif_camera(path: Path) -> tuple[str, str]:
         return "", ""
 
 
-def list_photos(photo_dir: Path) -> list[Photo]:
+def list_photos(photo_dir: Path) -> list[SourcePhoto]:
     """Every photo under photo_dir with a known Make/Model, sorted by relative path."""
     photo_dir = Path(photo_dir)
     if not photo_dir.is_dir():
         raise SpliceError(f"{photo_dir}: photo folder not found")
     known = _manifest_cameras(photo_dir)
     photos = []
-    for path in sorted(p for p in photo_dir.rglob("*") if p.suffix.lower() in PHOTO_EXTS and p.is_file()):
+    for path in sorted(p for p in photo_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         rel = path.relative_to(photo_dir).as_posix()
         make, model = known[rel] if rel in known else _exif_camera(path)
         if model:
-            photos.append(Photo(path, rel, make, model))
+            photos.append(SourcePhoto(path, rel, make, model))
     cameras = {p.camera for p in photos}
     if len(cameras) < 2:
         raise SpliceError(
@@ -180,15 +176,6 @@ def paste(target: np.ndarray, source: np.ndarray, region: np.ndarray, src_xy: tu
     return out, mask
 
 
-def pixel_sha256(arr: np.ndarray) -> str:
-    """Hash of a pixel array (shape included): identifies a composite independently of PNG encoder bytes."""
-    import hashlib
-
-    h = hashlib.sha256(str(arr.shape).encode())
-    h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
 def _save(arr: np.ndarray, png: Path, jpeg_quality: int | None) -> Path:
     """Save lossless PNG, and a JPEG re-save when asked; return the file the manifest should name."""
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +209,7 @@ def read_camera_list(path: Path) -> set[str]:
     return keys
 
 
-def select_cameras(photos: list[Photo], cameras: str | Path = "all") -> tuple[list[Photo], str]:
+def select_cameras(photos: list[SourcePhoto], cameras: str | Path = "all") -> tuple[list[SourcePhoto], str]:
     """Photos whose camera passes the filter, and the filter's description for the manifest.
 
     ``cameras``: 'all', 'heldout' / 'train' (the camera-disjoint split of `exiflang.data.cameras`), or the
@@ -300,11 +287,116 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _pick_pair(photos: list[Photo], rng: np.random.Generator) -> tuple[Photo, Photo]:
+def _pick_pair(photos: list[SourcePhoto], rng: np.random.Generator) -> tuple[SourcePhoto, SourcePhoto]:
     """A random (target, source) pair from different cameras."""
     target = photos[int(rng.integers(len(photos)))]
     others = [p for p in photos if p.camera != target.camera]
     return target, others[int(rng.integers(len(others)))]
+
+
+def _check_settings(n: int, jpeg_quality: int | None, n_authentic: int, placement: str, phase: str) -> None:
+    """SpliceError for a bad count, quality, placement or phase."""
+    if n < 1:
+        raise SpliceError(f"--n must be at least 1, got {n}")
+    if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+        raise SpliceError(f"JPEG quality must be in 1..100, got {jpeg_quality}")
+    if placement not in ("random", "same"):
+        raise SpliceError(f"placement must be 'random' or 'same', got {placement!r}")
+    if phase not in PHASE_CHOICES:
+        raise SpliceError(f"phase must be 'random' or 'keep', got {phase!r}")
+    if n_authentic < 0:
+        raise SpliceError(f"--n-authentic must be at least 0, got {n_authentic}")
+
+
+class _SpliceRun:
+    """The state of one make_splices call: settings, the one random stream, decoded photos, manifest rows."""
+
+    def __init__(self, out_dir: Path, seed: int, jpeg_quality: int | None, placement: str, phase: str,
+                 camera_filter: str, twin_names: list[str]) -> None:
+        self.out_dir, self.seed, self.jpeg_quality = out_dir, seed, jpeg_quality
+        self.placement, self.phase, self.camera_filter, self.twin_names = placement, phase, camera_filter, twin_names
+        self.rng = np.random.default_rng(seed)
+        self.rows: list[dict] = []
+        self.twin_rows: dict[str, list[dict]] = {t: [] for t in twin_names}
+        self.cache: dict[Path, np.ndarray] = {}
+
+    def load(self, p: SourcePhoto) -> np.ndarray:
+        """Decoded pixels of a photo (a few kept: targets and sources repeat)."""
+        if p.path not in self.cache:
+            if len(self.cache) > 32:
+                self.cache.clear()
+            self.cache[p.path] = load_rgb(p.path)[0]
+        return self.cache[p.path]
+
+    def common(self, photo: SourcePhoto, arr: np.ndarray) -> dict:
+        """Manifest fields shared by composites and controls."""
+        q = self.jpeg_quality
+        return {"target": photo.rel, "target_make": photo.make, "target_model": photo.model,
+                "target_camera": photo.camera, "height": arr.shape[0], "width": arr.shape[1], "seed": self.seed,
+                "jpeg_quality": q or "", "camera_filter": self.camera_filter, "phase": self.phase,
+                "variant": "lossless" if q is None else f"jpeg{q}", "scale": "1",
+                "image_height": arr.shape[0], "image_width": arr.shape[1], "twins": ";".join(self.twin_names)}
+
+    def emit(self, row: dict, arr: np.ndarray, mask: np.ndarray | None) -> None:
+        """Record a written image and write its twins."""
+        self.rows.append(row)
+        for twin, trow in _write_twins(arr, mask, row, self.out_dir, self.twin_names).items():
+            self.twin_rows[twin].append(trow)
+
+    def destination(self, a: np.ndarray, b: np.ndarray, h: int, w: int) -> tuple[int, int, int, int] | None:
+        """(sy, sx, dy, dx): where the region is cut from the source and pasted in the target; None to redraw."""
+        rng = self.rng
+        sy, sx = int(rng.integers(a.shape[0] - h + 1)), int(rng.integers(a.shape[1] - w + 1))
+        if self.placement == "same" and sy + h <= b.shape[0] and sx + w <= b.shape[1]:
+            return sy, sx, sy, sx
+        if self.phase == "keep":
+            dy, dx = _aligned_offset(rng, b.shape[0] - h, sy), _aligned_offset(rng, b.shape[1] - w, sx)
+            return None if dy is None or dx is None else (sy, sx, dy, dx)  # None: no block-aligned position
+        return sy, sx, int(rng.integers(b.shape[0] - h + 1)), int(rng.integers(b.shape[1] - w + 1))
+
+    def try_composite(self, photos: list[SourcePhoto], name: str) -> bool:
+        """Draw a pair, a region and offsets; write the composite when it fits (False: draw again)."""
+        target, source = _pick_pair(photos, self.rng)
+        area = float(self.rng.uniform(MIN_AREA, MAX_AREA))
+        try:
+            b, a = self.load(target), self.load(source)
+        except ImageLoadError:
+            return False  # unreadable photo: draw again (deterministic, since the draw sequence is fixed)
+        region = smooth_region(b.shape[0], b.shape[1], area, self.rng)
+        h, w = region.shape
+        if h > min(a.shape[0], b.shape[0]) or w > min(a.shape[1], b.shape[1]):
+            return False  # region does not fit in both frames: draw a new pair
+        offsets = self.destination(a, b, h, w)
+        if offsets is None:
+            return False
+        sy, sx, dy, dx = offsets
+        composite, mask = paste(b, a, region, (sx, sy), (dx, dy))
+        image = _save(composite, self.out_dir / "spliced" / f"{name}.png", self.jpeg_quality)
+        (self.out_dir / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(self.out_dir / "masks" / f"{name}.png")
+        row = self.common(target, b)
+        row.update({
+            "image": image.relative_to(self.out_dir).as_posix(), "mask": f"masks/{name}.png", "label": 1,
+            "lossless": f"spliced/{name}.png", "source": source.rel, "source_make": source.make,
+            "source_model": source.model, "source_camera": source.camera, "area_frac": f"{mask.mean():.4f}",
+            "src_x": sx, "src_y": sy, "dst_x": dx, "dst_y": dy, "grid_shift_x": (dx - sx) % JPEG_BLOCK,
+            "grid_shift_y": (dy - sy) % JPEG_BLOCK, "pixel_sha256": pixel_sha256(composite),
+        })
+        self.emit(row, composite, mask)
+        return True
+
+    def write_authentic(self, photo: SourcePhoto, name: str) -> None:
+        """One authentic control, saved the way the composites are."""
+        arr = self.load(photo)
+        image = _save(arr, self.out_dir / "authentic" / f"{name}.png", self.jpeg_quality)
+        row = self.common(photo, arr)
+        row.update({
+            "image": image.relative_to(self.out_dir).as_posix(), "mask": "", "label": 0,
+            "lossless": f"authentic/{name}.png", "source": "", "source_make": "", "source_model": "",
+            "source_camera": "", "area_frac": "0", "src_x": "", "src_y": "", "dst_x": "", "dst_y": "",
+            "grid_shift_x": "", "grid_shift_y": "", "pixel_sha256": pixel_sha256(arr),
+        })
+        self.emit(row, arr, None)
 
 
 def make_splices(
@@ -325,110 +417,34 @@ def make_splices(
     ``cameras``, ``phase`` and ``twins``: see the module docstring. With the defaults the composites are the
     ones earlier versions made for the same seed (same draws, same pixels).
     """
-    if n < 1:
-        raise SpliceError(f"--n must be at least 1, got {n}")
-    if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
-        raise SpliceError(f"JPEG quality must be in 1..100, got {jpeg_quality}")
-    if placement not in ("random", "same"):
-        raise SpliceError(f"placement must be 'random' or 'same', got {placement!r}")
-    if phase not in PHASE_CHOICES:
-        raise SpliceError(f"phase must be 'random' or 'keep', got {phase!r}")
-    n_authentic = n if n_authentic is None else n_authentic
-    if n_authentic < 0:
-        raise SpliceError(f"--n-authentic must be at least 0, got {n_authentic}")
-    photo_dir, out_dir = Path(photo_dir), Path(out_dir)
-    photos, camera_filter = select_cameras(list_photos(photo_dir), cameras)
-    twin_names = list(TWINS) if twins else []
-    rng = np.random.default_rng(seed)
-    rows: list[dict] = []
-    twin_rows: dict[str, list[dict]] = {t: [] for t in twin_names}
-    cache: dict[Path, np.ndarray] = {}
-
-    def load(p: Photo) -> np.ndarray:
-        if p.path not in cache:
-            if len(cache) > 32:
-                cache.clear()
-            cache[p.path] = load_rgb(p.path)[0]
-        return cache[p.path]
-
-    def common(photo: Photo, arr: np.ndarray) -> dict:
-        return {"target": photo.rel, "target_make": photo.make, "target_model": photo.model,
-                "target_camera": photo.camera, "height": arr.shape[0], "width": arr.shape[1], "seed": seed,
-                "jpeg_quality": jpeg_quality or "", "camera_filter": camera_filter, "phase": phase,
-                "variant": "lossless" if jpeg_quality is None else f"jpeg{jpeg_quality}", "scale": "1",
-                "image_height": arr.shape[0], "image_width": arr.shape[1], "twins": ";".join(twin_names)}
-
-    def emit(row: dict, arr: np.ndarray, mask: np.ndarray | None) -> None:
-        rows.append(row)
-        for twin, trow in _write_twins(arr, mask, row, out_dir, twin_names).items():
-            twin_rows[twin].append(trow)
-
     from tqdm import tqdm
 
+    n_authentic = n if n_authentic is None else n_authentic
+    _check_settings(n, jpeg_quality, n_authentic, placement, phase)
+    photo_dir, out_dir = Path(photo_dir), Path(out_dir)
+    photos, camera_filter = select_cameras(list_photos(photo_dir), cameras)
+    run = _SpliceRun(out_dir, seed, jpeg_quality, placement, phase, camera_filter, list(TWINS) if twins else [])
     bar = tqdm(total=n + n_authentic, desc="make-splices", unit="img", disable=not progress)
     made, attempts = 0, 0
     while made < n:
         attempts += 1
         if attempts > 50 * n:
             raise SpliceError(f"{photo_dir}: could not place {n} regions after {attempts} tries (photos too small?)")
-        target, source = _pick_pair(photos, rng)
-        area = float(rng.uniform(MIN_AREA, MAX_AREA))
-        try:
-            b, a = load(target), load(source)
-        except ImageLoadError:
-            continue  # unreadable photo: draw again (deterministic, since the draw sequence is fixed)
-        region = smooth_region(b.shape[0], b.shape[1], area, rng)
-        h, w = region.shape
-        if h > min(a.shape[0], b.shape[0]) or w > min(a.shape[1], b.shape[1]):
-            continue  # region does not fit in both frames: draw a new pair
-        sy, sx = int(rng.integers(a.shape[0] - h + 1)), int(rng.integers(a.shape[1] - w + 1))
-        if placement == "same" and sy + h <= b.shape[0] and sx + w <= b.shape[1]:
-            dy, dx = sy, sx
-        elif phase == "keep":
-            dy, dx = _aligned_offset(rng, b.shape[0] - h, sy), _aligned_offset(rng, b.shape[1] - w, sx)
-            if dy is None or dx is None:
-                continue  # no block-aligned position for this region: draw again
-        else:
-            dy, dx = int(rng.integers(b.shape[0] - h + 1)), int(rng.integers(b.shape[1] - w + 1))
-        composite, mask = paste(b, a, region, (sx, sy), (dx, dy))
-        name = f"{made:04d}"
-        image = _save(composite, out_dir / "spliced" / f"{name}.png", jpeg_quality)
-        (out_dir / "masks").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / "masks" / f"{name}.png")
-        row = common(target, b)
-        row.update({
-            "image": image.relative_to(out_dir).as_posix(), "mask": f"masks/{name}.png", "label": 1,
-            "lossless": f"spliced/{name}.png", "source": source.rel, "source_make": source.make,
-            "source_model": source.model, "source_camera": source.camera, "area_frac": f"{mask.mean():.4f}",
-            "src_x": sx, "src_y": sy, "dst_x": dx, "dst_y": dy, "grid_shift_x": (dx - sx) % JPEG_BLOCK,
-            "grid_shift_y": (dy - sy) % JPEG_BLOCK, "pixel_sha256": pixel_sha256(composite),
-        })
-        emit(row, composite, mask)
-        made += 1
-        bar.update(1)
+        if run.try_composite(photos, f"{made:04d}"):
+            made += 1
+            bar.update(1)
     # Authentic controls: the composites' own backgrounds first (the same scene with and without a splice,
     # saved the same way), then other photos when more controls than distinct targets are asked for.
-    targets = list(dict.fromkeys(r["target"] for r in rows))
+    targets = list(dict.fromkeys(r["target"] for r in run.rows))
     by_rel = {p.rel: p for p in photos}
-    rest = [photos[int(i)].rel for i in rng.permutation(len(photos)) if photos[int(i)].rel not in set(targets)]
+    rest = [photos[int(i)].rel for i in run.rng.permutation(len(photos)) if photos[int(i)].rel not in set(targets)]
     for i, rel in enumerate((targets + rest)[:n_authentic]):
-        photo = by_rel[rel]
-        arr = load(photo)
-        name = f"{i:04d}"
-        image = _save(arr, out_dir / "authentic" / f"{name}.png", jpeg_quality)
-        row = common(photo, arr)
-        row.update({
-            "image": image.relative_to(out_dir).as_posix(), "mask": "", "label": 0,
-            "lossless": f"authentic/{name}.png", "source": "", "source_make": "", "source_model": "",
-            "source_camera": "", "area_frac": "0", "src_x": "", "src_y": "", "dst_x": "", "dst_y": "",
-            "grid_shift_x": "", "grid_shift_y": "", "pixel_sha256": pixel_sha256(arr),
-        })
-        emit(row, arr, None)
+        run.write_authentic(by_rel[rel], f"{i:04d}")
         bar.update(1)
     bar.close()
     manifest = out_dir / "manifest.csv"
-    _write_manifest(manifest, rows)
-    for twin, trows in twin_rows.items():
+    _write_manifest(manifest, run.rows)
+    for twin, trows in run.twin_rows.items():
         _write_manifest(out_dir / twin / "manifest.csv", trows)
     return manifest
 
@@ -478,5 +494,5 @@ def rebuild_splices(photo_dir: Path, splice_dir: Path, progress: bool = True) ->
     return len(rows)
 
 
-__all__ = ["SpliceError", "Photo", "list_photos", "select_cameras", "read_camera_list", "smooth_region", "paste",
+__all__ = ["SpliceError", "SourcePhoto", "list_photos", "select_cameras", "read_camera_list", "smooth_region", "paste",
            "make_splices", "rebuild_splices", "pixel_sha256", "CAMERA_CHOICES", "PHASE_CHOICES", "TWINS"]

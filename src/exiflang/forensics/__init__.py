@@ -4,13 +4,14 @@ Pipeline (Huh et al. 2018, as used by EXIF-as-Language): dense patch grid -> emb
 (`grid.embed_patches`) -> all-pairs cosine similarity -> 4-D overlap vote into cells -> mean
 shift to the dominant response map -> heatmap / score (`heatmap`), normalised-cut mask (`ncut`).
 """
-from .api import DetectionResult, consistency_from_embeddings, detect, resolve_model
+from .api import DetectionResult, Detector, consistency_from_embeddings, detect, resolve_model
 from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, make_grid, model_grid
 from .report import write_report
 
 __all__ = [
     "DEFAULT_PER_SIDE",
     "DetectionResult",
+    "Detector",
     "ForensicsError",
     "PatchGrid",
     "consistency_from_embeddings",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .consistency import mode_consistency_map
-from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches
+from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, model_grid
 from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
 from .ncut import normalized_cut
 from .scores import IMAGE_SCORE, candidate_scores
@@ -95,12 +95,10 @@ def consistency_from_embeddings(
 @lru_cache(maxsize=4)
 def _load_named_model(name: str, device: str):
     """Load a model by name or folder once per process (the CLI analyses many images with one model)."""
-    from exiflang.models import ModelError
-
-    from .encoder import load_image_encoder
+    from exiflang.models import ModelError, load_model
 
     try:
-        return load_image_encoder(name, device=device)
+        return load_model(name, image_only=True, device=device)
     except ModelError as exc:
         raise ForensicsError(f"cannot load model {name!r}: {exc}") from exc
 
@@ -119,6 +117,79 @@ def model_identifier(model) -> str:
     return str(getattr(model, "model_id", "") or type(model).__name__)
 
 
+@dataclass
+class Detector:
+    """A resolved model + patch-grid + consistency settings: image -> DetectionResult (the one detector).
+
+    `detect()`, `exiflang detect` and the benchmark's learned method all run through this class, so the patch
+    grid (`grid`), the embedding (`embed`) and the consistency pipeline (`analyse_embeddings`) exist once.
+    """
+
+    model: Any
+    per_side: int = DEFAULT_PER_SIDE
+    batch_size: int = 64
+    iters: int = 5
+    percentile: float = 10.0
+    model_id: str = ""
+    calibration: Any = None  # forensics.calibration.Calibration shipped with the model (None: no probability)
+
+    def __post_init__(self) -> None:
+        from .calibration import for_model
+
+        if self.per_side < 1 or self.batch_size < 1:
+            raise ForensicsError(f"per_side and batch_size must be positive, got {self.per_side} and {self.batch_size}")
+        self.model = resolve_model(self.model)
+        self.model_id = self.model_id or model_identifier(self.model)
+        if self.calibration is None:
+            self.calibration = for_model(self.model)
+
+    @classmethod
+    def load(cls, model: Any = "default", device: str = "cpu", **settings: Any) -> "Detector":
+        """A detector for a model object, a built-in name or a weights folder (loaded once per process)."""
+        return cls(resolve_model(model, device), **settings)
+
+    def grid(self, image: np.ndarray) -> PatchGrid:
+        """The patch grid this detector lays on an image (JPEG-aligned for phase-aware models)."""
+        return model_grid(image, self.model, self.per_side)
+
+    def embed(self, image: np.ndarray, grid: PatchGrid | None = None) -> tuple[np.ndarray, PatchGrid]:
+        """L2-normalised patch embeddings [N, D] on ``grid`` (default: `self.grid(image)`)."""
+        grid = grid or self.grid(image)
+        return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid)
+
+    def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid) -> DetectionResult:
+        """The consistency pipeline on given embeddings (e.g. from a cache), with the calibrated probability."""
+        return self.calibrate(consistency_from_embeddings(embeddings, grid, iters=self.iters,
+                                                          percentile=self.percentile, model_id=self.model_id))
+
+    def detect(self, image_or_path: Any) -> DetectionResult:
+        """Detect and localise a splice in an image (path, PIL image or HxWx3 array) with no metadata."""
+        from exiflang.imageio import as_rgb_array, load_rgb
+
+        t0 = time.perf_counter()
+        source, orientation = None, 1
+        if isinstance(image_or_path, (str, Path)):
+            image, info = load_rgb(image_or_path)
+            source, orientation = str(image_or_path), info.orientation
+        else:
+            image = as_rgb_array(image_or_path)
+        t1 = time.perf_counter()
+        embeddings, grid = self.embed(image)
+        t2 = time.perf_counter()
+        result = self.analyse_embeddings(embeddings, grid)
+        result.seconds = time.perf_counter() - t0
+        result.timings.update(load_s=t1 - t0, embed_s=t2 - t1)
+        result.source, result.orientation = source, orientation
+        return result
+
+    def calibrate(self, result: DetectionResult) -> DetectionResult:
+        """Fill ``result.probability`` and ``result.verdict`` from the model's calibration (if it ships one)."""
+        if self.calibration is not None:
+            result.probability = self.calibration.probability(result.score)
+            result.verdict = self.calibration.verdict(result.probability)
+        return result
+
+
 def detect(
     image_or_path,
     model="default",
@@ -130,35 +201,6 @@ def detect(
     percentile: float = 10.0,
 ) -> DetectionResult:
     """Detect and localise a splice in an image (path, PIL image or HxWx3 array) with no metadata."""
-    from exiflang.imageio import as_rgb_array, load_rgb
-
-    t0 = time.perf_counter()
-    source, orientation = None, 1
-    if isinstance(image_or_path, (str, Path)):
-        image, info = load_rgb(image_or_path)
-        source, orientation = str(image_or_path), info.orientation
-    else:
-        image = as_rgb_array(image_or_path)
-    net = resolve_model(model, device)
-    t1 = time.perf_counter()
-    embeddings, grid = embed_patches(image, net, per_side=per_side, batch_size=batch_size)
-    t2 = time.perf_counter()
-    result = consistency_from_embeddings(
-        embeddings, grid, iters=iters, percentile=percentile, model_id=model_identifier(net)
-    )
-    result.seconds = time.perf_counter() - t0
-    result.timings.update(load_s=t1 - t0, embed_s=t2 - t1)
-    result.source, result.orientation = source, orientation
-    apply_calibration(result, net)
-    return result
-
-
-def apply_calibration(result: DetectionResult, model) -> DetectionResult:
-    """Fill ``result.probability`` and ``result.verdict`` from the model's shipped calibration (if any)."""
-    from .calibration import for_model
-
-    cal = for_model(model)
-    if cal is not None:
-        result.probability = cal.probability(result.score)
-        result.verdict = cal.verdict(result.probability)
-    return result
+    detector = Detector.load(model, device, per_side=per_side, batch_size=batch_size, iters=iters,
+                             percentile=percentile)
+    return detector.detect(image_or_path)

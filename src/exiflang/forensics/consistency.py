@@ -8,7 +8,8 @@ Notation: N patches on a gy x gx grid, M cells on a rows x cols grid (see `grid.
   covers cell c1 and every patch b that covers cell c2. Summing over covering patches is a
   "full" box filter of width ``spread`` along each of the four axes, so it is done separably
   with cumulative sums (no loop over pairs); the count of pairs factorises the same way.
-  `overlap_vote` states this literally on the pair tensor. `mode_consistency_map` uses the
+  tests/reference_consistency.py states this literally on the pair tensor (`overlap_vote`).
+  `mode_consistency_map` uses the
   equivalent factorised form: cosine similarity is a dot product of unit vectors, so the filtered
   tensor is ``F @ F.T`` with F the box-averaged unit embeddings per cell ([M, D] instead of [N, N]).
 * Row c of ``vote`` (reshaped to rows x cols) is cell c's *response map*: how consistent every
@@ -47,17 +48,6 @@ def box_sum_full(x: np.ndarray, width: int, axis: int) -> np.ndarray:
 def cover_counts(n: int, width: int) -> np.ndarray:
     """How many of n windows of the given width (at offsets 0..n-1) cover each of the n + width - 1 cells."""
     return box_sum_full(np.ones(n), width, 0)
-
-
-def overlap_vote(pair: np.ndarray, gy: int, gx: int, spread: int) -> np.ndarray:
-    """4-D overlap vote: patch-pair similarities [N, N] -> cell-pair mean similarities [M, M]."""
-    t = pair.reshape(gy, gx, gy, gx).astype(np.float64, copy=False)
-    for axis in range(4):
-        t = box_sum_full(t, spread, axis)
-    cy, cx = cover_counts(gy, spread), cover_counts(gx, spread)
-    count = np.einsum("a,b,c,d->abcd", cy, cx, cy, cx)
-    rows, cols = gy + spread - 1, gx + spread - 1
-    return (t / count).reshape(rows * cols, rows * cols)
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -118,7 +118,7 @@ def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE) -> Pa
     """The patch grid a model wants on this image: JPEG-aligned for phase-aware models, the paper's otherwise."""
     patch = int(model.patch_size)
     origin = None
-    if (getattr(model, "config", None) or {}).get("grid_aligned"):
+    if getattr(getattr(model, "config", None), "grid_aligned", False):
         from .jpeg_grid import grid_origin
 
         origin = grid_origin(image) or (0, 0)

@@ -4,13 +4,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
-from ..errors import ExiflangError
+from ..imageio import atomic_write, atomic_write_text
 from ..paths import WEIGHTS_DIR
+from .config import ModelConfig, ModelError
 from .joint import ExifModel
 from .text import TextModelError, build_tokenizer, train_wordpiece
 
@@ -20,10 +22,6 @@ CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 # The image score's calibration (exiflang.forensics.calibration), shipped beside config.json; optional.
 CALIBRATION_FILE = "calibration.json"
-
-
-class ModelError(ExiflangError):
-    """A model config or weights folder is invalid; the message names the file and the cause."""
 
 
 def available_configs() -> list[str]:
@@ -42,42 +40,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _default_text_format() -> dict[str, Any] | None:
-    """The default TextConfig as a dict, or None while the exif package is unavailable."""
-    try:
-        from ..exif import TextConfig
-    except ImportError:
-        return None
-    return TextConfig().to_dict()
-
-
-def resolve_config(name_or_config: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """A full config dict from a config name (`tiny`, `small`, ...), a JSON file path or a dict."""
+def resolve_config(name_or_config: "str | Path | dict[str, Any] | ModelConfig") -> ModelConfig:
+    """The typed config of a config name (`tiny`, `grid`, ...), a JSON file path, a dict or a ModelConfig."""
+    if isinstance(name_or_config, ModelConfig):
+        return name_or_config
     if isinstance(name_or_config, dict):
-        config = copy.deepcopy(name_or_config)
-    else:
-        text = str(name_or_config)
-        path = CONFIG_DIR / f"{text}.json"
-        if path.is_file():
-            config = _read_json(path)
-        elif text.endswith(".json") and Path(text).is_file():
-            config = _read_json(Path(text))
-        else:
+        return ModelConfig.from_dict(copy.deepcopy(name_or_config), f"model config {name_or_config.get('name', 'custom')!r}")
+    text = str(name_or_config)
+    path = CONFIG_DIR / f"{text}.json"
+    if not path.is_file():
+        if not (text.endswith(".json") and Path(text).is_file()):
             raise ModelError(f"unknown model config {text!r}: not a JSON file and not one of {available_configs()}")
-    for key in ("embed_dim", "image", "text"):
-        if key not in config:
-            raise ModelError(f"model config {config.get('name', name_or_config)!r} lacks the required key {key!r}")
-    config.setdefault("name", "custom")
-    config.setdefault("patch_size", 128)
-    # A partial text_format (e.g. {"max_value_chars": 40}) is completed with TextConfig's defaults, so a saved
-    # config states its whole text format even if the defaults change later.
-    defaults = _default_text_format()
-    if defaults is not None:
-        config["text_format"] = {**defaults, **(config.get("text_format") or {})}
-    return config
+        path = Path(text)
+    return ModelConfig.from_dict(_read_json(path), str(path))
 
 
-def create_model(name_or_config: str | Path | dict[str, Any] = "tiny", texts: Iterable[str] | None = None,
+def create_model(name_or_config: "str | Path | dict[str, Any] | ModelConfig" = "tiny", texts: Iterable[str] | None = None,
                  seed: int | None = None, pretrained_text: bool = True) -> ExifModel:
     """A freshly initialised model (train mode); `texts` trains the vocabulary of a `trained` tokenizer.
 
@@ -85,32 +63,32 @@ def create_model(name_or_config: str | Path | dict[str, Any] = "tiny", texts: It
     text features; `model.text.pretrained_loaded` then says False.
     """
     config = resolve_config(name_or_config)
-    text_cfg = config["text"]
     tokenizer_json = None
-    if text_cfg.get("tokenizer", "minilm") == "trained" and texts is not None:
-        tokenizer_json = train_wordpiece(texts, int(text_cfg.get("vocab_size", 4000)),
-                                         int(text_cfg.get("max_length", 256))).to_json()
+    if config.text.tokenizer == "trained" and texts is not None:
+        tokenizer_json = train_wordpiece(texts, config.text.vocab_size, config.text.max_length).to_json()
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        tokenizer = build_tokenizer(text_cfg, tokenizer_json)
+        tokenizer = build_tokenizer(config.text.as_dict(), tokenizer_json)
         return ExifModel(config, tokenizer, pretrained_text=pretrained_text)
     except (TextModelError, ValueError, TypeError) as exc:
-        raise ModelError(f"model config {config['name']!r}: {exc}") from exc
+        raise ModelError(f"model config {config.name!r}: {exc}") from exc
 
 
 def saved_state(model: ExifModel) -> dict[str, torch.Tensor]:
     """State dict minus what load rebuilds (a frozen package MiniLM), contiguous and detached."""
     state = model.state_dict()
-    if not model.text.ships_backbone:
+    if model.text is not None and not model.text.ships_backbone:
         state = {k: v for k, v in state.items() if not k.startswith("text.backbone.")}
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
 def load_saved_state(model: ExifModel, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """Load `saved_state()` output into a model built from the same config; ModelError names `source` on mismatch."""
+    if model.text is None:  # image-only: the text tower's tensors are not needed
+        state = {k: v for k, v in state.items() if not k.startswith("text.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if not model.text.ships_backbone:  # rebuilt from its package, never saved
+    if model.text is None or not model.text.ships_backbone:  # rebuilt from its package, never saved
         missing = [k for k in missing if not k.startswith("text.backbone.")]
     if missing or unexpected:
         raise ModelError(f"{source}: weights do not match the config "
@@ -136,17 +114,16 @@ def save_model(model: ExifModel, out_dir: str | Path, extra_config: dict[str, An
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = saved_state(model)
-    config = copy.deepcopy(model.config)
-    config.update(copy.deepcopy(extra_config or {}))
-    config["model_id"] = f"{config.get('name', 'custom')}-{weights_digest(state)}"
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "model_id": config["model_id"]})
-    tmp.replace(out / WEIGHTS_FILE)
-    if config["text"].get("tokenizer") == "trained":
-        (out / TOKENIZER_FILE).write_text(model.text.tokenizer.to_json())
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    model.config = config
-    model.model_id = config["model_id"]
+    if model.text is None:
+        raise ModelError(f"{out}: an image-only model cannot be saved (its text tower was never loaded)")
+    model_id = f"{model.config.name}-{weights_digest(state)}"
+    config = replace(model.config, model_id=model_id,
+                     extra={**model.config.extra, **copy.deepcopy(extra_config or {})})
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "model_id": model_id}))
+    if config.text.tokenizer == "trained":
+        atomic_write_text(out / TOKENIZER_FILE, model.text.tokenizer.to_json())
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    model.config, model.model_id = config, model_id
     return out
 
 
@@ -169,35 +146,40 @@ def resolve_weights_dir(name_or_path: str | Path) -> Path:
 
 
 def read_calibration(folder: str | Path) -> dict[str, Any] | None:
-    """The weights folder's ``calibration.json`` as a dict (None when there is none); the loaders attach it as
+    """The weights folder's ``calibration.json`` as a dict (None when there is none); `load_model` attaches it as
     ``model.calibration`` and `exiflang.forensics.calibration.for_model` interprets it."""
     path = Path(folder) / CALIBRATION_FILE
     return _read_json(path) if path.is_file() else None
 
 
-def load_model(name_or_path: str | Path = "default", device: str | torch.device = "cpu") -> ExifModel:
-    """Load a saved model (built-in name or folder) in eval mode on `device`."""
+def load_model(name_or_path: str | Path = "default", *, image_only: bool = False,
+               device: str | torch.device = "cpu") -> ExifModel:
+    """Load a saved model (built-in name or folder) in eval mode; `image_only` skips the text tower (detection)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = resolve_weights_dir(name_or_path)
-    config = _read_json(folder / CONFIG_FILE)
-    tokenizer_json = None
-    if config.get("text", {}).get("tokenizer") == "trained":
-        if not (folder / TOKENIZER_FILE).is_file():
-            raise ModelError(f"{folder}: the config needs a trained tokenizer but {TOKENIZER_FILE} is missing")
-        tokenizer_json = (folder / TOKENIZER_FILE).read_text()
+    config = ModelConfig.from_dict(_read_json(folder / CONFIG_FILE), str(folder / CONFIG_FILE))
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"{folder / WEIGHTS_FILE}: cannot read weights ({exc})") from exc
-    text_cfg = config.get("text", {})
     # A frozen package MiniLM is not in the file: build it from the package; otherwise skip pretrained loading.
-    needs_package = text_cfg.get("kind", "minilm") == "minilm" and not any(k.startswith("text.backbone.") for k in state)
+    needs_package = config.text.kind == "minilm" and not any(k.startswith("text.backbone.") for k in state)
     try:
-        model = ExifModel(resolve_config(config), build_tokenizer(text_cfg, tokenizer_json), pretrained_text=needs_package)
+        tokenizer = None if image_only else build_tokenizer(config.text.as_dict(), _saved_tokenizer(folder, config))
+        model = ExifModel(config, tokenizer, pretrained_text=needs_package, image_only=image_only)
     except (TextModelError, ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: cannot build the model ({exc})") from exc
     load_saved_state(model, state, folder / WEIGHTS_FILE)
     model.calibration = read_calibration(folder)
     return model.to(device).eval()
+
+
+def _saved_tokenizer(folder: Path, config: ModelConfig) -> str | None:
+    """The trained tokenizer's JSON saved beside the weights, when the config needs one."""
+    if config.text.tokenizer != "trained":
+        return None
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise ModelError(f"{folder}: the config needs a trained tokenizer but {TOKENIZER_FILE} is missing")
+    return (folder / TOKENIZER_FILE).read_text()

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 from torch import nn
 
+from .config import ModelConfig, ModelError
 from .resnet import CLIP_MEAN, CLIP_STD, build_resnet
 from .text import TextEncoder, TextTokenizer
 
@@ -20,28 +19,28 @@ class ExifModel(nn.Module):
     `logit_scale` (the multiplier applied to cosine similarities, e.g. 100.0; stored as `log_logit_scale`).
     """
 
-    def __init__(self, config: dict[str, Any], tokenizer: TextTokenizer, pretrained_text: bool = True) -> None:
+    def __init__(self, config: ModelConfig, tokenizer: TextTokenizer | None, pretrained_text: bool = True,
+                 image_only: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.embed_dim = int(config["embed_dim"])
-        self.patch_size = int(config.get("patch_size", 128))
-        self.model_id = str(config.get("model_id", f"{config.get('name', 'custom')}-untrained"))
-        image_cfg = dict(config["image"])
-        project_image = image_cfg.pop("projection", True)
-        self.image = build_resnet(image_cfg, self.embed_dim if project_image else None)
+        self.embed_dim = config.embed_dim
+        self.patch_size = config.patch_size
+        self.model_id = config.model_id or f"{config.name}-untrained"
+        self.image = build_resnet(config.image.resnet_options(), self.embed_dim if config.image.projection else None)
         if self.image.out_dim != self.embed_dim:
             raise ValueError(f"image output width {self.image.out_dim} != embed_dim {self.embed_dim}")
         # channels_last weights match the channels_last input of encode_image (faster on CPU, and gradients then
         # have the parameters' own layout, as DDP's buckets expect).
         self.image.to(memory_format=torch.channels_last)
-        self.text = TextEncoder(config["text"], self.embed_dim, tokenizer, pretrained=pretrained_text)
-        scale_cfg = config.get("logit_scale", {"init": 100.0, "learned": False})
-        log_scale = torch.tensor(math.log(float(scale_cfg.get("init", 100.0))))
-        if scale_cfg.get("learned", False):
+        # Detection only calls encode_image: image-only models skip the text tower (seconds and ~90 MB for MiniLM).
+        self.text = None if image_only else TextEncoder(config.text.as_dict(), self.embed_dim, tokenizer,
+                                                        pretrained=pretrained_text)
+        log_scale = torch.tensor(math.log(config.logit_scale.init))
+        if config.logit_scale.learned:
             self.log_logit_scale = nn.Parameter(log_scale)
         else:
             self.register_buffer("log_logit_scale", log_scale)
-        self.max_logit_scale = float(scale_cfg.get("max", 100.0))
+        self.max_logit_scale = config.logit_scale.max
         self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -68,14 +67,20 @@ class ExifModel(nn.Module):
         x = self.normalize_pixels(x).contiguous(memory_format=torch.channels_last)
         return self.image(x)
 
+    def _text_tower(self) -> TextEncoder:
+        """The text encoder; a one-line error for a model loaded image-only."""
+        if self.text is None:
+            raise ModelError(f"model {self.model_id} was loaded image-only (load_model(..., image_only=False) reads text)")
+        return self.text
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Token ids and attention mask for a list of EXIF texts (on the model's device)."""
-        batch = self.text.tokenizer(texts)
+        batch = self._text_tower().tokenizer(texts)
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Text embeddings [B, D] (unnormalised) from token ids."""
-        return self.text(input_ids.to(self.device), attention_mask.to(self.device))
+        return self._text_tower()(input_ids.to(self.device), attention_mask.to(self.device))
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Text embeddings [B, D] (unnormalised) from EXIF texts."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from exiflang.imageio import ImageLoadError, load_rgb
-from exiflang.probes.features import embed_patches, pad_to_patch
+from exiflang.probes.features import embed_patch_array, pad_to_patch
 
 from ..errors import ExiflangError
 
@@ -75,7 +75,7 @@ def casia_embeddings(items: list[tuple[Path, int]], model, protocol: str, batch_
     if not views:
         raise CasiaError(f"no readable image among {len(items)}")
     x = np.stack(views).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    return embed_patches(model, x, batch_size, device), np.asarray(labels), skipped
+    return embed_patch_array(model, x, batch_size, device), np.asarray(labels), skipped
 
 
 @dataclass

@@ -99,7 +99,7 @@ def crop_patches(image: np.ndarray, positions: np.ndarray, patch: int) -> np.nda
     return crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 
-def embed_patches(model, patches: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+def embed_patch_array(model, patches: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """Run the frozen image encoder on patches [N,3,p,p] in [0,1]; return L2-normalised [N, D] float32."""
     import torch
 
@@ -121,7 +121,7 @@ def image_patch_embeddings(image, model, k: int = 16, mode: str = "grid", seed: 
     patch = int(model.patch_size)
     arr = pad_to_patch(arr, patch)
     pos = patch_positions(arr.shape[0], arr.shape[1], patch, k, mode, np.random.default_rng(seed))
-    return embed_patches(model, crop_patches(arr, pos, patch), batch_size, device)
+    return embed_patch_array(model, crop_patches(arr, pos, patch), batch_size, device)
 
 
 def extract_features(images: Sequence, model, k: int = 16, mode: str = "random", seed: int = 0,
@@ -155,7 +155,7 @@ def extract_features_multi(images: Sequence, models: dict, k: int = 16, mode: st
     def flush(name: str) -> None:
         st = state[name]
         if st["pending"]:
-            st["feats"].append(embed_patches(models[name], np.concatenate(st["pending"]), batch_size, device))
+            st["feats"].append(embed_patch_array(models[name], np.concatenate(st["pending"]), batch_size, device))
             st["owners"].extend(st["owner"])
             st["pending"], st["owner"] = [], []
 
@@ -192,6 +192,6 @@ def extract_features_multi(images: Sequence, models: dict, k: int = 16, mode: st
 
 __all__ = [
     "FeatureError", "PatchFeatures", "l2_normalise", "pad_to_patch", "patch_positions", "crop_patches",
-    "embed_patches", "image_patch_embeddings", "extract_features", "extract_features_multi",
+    "embed_patch_array", "image_patch_embeddings", "extract_features", "extract_features_multi",
     "SAMPLING_MODES",
 ]

@@ -98,7 +98,7 @@ def photo_labels(tag_dicts: Sequence[dict], spec: LabelSpec) -> tuple[list[str |
 
 
 # ---------------------------------------------------------------- splitting
-def split_by_photo(labels: Sequence[str | None], test_fraction: float = 0.3, seed: int = 0,
+def split_labels_by_photo(labels: Sequence[str | None], test_fraction: float = 0.3, seed: int = 0,
                    forced_test: Sequence[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Photo indices (train, test): per class, about `test_fraction` of its photos go to test.
 
@@ -250,7 +250,7 @@ def repeated_probe(task: str, features: np.ndarray, photo_index: np.ndarray, lab
     """Run the probe over several photo splits; mean and std of each accuracy, plus every run."""
     runs = []
     for seed in seeds if forced_test is None else seeds[:1]:  # a fixed held-out split needs one run
-        train, test = split_by_photo(labels, test_fraction, seed, forced_test)
+        train, test = split_labels_by_photo(labels, test_fraction, seed, forced_test)
         runs.append(run_probe(task, features, photo_index, labels, train, test, c))
     summary = {"task": task, "n_runs": len(runs), "runs": [r.to_dict() for r in runs]}
     for key in ("patch_accuracy", "photo_accuracy", "majority_chance", "uniform_chance"):
@@ -270,6 +270,6 @@ def binomial_se(p: float, n: int) -> float:
 
 __all__ = [
     "ProbeError", "parse_exposure_time", "parse_number", "LabelSpec", "LABEL_SPECS", "quantile_edges",
-    "bin_label", "photo_labels", "split_by_photo", "ProbeResult", "SoftmaxProbe", "fit_logistic", "run_probe",
+    "bin_label", "photo_labels", "split_labels_by_photo", "ProbeResult", "SoftmaxProbe", "fit_logistic", "run_probe",
     "repeated_probe", "binomial_se",
 ]

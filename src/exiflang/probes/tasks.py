@@ -14,13 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ..imageio import IMAGE_SUFFIXES, file_sha256
 from exiflang.probes.features import PatchFeatures, extract_features_multi
 
 from ..errors import ExiflangError
 
 EXIF_TASKS = ("make", "model", "exposure", "iso", "fnumber", "focal")
 ALL_TASKS = EXIF_TASKS + ("distortion", "casia")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 
 class TaskError(ExiflangError):
@@ -28,7 +28,7 @@ class TaskError(ExiflangError):
 
 
 @dataclass
-class Photo:
+class ProbePhoto:
     """A photo with its tags (EXIF read or taken from an index record)."""
 
     path: str
@@ -40,18 +40,18 @@ class Photo:
 
 
 # ---------------------------------------------------------------- photo sets
-def photos_from_index(index_dir: str | Path) -> list[Photo]:
+def photos_from_index(index_dir: str | Path) -> list[ProbePhoto]:
     """Photos of an `exiflang index` folder."""
     from exiflang.data.index import load_records
 
     index_dir = Path(index_dir)
     if not (index_dir / "records.jsonl").is_file():
         raise TaskError(f"{index_dir}: not an exiflang index (records.jsonl missing)")
-    return [Photo(r["path"], dict(r.get("tags") or {}), str(r.get("make") or ""), str(r.get("model") or ""),
+    return [ProbePhoto(r["path"], dict(r.get("tags") or {}), str(r.get("make") or ""), str(r.get("model") or ""),
                   str(r.get("sha256") or ""), str(r.get("text") or "")) for r in load_records(index_dir)]
 
 
-def photos_from_folder(folder: str | Path, progress: bool = True) -> list[Photo]:
+def photos_from_folder(folder: str | Path, progress: bool = True) -> list[ProbePhoto]:
     """Every image under `folder` (recursively) with its EXIF; files without Make/Model are skipped."""
     from tqdm import tqdm
 
@@ -67,7 +67,7 @@ def photos_from_folder(folder: str | Path, progress: bool = True) -> list[Photo]
                                disable=not progress, unit="photo"):
             if isinstance(tags, Exception) or not tags.get("Make") or not tags.get("Model"):
                 continue
-            out.append(Photo(path, tags, str(tags["Make"]).strip(), str(tags["Model"]).strip()))
+            out.append(ProbePhoto(path, tags, str(tags["Make"]).strip(), str(tags["Model"]).strip()))
     if not out:
         raise TaskError(f"{folder}: no image with EXIF Make and Model")
     return out
@@ -91,32 +91,29 @@ def load_comparison_models(model: str = "default", baseline_model: str | None = 
     models = {"model": load_model(model, device=device)}
     if random_baseline:
         # Same architecture and config, fixed random init (seeded, so the baseline is reproducible).
-        rnd = create_model(dict(models["model"].config), seed=seed)
+        rnd = create_model(models["model"].config, seed=seed)
         # The id names the exact weights, so feature caches can never mix two different random inits.
-        rnd.model_id = f"random-{rnd.config.get('name', 'custom')}-seed{seed}-{_digest(rnd)}"
+        rnd.model_id = f"random-{rnd.config.name}-seed{seed}-{_digest(rnd)}"
         models["random"] = rnd.to(device).eval()
     if baseline_model:
         models["image-only"] = load_model(baseline_model, device=device)
     return models
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (what an index records as `sha256`)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _train_record(model) -> dict:
+    """What the trainer recorded in the model's config (`train`), or {} for a model that was not trained here."""
+    config = getattr(model, "config", None)
+    return (getattr(config, "extra", None) or {}).get("train") or {}
 
 
 def held_out_fraction(model) -> float | None:
     """The held-out photo fraction of the model's training run (config `train.recipe.val_fraction`), if any."""
-    recipe = ((getattr(model, "config", None) or {}).get("train") or {}).get("recipe") or {}
+    recipe = _train_record(model).get("recipe") or {}
     value = recipe.get("val_fraction")
     return float(value) if value else None
 
 
-def held_out_mask(model, photos: Sequence[Photo]) -> tuple[list[bool] | None, str]:
+def held_out_mask(model, photos: Sequence[ProbePhoto]) -> tuple[list[bool] | None, str]:
     """Which photos the model's training run held out, re-derived with the trainer's own split rule.
 
     `exiflang train` holds out a photo when its content hash falls below `val_fraction`
@@ -137,7 +134,7 @@ def held_out_mask(model, photos: Sequence[Photo]) -> tuple[list[bool] | None, st
     held = {v.index for v in val}
     mask = [i in held for i in range(len(photos))]
     note = f"{sum(mask)} photos held out by the model's training run (val_fraction {fraction:g}, content-hash rule)"
-    recorded = (model.config.get("train") or {}).get("val_data_hash")
+    recorded = _train_record(model).get("val_data_hash")
     if recorded and all(v.text for v in val):
         same = data_hash(val) == recorded
         note += "; matches the run's recorded held-out set" if same else \
@@ -170,7 +167,7 @@ def cached_features(cache_dir: str | Path | None, models: dict, kind: str, sourc
     return {name: out[name] for name in models}
 
 
-def photo_features(photos: Sequence[Photo], models: dict, k: int = 16, mode: str = "random", cache_dir=None,
+def photo_features(photos: Sequence[ProbePhoto], models: dict, k: int = 16, mode: str = "random", cache_dir=None,
                    batch_size: int = 64, device: str = "cpu", progress: bool = True) -> dict[str, PatchFeatures]:
     """Patch features of every photo for every model (decoded once; cached per model)."""
     paths = [p.path for p in photos]
@@ -182,7 +179,7 @@ def photo_features(photos: Sequence[Photo], models: dict, k: int = 16, mode: str
 
 
 # ---------------------------------------------------------------- tasks
-def exif_probe(task: str, photos: Sequence[Photo], feats: PatchFeatures, seeds: Sequence[int] = (0, 1, 2),
+def exif_probe(task: str, photos: Sequence[ProbePhoto], feats: PatchFeatures, seeds: Sequence[int] = (0, 1, 2),
                test_fraction: float = 0.3, held_out: Sequence[bool] | None = None) -> dict:
     """Linear probe of one EXIF property (make, model, exposure, ...) on frozen patch features."""
     from exiflang.probes.linear import LABEL_SPECS, photo_labels, repeated_probe
@@ -213,7 +210,7 @@ class DistortionSet:
     bin_labels: list[str]
 
 
-def distortion_set(photos: Sequence[Photo], n_bins: int = 5, max_photos: int | None = None) -> DistortionSet:
+def distortion_set(photos: Sequence[ProbePhoto], n_bins: int = 5, max_photos: int | None = None) -> DistortionSet:
     """Realistic (lensfun) coefficients for every (photo, bin) pair, seeded so they never change."""
     from exiflang.probes.distortion import distortion_bins
 
@@ -282,7 +279,7 @@ def casia_task(root: str | Path, model, protocols: Sequence[str] = ("resized", "
 
 
 __all__ = [
-    "EXIF_TASKS", "ALL_TASKS", "TaskError", "Photo", "photos_from_index", "photos_from_folder",
+    "EXIF_TASKS", "ALL_TASKS", "TaskError", "ProbePhoto", "photos_from_index", "photos_from_folder",
     "load_comparison_models", "file_sha256", "held_out_fraction", "held_out_mask", "cached_features",
     "photo_features", "exif_probe", "DistortionSet", "distortion_set", "distortion_features", "distortion_probe",
     "casia_task",

@@ -167,41 +167,75 @@ def _text_config(model_name: str, device: str, full_model=None):
             config = getattr(resolve_model(model_name, device), "config", None)
         except ExiflangError:
             config = None
-    fmt = (config or {}).get("text_format") if isinstance(config, dict) else None
+    fmt = config.get("text_format") if isinstance(config, dict) else getattr(config, "text_format", None)
     return TextConfig.from_dict(fmt) if fmt else TextConfig()
+
+
+def _read_tags(entries: Sequence[ImageEntry]) -> str:
+    """Each entry's EXIF tags (one ExifTool process for all); returns a note when no reader could start."""
+    from ..exif import ExifReader, ExifReadError
+
+    try:
+        reader = ExifReader()
+    except ExifReadError as exc:
+        for e in entries:
+            e.exif_error = str(exc)
+        return str(exc)
+    with reader:
+        for e in entries:
+            try:
+                e.exif_tags = reader.read(e.source)
+            except ExifReadError as exc:
+                e.exif_error = str(exc)
+    return ""
+
+
+def _run_checks(entries: Sequence[ImageEntry], full, text_config, device: str,
+                log: Callable[[str], None] | None) -> dict[str, Any]:
+    """`check-exif` (without the slow per-tag explanation) on entries with EXIF; the status for the page."""
+    from ..probes.check import CheckError, check_exif, load_reference_set
+    from ..probes.features import FeatureError, image_patch_embeddings
+
+    t0 = time.perf_counter()
+    try:
+        references = load_reference_set(None, text_config)
+    except CheckError as exc:
+        return {"check": "failed", "note": f"the EXIF check's reference texts could not be read: {exc}"}
+    for i, e in enumerate(entries):
+        if log:
+            log(f"check-exif {i + 1}/{len(entries)}: {e.name}")
+        t1 = time.perf_counter()
+        try:
+            patches = image_patch_embeddings(e.source, full, CHECK_PATCHES, "grid", device=device)
+            result = check_exif(patches, e.exif_tags, references, full, text_config, explain=False, device=device)
+        except ExiflangError as exc:  # CheckError, FeatureError, an unreadable image
+            e.check_note = f"the EXIF check failed: {exc}"
+            continue
+        e.check = {**result.to_dict(5), "seconds": round(time.perf_counter() - t1, 2)}
+    seconds = time.perf_counter() - t0
+    return {"check": "ran", "seconds": round(seconds, 2),
+            "note": f"EXIF check ran on {len(entries)} file(s) with EXIF in {seconds:.1f} s"}
 
 
 def add_exif(entries: Sequence[ImageEntry], *, check: bool = True, model: str = "default", device: str = "cpu",
              log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Read each analysed file's EXIF (one ExifTool process for all); run the EXIF check where there is EXIF.
+    """Read each analysed file's EXIF; run the EXIF check where there is EXIF (unless ``check`` is off).
 
     Returns what happened, for the page: ``{"check": "ran" | "skipped" | "failed", "note": ..., "seconds": ...}``.
     """
-    from ..exif import ExifReader, ExifReadError, exif_to_text
+    from ..exif import exif_to_text
 
     status: dict[str, Any] = {"check": "skipped", "note": "", "seconds": 0.0}
     ok = [e for e in entries if e.ok]
     if not ok:
         return status
-    try:
-        reader = ExifReader()
-    except ExifReadError as exc:
-        for e in ok:
-            e.exif_error = str(exc)
-        status["note"] = str(exc)
-        return status
-    with reader:
-        for e in ok:
-            try:
-                e.exif_tags = reader.read(e.source)
-            except ExifReadError as exc:
-                e.exif_error = str(exc)
+    status["note"] = _read_tags(ok)
     with_exif = [e for e in ok if e.exif_tags]
     full = None
     if not check:
         status["note"] = "the EXIF check was switched off for this run (--no-exif-check)"
     elif not with_exif:
-        status["note"] = "no file has EXIF metadata to check"
+        status["note"] = status["note"] or "no file has EXIF metadata to check"
     else:
         try:
             full = _check_model(str(model), device)
@@ -214,29 +248,7 @@ def add_exif(entries: Sequence[ImageEntry], *, check: bool = True, model: str = 
         for e in with_exif:
             e.check_note = status["note"]
         return status
-
-    from ..probes.check import CheckError, check_exif, load_reference_set
-    from ..probes.features import FeatureError, image_patch_embeddings
-
-    t0 = time.perf_counter()
-    try:
-        references = load_reference_set(None, text_config)
-    except CheckError as exc:
-        status.update(check="failed", note=f"the EXIF check's reference texts could not be read: {exc}")
-        return status
-    for i, e in enumerate(with_exif):
-        if log:
-            log(f"check-exif {i + 1}/{len(with_exif)}: {e.name}")
-        t1 = time.perf_counter()
-        try:
-            patches = image_patch_embeddings(e.source, full, CHECK_PATCHES, "grid", device=device)
-            result = check_exif(patches, e.exif_tags, references, full, text_config, explain=False, device=device)
-        except (CheckError, FeatureError, ExiflangError) as exc:
-            e.check_note = f"the EXIF check failed: {exc}"
-            continue
-        e.check = {**result.to_dict(5), "seconds": round(time.perf_counter() - t1, 2)}
-    status.update(check="ran", seconds=round(time.perf_counter() - t0, 2),
-                  note=f"EXIF check ran on {len(with_exif)} file(s) with EXIF in {time.perf_counter() - t0:.1f} s")
+    status.update(_run_checks(with_exif, full, text_config, device, log))
     return status
 
 

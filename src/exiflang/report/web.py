@@ -155,13 +155,13 @@ class Analyser:
                 job.state, job.error = "failed", f"the analysis stopped: {type(exc).__name__}: {exc}"
 
     def _run(self, job: Job) -> None:
-        from exiflang.forensics import ForensicsError, detect, resolve_model, write_report
+        from exiflang.forensics import Detector, ForensicsError, write_report
         from exiflang.imageio import ImageLoadError, load_rgb
         from exiflang.report.html import build_report, save_page
 
         cfg = self.config
         job.state, job.stage = "running", "detect"
-        model = resolve_model(cfg.model, cfg.device)
+        detector = Detector.load(cfg.model, cfg.device, per_side=cfg.per_side, batch_size=cfg.batch_size)
         items = []
         for i, (name, path) in enumerate(zip(job.names, job.paths), 1):
             job.current = name
@@ -169,7 +169,7 @@ class Analyser:
             record: dict[str, Any] = {"name": name, "ok": False}
             try:
                 pixels, info = load_rgb(path, max_pixels=cfg.max_pixels)
-                result = detect(pixels, model, per_side=cfg.per_side, batch_size=cfg.batch_size, device=cfg.device)
+                result = detector.detect(pixels)
                 result.source, result.orientation = str(path), info.orientation
                 write_report(result, pixels, job.folder, stem)
                 h, w = result.image_size
@@ -293,8 +293,7 @@ APP_JS = """
 def create_app(config: ServeConfig | None = None):
     """The FastAPI application (uploads, progress, reports) for `config`."""
     try:
-        from fastapi import FastAPI, Request
-        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+        from fastapi import FastAPI
     except ImportError as exc:  # pragma: no cover - fastapi is a dependency
         raise ServeError(f"exiflang serve needs FastAPI and uvicorn ({exc}); run ./setup.sh") from exc
     from contextlib import asynccontextmanager
@@ -313,8 +312,17 @@ def create_app(config: ServeConfig | None = None):
             shutil.rmtree(root, ignore_errors=True)
 
     app = FastAPI(title="exiflang", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.analyser = analyser
-    app.state.config = cfg
+    app.state.analyser, app.state.config = analyser, cfg
+    _add_middleware(app, cfg)
+    _add_page_routes(app, cfg)
+    _add_upload_route(app, cfg, analyser)
+    _add_job_routes(app, analyser)
+    return app
+
+
+def _add_middleware(app, cfg: ServeConfig) -> None:
+    """Host-header check on loopback (DNS rebinding), and headers that keep the page from loading anything else."""
+    from fastapi import Request
 
     if cfg.loopback_only:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -331,6 +339,10 @@ def create_app(config: ServeConfig | None = None):
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+
+def _add_page_routes(app, cfg: ServeConfig) -> None:
+    from fastapi.responses import HTMLResponse, Response
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
         return HTMLResponse(_page(cfg))
@@ -339,76 +351,83 @@ def create_app(config: ServeConfig | None = None):
     def favicon() -> Response:
         return Response(status_code=204)
 
-    async def _drain(request: Request, cap: int) -> None:
-        """Read and drop a refused body (up to cap bytes) so the client gets to read the answer."""
-        seen = 0
-        async for chunk in request.stream():
-            seen += len(chunk)
-            if seen > cap:
-                break
+
+async def _drain(request, cap: int) -> None:
+    """Read and drop a refused body (up to cap bytes) so the client gets to read the answer."""
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > cap:
+            break
+
+
+def _add_upload_route(app, cfg: ServeConfig, analyser: Analyser) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    def refuse(status: int, detail: str) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=status)
 
     @app.post("/api/jobs")
     async def create_job(request: Request):
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
-            return JSONResponse({"detail": "uploads need a Content-Length header (chunked uploads are refused)"},
-                                status_code=411)
+            return refuse(411, "uploads need a Content-Length header (chunked uploads are refused)")
         if int(length) > cfg.max_upload_bytes:
             await _drain(request, 4 * cfg.max_upload_bytes + 1_000_000)
-            return JSONResponse({"detail": f"the upload is {_mb(int(length))}, over the limit of "
-                                           f"{_mb(cfg.max_upload_bytes)} per upload (exiflang serve --max-upload-mb)"},
-                                status_code=413)
+            return refuse(413, f"the upload is {_mb(int(length))}, over the limit of {_mb(cfg.max_upload_bytes)} "
+                               f"per upload (exiflang serve --max-upload-mb)")
         try:
             form = await request.form(max_files=cfg.max_files + 1, max_fields=20)
         except Exception as exc:  # noqa: BLE001 - a malformed multipart body: say so instead of a 500
-            return JSONResponse({"detail": f"cannot read the upload as multipart form data ({exc})"}, status_code=400)
+            return refuse(400, f"cannot read the upload as multipart form data ({exc})")
         uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
         if not uploads:
-            return JSONResponse({"detail": "choose at least one image to upload (form field 'files')"}, status_code=400)
+            return refuse(400, "choose at least one image to upload (form field 'files')")
         if len(uploads) > cfg.max_files:
-            return JSONResponse({"detail": f"{len(uploads)} files uploaded; at most {cfg.max_files} per upload "
-                                           f"(exiflang serve --max-files)"}, status_code=400)
+            return refuse(400, f"{len(uploads)} files uploaded; at most {cfg.max_files} per upload "
+                               f"(exiflang serve --max-files)")
         names, blobs = [], []
         for i, up in enumerate(uploads, 1):
             names.append(up.filename or f"upload-{i}")
             blobs.append(await up.read())
             await up.close()
-        job = analyser.submit(names, blobs)
-        return JSONResponse(job.to_dict(), status_code=202)
+        return JSONResponse(analyser.submit(names, blobs).to_dict(), status_code=202)
 
-    def _job_or_404(job_id: str) -> Job | None:
+
+def _add_job_routes(app, analyser: Analyser) -> None:
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+    def find(job_id: str) -> Job | None:
         return analyser.get(job_id) if re.fullmatch(r"[0-9a-f]{12}", job_id) else None
 
     @app.get("/api/jobs/{job_id}")
     def job_status(job_id: str):
-        job = _job_or_404(job_id)
+        job = find(job_id)
         if job is None:
-            return JSONResponse({"detail": f"no job {job_id} (jobs are forgotten when the server stops)"}, status_code=404)
+            return JSONResponse({"detail": f"no job {job_id} (jobs are forgotten when the server stops)"},
+                                status_code=404)
         return JSONResponse(json.loads(json.dumps(job.to_dict(), default=float)))
 
     @app.get("/api/jobs/{job_id}/report", response_class=HTMLResponse)
     def job_report(job_id: str):
-        job = _job_or_404(job_id)
+        job = find(job_id)
         if job is None or job.report is None:
             return HTMLResponse("<p>No report (yet) for this job.</p>", status_code=404)
         return HTMLResponse(job.report.body(prefix=f"/jobs/{job.id}/", show_paths=False))
 
     @app.get("/jobs/{job_id}/{name}")
     def job_file(job_id: str, name: str):
-        job = _job_or_404(job_id)
-        name = name or "index.html"
-        if job is None or "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix not in SERVED_SUFFIXES:
-            return JSONResponse({"detail": "not found"}, status_code=404)
-        path = job.folder / name
-        if not path.is_file():
+        job = find(job_id)
+        bad = "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix not in SERVED_SUFFIXES
+        path = None if job is None or bad else job.folder / name
+        if path is None or not path.is_file():
             return JSONResponse({"detail": "not found"}, status_code=404)
         return FileResponse(path)
 
     @app.get("/jobs/{job_id}/")
     def job_page(job_id: str):
         return job_file(job_id, "index.html")
-
-    return app
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, config: ServeConfig | None = None,

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..imageio import atomic_write
 from ..models.factory import saved_state
 from .errors import TrainError
 
@@ -53,9 +53,8 @@ def save_checkpoint(path: Path, model: "ExifModel", optimizer: torch.optim.Optim
     for rank, state in enumerate(rng_states):
         tensors[f"rng/{rank}"] = state.cpu()
     info = dict(meta, step=step, scheduler=scheduler.state_dict(), optimizer=optim_meta)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"exiflang": json.dumps(info)})
-    os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half of one
+    # atomic: a reader sees the old or the new checkpoint, never half of one
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"exiflang": json.dumps(info)}))
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from ..imageio import atomic_write
 from ..models import ExifModel
 from .errors import TrainError
 
@@ -33,7 +33,9 @@ def _text_key(text: str) -> str:
 def _backbone_identity(model: ExifModel) -> str:
     """What the cached features depend on: the text tower's kind, tokenizer, length and architecture."""
     cfg = model.text.cfg
-    return json.dumps({k: cfg.get(k) for k in ("kind", "tokenizer", "max_length", "backbone_config")}, sort_keys=True)
+    # An empty backbone_config is written as null, as configs without the key always were (old caches stay valid).
+    return json.dumps({k: cfg.get(k) or None for k in ("kind", "tokenizer", "max_length", "backbone_config")},
+                      sort_keys=True)
 
 
 def cached_text_features(model: ExifModel, texts: list[str], device: torch.device, path: Path | None,
@@ -58,7 +60,5 @@ def cached_text_features(model: ExifModel, texts: list[str], device: torch.devic
         table = text_feature_table(model, missing, device, progress=progress).cpu()
         known.update({_text_key(t): row.clone() for t, row in zip(missing, table)})
         if write and path is not None:
-            tmp = path.with_name(path.name + ".tmp")
-            save_file(known, str(tmp), metadata={"backbone": identity})
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: save_file(known, str(tmp), metadata={"backbone": identity}))
     return {t: known[_text_key(t)].to(device) for t in texts}

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,120 +25,39 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .data.history import HistoryConfig, phase_tags
-from .data.patches import (PatchBatches, PatchDataError, Photo, PhotoStore, data_hash, photos_from_records,
+from ..data.history import HistoryConfig, phase_tags
+from ..data.patches import (PatchBatches, PatchDataError, PhotoStore, TrainingPhoto, data_hash, photos_from_records,
                            resolve_cache, split_by_camera, split_by_photo, to_float)
-from .models import ExifModel, ModelError, clip_loss, create_model, image_only_loss, save_model
-from .models.factory import load_saved_state
-from .models.loss import gather_with_grad
-from .training.checkpoint import unflatten_optimizer, read_checkpoint, save_checkpoint, set_rng_state
-from .training.distributed import Dist, all_gather_ints, gather_rng_states, init_distributed, pick_device
-from .training.errors import TrainError
-from .training.evaluate import evaluate_image_only, evaluate_retrieval, format_eval
-from .training.text_cache import cached_text_features
-
-CHECKPOINT = "checkpoint.safetensors"
-TEXT_FEATURES = "text_features.safetensors"
-METRICS = "metrics.jsonl"
-OBJECTIVES = ("exif", "image-only")
-CAMERA_SPLITS = ("none", "heldout")
-# Options that define what is computed; a resumed run takes them from its checkpoint, not the command line.
-RECIPE_KEYS = ("config", "steps", "photos_per_batch", "crops_per_photo", "lr", "weight_decay", "warmup",
-               "min_lr_ratio", "grad_clip", "objective", "image_only_scale", "val_fraction", "eval_crops", "seed",
-               "bn_group", "amp", "history", "patch_patch_weight", "camera_split")
-
-
-@dataclass
-class TrainOptions:
-    """Everything that defines a training run (saved into the model's config as the recipe)."""
-
-    index: str | None = None  # index folder (exiflang index); or use `shards`
-    out: str = "runs/train"
-    config: str = "small"
-    shards: str | None = None  # webdataset shard folder or brace pattern (exiflang shard)
-    steps: int = 2000
-    photos_per_batch: int = 16  # global, over all ranks
-    crops_per_photo: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup: int = 100
-    min_lr_ratio: float = 0.02
-    grad_clip: float = 1.0
-    objective: str = "exif"
-    image_only_scale: float = 10.0  # logit scale (1/temperature) of the image-only loss
-    val_fraction: float = 0.15
-    eval_every: int = 200
-    eval_crops: int = 8
-    ckpt_every: int = 200
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | None = None  # None: on for CUDA
-    workers: int | None = None  # None: 0 when photos are cached in memory, else 2
-    cache: str = "auto"
-    bn_group: int | None = None  # crops per BatchNorm group (None: the whole local batch)
-    threads: int | None = None
-    text_features: str | None = None  # frozen-text feature cache (default RUN_DIR/text_features.safetensors)
-    resume: bool = False
-    stop_at: int | None = None  # stop after this step as if killed (tests and time-sliced runs)
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Processing-history recipe (`exiflang.data.history.HistoryConfig.to_dict()`); None: plain crops and texts.
-    history: dict[str, Any] | None = None
-    patch_patch_weight: float = 0.0  # weight of the image-image term (crops with the same text are positives)
-    camera_split: str = "none"  # "heldout": train on the cameras outside the held-out split only
-
-    def validate(self) -> None:
-        """Raise TrainError on inconsistent settings."""
-        if (self.index is None) == (self.shards is None):
-            raise TrainError("give exactly one of an index folder or a shard folder")
-        if self.objective not in OBJECTIVES:
-            raise TrainError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
-        if self.objective == "image-only" and self.crops_per_photo < 2:
-            raise TrainError("the image-only objective needs at least 2 crops per photo (its positives)")
-        for name in ("steps", "photos_per_batch", "crops_per_photo", "eval_every", "ckpt_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise TrainError(f"{name.replace('_', '-')} must be at least 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise TrainError("val-fraction must be in [0, 1)")
-        if self.camera_split not in CAMERA_SPLITS:
-            raise TrainError(f"camera-split must be one of {CAMERA_SPLITS}, not {self.camera_split!r}")
-        if self.patch_patch_weight < 0:
-            raise TrainError("patch-patch-weight must be at least 0")
-        if self.patch_patch_weight > 0 and self.crops_per_photo < 2:
-            raise TrainError("the patch-patch term needs at least 2 crops per photo (its positives)")
-        if self.history is not None:
-            from .data.history import HistoryConfig
-
-            try:
-                cfg = HistoryConfig.from_dict(self.history)
-            except (TypeError, ValueError) as exc:
-                raise TrainError(f"history: {exc}") from exc
-            if not 0.0 <= cfg.prob <= 1.0:
-                raise TrainError("history-prob must be in [0, 1]")
-
+from ..imageio import atomic_write_text
+from ..models import ExifModel, ModelConfig, ModelError, clip_loss, create_model, image_only_loss, save_model
+from ..models.factory import load_saved_state
+from ..models.loss import gather_with_grad
+from .checkpoint import unflatten_optimizer, read_checkpoint, save_checkpoint, set_rng_state
+from .distributed import Dist, all_gather_ints, gather_rng_states, init_distributed, pick_device
+from .errors import TrainError
+from .options import CHECKPOINT, METRICS, RECIPE_KEYS, TEXT_FEATURES, TrainOptions
+from .evaluate import evaluate_image_only, evaluate_retrieval, format_eval
+from .text_cache import cached_text_features
 
 # ----------------------------------------------------------------------------------------------- setup
 
-def load_photos(opt: TrainOptions, patch_size: int,
-                text_format: dict[str, Any] | None = None) -> tuple[list[Photo], int]:
+def load_photos(index: str | None, shards: str | None, patch_size: int,
+                text_format: dict[str, Any] | None = None) -> tuple[list[TrainingPhoto], int]:
     """Photos usable at this patch size from the index or shards (texts in the model's format), plus the count
     skipped as too small."""
-    if opt.shards is not None:
-        from .data.shards import photos_from_shards
-
-        from .data.shards import ShardError
+    if shards is not None:
+        from ..data.shards import ShardError, photos_from_shards
 
         try:
-            return photos_from_shards(opt.shards, patch_size, text_format)
+            return photos_from_shards(shards, patch_size, text_format)
         except ShardError as exc:
             raise TrainError(str(exc)) from exc
-    from .data.index import IndexReadError, load_records
+    from ..data.index import IndexReadError, load_records
 
     try:
-        records = load_records(opt.index)
+        records = load_records(index)
     except (IndexReadError, FileNotFoundError, OSError) as exc:
-        raise TrainError(f"{opt.index}: cannot read the index ({exc})") from exc
+        raise TrainError(f"{index}: cannot read the index ({exc})") from exc
     return photos_from_records(records, patch_size, text_format)
 
 
@@ -201,11 +120,27 @@ def warmup_cosine(warmup: int, total: int, min_ratio: float) -> Callable[[int], 
 
 # -------------------------------------------------------------------------------------------- the loop
 
+@dataclass(frozen=True)
+class LossSettings:
+    """What one step's loss and update read from the options."""
+
+    objective: str
+    patch_patch_weight: float
+    image_only_scale: float
+    crops_per_photo: int
+    grad_clip: float
+
+    @classmethod
+    def of(cls, opt: TrainOptions) -> "LossSettings":
+        """The loss settings of a run's options."""
+        return cls(opt.objective, opt.patch_patch_weight, opt.image_only_scale, opt.crops_per_photo, opt.grad_clip)
+
+
 class Stepper:
     """One optimisation step on a batch from `PatchBatches` (shared by `train` and the throughput benchmark)."""
 
     def __init__(self, towers: nn.Module, model: ExifModel, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, opt: TrainOptions, ddp: Dist,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, opt: LossSettings, ddp: Dist,
                  device: torch.device, crop_text: Callable[[list[int]], str], cached_text: bool, amp: bool) -> None:
         self.towers, self.model, self.optimizer, self.scheduler = towers, model, optimizer, scheduler
         self.opt, self.ddp, self.device, self.crop_text = opt, ddp, device, crop_text
@@ -264,9 +199,7 @@ class MetricsLog:
             return
         keep = [line for line in self.path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record."""
@@ -297,36 +230,103 @@ class Run:
     prior_wall: float = 0.0
 
 
-def _build_model(opt: TrainOptions, config: dict[str, Any], train_texts: list[str],
-                 resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None) -> ExifModel:
+def _build_model(config: ModelConfig, train_texts: list[str], seed: int, features_from_file: bool,
+                 resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None, ckpt_path: Path) -> ExifModel:
     """A fresh model, or the checkpoint's (same config and tokenizer)."""
-    from .models.text import TextModelError, build_tokenizer, minilm_dir
+    from ..models.text import TextModelError, build_tokenizer, minilm_dir
 
     # A frozen MiniLM whose features all come from a cache file needs no weights (e.g. on a machine without
     # the package): build it without them when they are absent.
     pretrained = True
-    if opt.text_features and config["text"].get("kind") == "minilm" and not config["text"].get("train_backbone"):
+    if features_from_file and config.text.kind == "minilm" and not config.text.train_backbone:
         try:
             minilm_dir(require_weights=True)
         except TextModelError:
             pretrained = False
     if resume is None:
-        return create_model(config, texts=train_texts, seed=opt.seed, pretrained_text=pretrained)
-    from .models.joint import ExifModel as Model
+        return create_model(config, texts=train_texts, seed=seed, pretrained_text=pretrained)
+    from ..models.joint import ExifModel as Model
 
     tensors, info = resume
-    model = Model(config, build_tokenizer(config["text"], info.get("tokenizer_json")), pretrained_text=pretrained)
+    model = Model(config, build_tokenizer(config.text.as_dict(), info.get("tokenizer_json")), pretrained_text=pretrained)
     state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
-        load_saved_state(model, state, Path(opt.out) / CHECKPOINT)
+        load_saved_state(model, state, ckpt_path)
     except ModelError as exc:
         raise TrainError(str(exc)) from exc
     return model
 
 
+def _restore_recipe(opt: TrainOptions) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read the run's checkpoint and put its recipe into `opt`; refuse explicit options that contradict it."""
+    ckpt_path = Path(opt.out) / CHECKPOINT
+    if not ckpt_path.is_file():
+        raise TrainError(f"{ckpt_path}: no checkpoint to resume from")
+    resume = read_checkpoint(ckpt_path)
+    saved, defaults = resume[1]["options"], TrainOptions()
+    for key in RECIPE_KEYS:  # keys newer than the checkpoint keep their defaults (what the old run did)
+        value = saved.get(key, getattr(defaults, key))
+        if key in opt.given and getattr(opt, key) != value:
+            # The cosine schedule and the data stream are fixed by the recipe: a silent change would break both.
+            flag = "--" + key.replace("_", "-")
+            raise TrainError(f"{ckpt_path}: this run was started with {flag} {value}; --resume continues that "
+                             f"recipe. Drop {flag}, or start a new run folder to train with {getattr(opt, key)}")
+        setattr(opt, key, value)
+    opt.validate()
+    return resume
+
+
+def _split_photos(photos: list[TrainingPhoto], camera_split: str,
+                  val_fraction: float) -> tuple[list[TrainingPhoto], list[TrainingPhoto], dict | None]:
+    """Training and held-out photos: by camera (`camera_split` heldout) or by photo content hash."""
+    # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
+    photos.sort(key=lambda p: (p.sha256, p.path))
+    cameras = None
+    if camera_split == "heldout":
+        # Camera-disjoint: every photo of the non-held-out cameras trains; the held-out cameras' photos are the
+        # held-out evaluation set, never trained on.
+        train_photos, val_photos, cameras = split_by_camera(photos)
+    else:
+        train_photos, val_photos = split_by_photo(photos, val_fraction)
+    if not train_photos:
+        raise TrainError("no training photos left after the held-out split")
+    return train_photos, val_photos, cameras
+
+
+def _frozen_text_features(model: ExifModel, texts: list[str], extra_texts: set[str], device: torch.device,
+                          cache_file: Path, write: bool, progress: bool) -> tuple[torch.Tensor | None, dict | None]:
+    """Pooled features of every text segment once (frozen text backbone only), from or into the cache file."""
+    if model.text.train_backbone:
+        return None, None
+    feature_by_text = cached_text_features(model, sorted(set(texts) | extra_texts), device, cache_file,
+                                           write=write, progress=progress)
+    return torch.stack([feature_by_text[t] for t in texts]), feature_by_text
+
+
+def _optimisation(model: ExifModel, lr: float, weight_decay: float, warmup: int, steps: int, min_lr_ratio: float):
+    """AdamW (no decay on norms, biases, the temperature) and its warm-up + cosine schedule."""
+    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, steps, min_lr_ratio))
+    return optimizer, scheduler
+
+
+def _continue_from(run: Run, resume: tuple[dict[str, torch.Tensor], dict[str, Any]]) -> None:
+    """Optimiser, scheduler, step, wall time and RNG from the checkpoint (same photos and texts only)."""
+    tensors, meta = resume
+    if meta.get("data_hash") != run.info["data_hash"]:
+        raise TrainError(f"{Path(run.opt.out) / CHECKPOINT}: the checkpoint was trained on other photos or texts "
+                         f"(data hash {meta.get('data_hash')}, this index gives {run.info['data_hash']}); "
+                         "resume with the same index, or start a new run folder")
+    run.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    run.scheduler.load_state_dict(meta["scheduler"])
+    run.start, run.prior_wall = int(meta["step"]), float(meta.get("wall_time_s", 0.0))
+    if f"rng/{run.ddp.rank}" in tensors:
+        set_rng_state(tensors[f"rng/{run.ddp.rank}"], run.device)
+
+
 def prepare(opt: TrainOptions) -> Run:
     """Process group, device, data, model, optimiser, scheduler; restored from the checkpoint with `resume`."""
-    from .models.factory import resolve_config
+    from ..models.factory import resolve_config
 
     opt.validate()
     ddp = init_distributed(opt.device)
@@ -334,85 +334,51 @@ def prepare(opt: TrainOptions) -> Run:
     if opt.threads:
         torch.set_num_threads(opt.threads)
     amp = device.type == "cuda" if opt.amp is None else bool(opt.amp and device.type == "cuda")
-    resume = None
-    if opt.resume:
-        ckpt_path = Path(opt.out) / CHECKPOINT
-        if not ckpt_path.is_file():
-            raise TrainError(f"{ckpt_path}: no checkpoint to resume from")
-        resume = read_checkpoint(ckpt_path)
-        defaults = TrainOptions()
-        for key in RECIPE_KEYS:  # keys newer than the checkpoint keep their defaults (what the old run did)
-            setattr(opt, key, resume[1]["options"].get(key, getattr(defaults, key)))
-        opt.validate()
+    resume = _restore_recipe(opt) if opt.resume else None
     config = resolve_config(opt.config if resume is None else resume[1]["model_config"])
-
-    photos, n_small = load_photos(opt, int(config["patch_size"]), config.get("text_format"))
-    # Canonical order (by content hash): a run does not depend on the index's or the shards' order.
-    photos.sort(key=lambda p: (p.sha256, p.path))
-    cameras = None
-    if opt.camera_split == "heldout":
-        # Camera-disjoint: every photo of the non-held-out cameras trains; the held-out cameras' photos are the
-        # held-out evaluation set, never trained on.
-        train_photos, val_photos, cameras = split_by_camera(photos)
-    else:
-        train_photos, val_photos = split_by_photo(photos, opt.val_fraction)
-    if not train_photos:
-        raise TrainError("no training photos left after the held-out split")
+    photos, n_small = load_photos(opt.index, opt.shards, config.patch_size, config.text_format)
+    train_photos, val_photos, cameras = _split_photos(photos, opt.camera_split, opt.val_fraction)
     history = HistoryConfig.from_dict(opt.history) if opt.history is not None else None
     cache = resolve_cache(photos, opt.cache)
     store, val_store = PhotoStore(train_photos, cache=cache), PhotoStore(val_photos, cache=cache)
     try:
-        batches = PatchBatches(store, int(config["patch_size"]), opt.photos_per_batch, opt.crops_per_photo,
+        batches = PatchBatches(store, config.patch_size, opt.photos_per_batch, opt.crops_per_photo,
                                seed=opt.seed, rank=ddp.rank, world=ddp.world, history=history)
     except PatchDataError as exc:
         raise TrainError(str(exc)) from exc
-    texts = batches.segments  # the EXIF texts, then every history / phase tag
     eval_suffix = phase_tags(0, 0) if history is not None and history.phase_tags else []
-
-    model = _build_model(opt, config, [p.text for p in train_photos], resume).to(device).train()
+    model = _build_model(config, [p.text for p in train_photos], opt.seed, bool(opt.text_features), resume,
+                         Path(opt.out) / CHECKPOINT).to(device).train()
     if opt.objective == "image-only":  # the text side takes no part: keep it out of the optimiser and DDP
         model.text.requires_grad_(False)
         if isinstance(model.log_logit_scale, nn.Parameter):
             model.log_logit_scale.requires_grad_(False)
+    # batches.segments: the EXIF texts, then every history / phase tag
     text_features, feature_by_text = None, None
-    if opt.objective == "exif" and not model.text.train_backbone:
-        all_texts = sorted(set(texts) | {p.text for p in val_photos} | set(eval_suffix))
+    if opt.objective == "exif":
         cache_file = Path(opt.text_features) if opt.text_features else Path(opt.out) / TEXT_FEATURES
-        feature_by_text = cached_text_features(model, all_texts, device, cache_file, write=ddp.main,
-                                               progress=opt.progress and ddp.main)
-        text_features = torch.stack([feature_by_text[t] for t in texts])
+        text_features, feature_by_text = _frozen_text_features(
+            model, batches.segments, {p.text for p in val_photos} | set(eval_suffix), device, cache_file,
+            write=ddp.main, progress=opt.progress and ddp.main)
     if cache:
         store.preload(progress=opt.progress and ddp.main)
         val_store.preload(progress=opt.progress and ddp.main)
     towers: nn.Module = TrainTowers(model, opt.objective, text_features, opt.bn_group)
     if ddp.world > 1:
-        towers = nn.parallel.DistributedDataParallel(
-            towers, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(param_groups(model, opt.weight_decay), lr=opt.lr, betas=(0.9, 0.98), eps=1e-6)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(opt.warmup, opt.steps, opt.min_lr_ratio))
+        towers = nn.parallel.DistributedDataParallel(towers, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer, scheduler = _optimisation(model, opt.lr, opt.weight_decay, opt.warmup, opt.steps, opt.min_lr_ratio)
     torch.manual_seed(opt.seed + 1000 * ddp.rank)  # dropout etc.; the data use their own seeded streams
-    recipe = {k: v for k, v in asdict(opt).items()
-              if k not in ("progress", "resume", "stop_at", "out", "extra", "text_features")}
-    info = {"model_config": config, "options": recipe, "n_train_photos": len(train_photos),
+    info = {"model_config": config.to_dict(), "options": opt.recipe(), "n_train_photos": len(train_photos),
             "n_val_photos": len(val_photos), "n_skipped_small": n_small, "data_hash": data_hash(train_photos),
             "val_data_hash": data_hash(val_photos) if val_photos else None,
-            "tokenizer_json": model.text.tokenizer.to_json() if config["text"].get("tokenizer") == "trained" else None,
+            "tokenizer_json": model.text.tokenizer.to_json() if config.text.tokenizer == "trained" else None,
             "cameras": cameras, "eval_suffix": eval_suffix}
-    run = Run(opt, ddp, device, amp, config, store, val_store, batches, model, optimizer, scheduler,
-              Stepper(towers, model, optimizer, scheduler, opt, ddp, device, batches.crop_text, text_features is not None,
-                      amp),
+    stepper = Stepper(towers, model, optimizer, scheduler, LossSettings.of(opt), ddp, device, batches.crop_text,
+                      text_features is not None, amp)
+    run = Run(opt, ddp, device, amp, config, store, val_store, batches, model, optimizer, scheduler, stepper,
               feature_by_text, info)
     if resume is not None:
-        tensors, meta = resume
-        if meta.get("data_hash") != info["data_hash"]:
-            raise TrainError(f"{Path(opt.out) / CHECKPOINT}: the checkpoint was trained on other photos or texts "
-                             f"(data hash {meta.get('data_hash')}, this index gives {info['data_hash']}); "
-                             "resume with the same index, or start a new run folder")
-        optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-        scheduler.load_state_dict(meta["scheduler"])
-        run.start, run.prior_wall = int(meta["step"]), float(meta.get("wall_time_s", 0.0))
-        if f"rng/{ddp.rank}" in tensors:
-            set_rng_state(tensors[f"rng/{ddp.rank}"], device)
+        _continue_from(run, resume)
     return run
 
 
@@ -451,89 +417,116 @@ def train(opt: TrainOptions) -> dict[str, Any]:
     from tqdm import tqdm
 
     out = Path(opt.out)
-    if int(os.environ.get("RANK", "0")) == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    run = prepare(opt)
-    ddp, model, info = run.ddp, run.model, run.info
-    ckpt_path = out / CHECKPOINT
+    created = _make_run_dir(out)
+    try:
+        run = prepare(opt)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a run that could not start leaves no empty folder behind
+        raise
+    ddp = run.ddp
     metrics = MetricsLog(out / METRICS, ddp.main)
     end = min(opt.steps, opt.stop_at) if opt.stop_at else opt.steps
-    loader = make_loader(run, run.start, end)
-    global_crops = opt.photos_per_batch * opt.crops_per_photo
+    _announce(run, metrics, end)
+    bar = tqdm(total=opt.steps, initial=run.start, desc="train", unit="step",
+               disable=not (opt.progress and ddp.main), dynamic_ncols=True)
+    clock = StepClock(run.prior_wall)
+    last_eval, done = None, run.start
+    for batch in make_loader(run, run.start, end):
+        loss_value, scale, grad_norm = run.stepper.step(batch)
+        done = int(batch["step"]) + 1
+        if not math.isfinite(loss_value):
+            raise TrainError(f"loss became {loss_value} at step {done}; lower --lr")
+        clock.add(loss_value)
+        bar.update(1)
+        if done % opt.log_every == 0 or done == end:
+            record = clock.window_record(done, run, grad_norm, scale)
+            metrics.write(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", patches_s=f"{record['patches_per_s']:.0f}",
+                            lr=f"{record['lr']:.2e}")
+        if done % opt.eval_every == 0 or done == opt.steps:
+            last_eval = run_eval(run, done, metrics)
+        if done % opt.ckpt_every == 0 or done == end:
+            _checkpoint(run, done, clock.wall())
+        if ddp.world > 1:
+            dist.barrier()
+    bar.close()
+    return _finish(run, done, clock.wall(), last_eval, metrics)
+
+
+def _make_run_dir(out: Path) -> bool:
+    """Create the run folder on rank 0; True when this call created it."""
+    if int(os.environ.get("RANK", "0")) != 0 or out.is_dir():
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def _announce(run: Run, metrics: MetricsLog, end: int) -> None:
+    """Print what the run trains on, and start (or truncate, on resume) the metrics log."""
+    opt, info, ddp = run.opt, run.info, run.ddp
     if ddp.main:
         print(f"exiflang train: {info['n_train_photos']} training photos, {info['n_val_photos']} held out, "
-              f"{info['n_skipped_small']} skipped (smaller than {run.config['patch_size']} px); {ddp.world} "
-              f"process(es) on {run.device}; {global_crops} crops per step; steps {run.start}->{end} of {opt.steps}",
-              flush=True)
+              f"{info['n_skipped_small']} skipped (smaller than {run.config.patch_size} px); {ddp.world} "
+              f"process(es) on {run.device}; {opt.photos_per_batch * opt.crops_per_photo} crops per step; "
+              f"steps {run.start}->{end} of {opt.steps}", flush=True)
     if run.start > 0:
         metrics.truncate_after(run.start)
     else:
         metrics.write({"event": "start", "time": time.time(),
                        **{k: v for k, v in info.items() if k not in ("model_config", "tokenizer_json")}})
-    bar = tqdm(total=opt.steps, initial=run.start, desc="train", unit="step",
-               disable=not (opt.progress and ddp.main), dynamic_ncols=True)
-    t_run = t_window = time.perf_counter()
-    window_steps, loss_sum, last_eval, done = 0, 0.0, None, run.start
-    for batch in loader:
-        loss_value, scale, grad_norm = run.stepper.step(batch)
-        done = int(batch["step"]) + 1
-        if not math.isfinite(loss_value):
-            raise TrainError(f"loss became {loss_value} at step {done}; lower --lr")
-        loss_sum, window_steps = loss_sum + loss_value, window_steps + 1
-        bar.update(1)
-        if done % opt.log_every == 0 or done == end:
-            elapsed = time.perf_counter() - t_window
-            rate = window_steps * global_crops / max(elapsed, 1e-9)
-            record = {"event": "train", "step": done, "loss": loss_sum / window_steps,
-                      "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm, "patches_per_s": rate,
-                      "logit_scale": float(scale.detach()) if scale is not None else None,
-                      "elapsed_s": run.prior_wall + time.perf_counter() - t_run}
-            metrics.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", patches_s=f"{rate:.0f}", lr=f"{record['lr']:.2e}")
-            t_window, window_steps, loss_sum = time.perf_counter(), 0, 0.0
-        if done % opt.eval_every == 0 or done == opt.steps:
-            last_eval = run_eval(run, done, metrics)
-        if done % opt.ckpt_every == 0 or done == end:
-            states = gather_rng_states(run.device, ddp)
-            if ddp.main:
-                info["wall_time_s"] = run.prior_wall + time.perf_counter() - t_run
-                save_checkpoint(ckpt_path, model, run.optimizer, run.scheduler, done, states, info)
-        if ddp.world > 1:
-            dist.barrier()
-    bar.close()
-    wall = run.prior_wall + time.perf_counter() - t_run
+
+
+class StepClock:
+    """Wall time of the run (including before a resume) and the loss/throughput of the current log window."""
+
+    def __init__(self, prior_wall: float) -> None:
+        self.prior_wall = prior_wall
+        self.t_run = self.t_window = time.perf_counter()
+        self.steps, self.loss_sum = 0, 0.0
+
+    def add(self, loss: float) -> None:
+        """Count one step of the window."""
+        self.steps, self.loss_sum = self.steps + 1, self.loss_sum + loss
+
+    def wall(self) -> float:
+        """Seconds of training so far, over every resume."""
+        return self.prior_wall + time.perf_counter() - self.t_run
+
+    def window_record(self, step: int, run: Run, grad_norm: float, scale: torch.Tensor | None) -> dict[str, Any]:
+        """The metrics line of the window that ends at `step`; starts the next window."""
+        crops = run.opt.photos_per_batch * run.opt.crops_per_photo
+        elapsed = time.perf_counter() - self.t_window
+        record = {"event": "train", "step": step, "loss": self.loss_sum / max(self.steps, 1),
+                  "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                  "patches_per_s": self.steps * crops / max(elapsed, 1e-9),
+                  "logit_scale": float(scale.detach()) if scale is not None else None, "elapsed_s": self.wall()}
+        self.t_window, self.steps, self.loss_sum = time.perf_counter(), 0, 0.0
+        return record
+
+
+def _checkpoint(run: Run, done: int, wall: float) -> None:
+    """Write the checkpoint (rank 0) with every rank's RNG state."""
+    states = gather_rng_states(run.device, run.ddp)
+    if run.ddp.main:
+        run.info["wall_time_s"] = wall
+        save_checkpoint(Path(run.opt.out) / CHECKPOINT, run.model, run.optimizer, run.scheduler, done, states,
+                        run.info)
+
+
+def _finish(run: Run, done: int, wall: float, last_eval: dict | None, metrics: MetricsLog) -> dict[str, Any]:
+    """The run's summary; at the last step, the model saved with its recipe and training record."""
+    opt, info, ddp = run.opt, run.info, run.ddp
+    out = Path(opt.out)
     summary: dict[str, Any] = {"steps_done": done, "wall_time_s": wall, "final_eval": last_eval,
-                               "checkpoint": str(ckpt_path), "data_hash": info["data_hash"], "model": model,
-                               "rank": ddp.rank}
+                               "checkpoint": str(out / CHECKPOINT), "data_hash": info["data_hash"],
+                               "model": run.model, "rank": ddp.rank}
     if done == opt.steps and ddp.main:
-        extra = {"train": {"recipe": info["options"], "data_hash": info["data_hash"],
-                           "n_train_photos": info["n_train_photos"], "n_val_photos": info["n_val_photos"],
-                           "val_data_hash": info["val_data_hash"], "wall_time_s": wall, "device": str(run.device),
-                           "world_size": ddp.world, "final_eval": last_eval, **opt.extra}}
+        record = {"recipe": info["options"], "data_hash": info["data_hash"], "n_train_photos": info["n_train_photos"],
+                  "n_val_photos": info["n_val_photos"], "val_data_hash": info["val_data_hash"], "wall_time_s": wall,
+                  "device": str(run.device), "world_size": ddp.world, "final_eval": last_eval, **opt.extra}
         if info.get("cameras"):
-            extra["train"]["cameras"] = info["cameras"]
-        summary["model_dir"] = str(save_model(model, out / "model", extra_config=extra))
+            record["cameras"] = info["cameras"]
+        summary["model_dir"] = str(save_model(run.model, out / "model", extra_config={"train": record}))
         metrics.write({"event": "end", "step": opt.steps, "wall_time_s": wall, "model_dir": summary["model_dir"]})
     return summary
-
-
-def main_torchrun(argv: list[str] | None = None) -> int:
-    """`python -m exiflang.train ARGS` = `exiflang train ARGS`, without loading the other commands (for torchrun)."""
-    import argparse
-    import sys
-
-    from .errors import CommandError
-    from .commands import train as command
-
-    parser = argparse.ArgumentParser(prog="python -m exiflang.train")
-    command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except CommandError as exc:
-        print(f"exiflang train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main_torchrun())

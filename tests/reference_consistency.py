@@ -1,4 +1,4 @@
-"""A straightforward re-statement of the official post-processing, loops and all, to check the vectorised one.
+"""Test oracle (not part of the package): a straightforward re-statement of the official post-processing, loops and all, to check the vectorised one.
 
 Same definitions as `consistency` (see there), computed the way the original code does: a Python
 loop over every patch pair adding its similarity into the 4-D vote and count tensors, and mean
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .consistency import RADIUS_SLACK, radius_from_distances
+from exiflang.forensics.consistency import RADIUS_SLACK, box_sum_full, cover_counts, radius_from_distances
 
 
 def loop_overlap_vote(emb: np.ndarray, gy: int, gx: int, spread: int) -> np.ndarray:
@@ -57,3 +57,14 @@ def loop_mode_consistency_map(emb: np.ndarray, gy: int, gx: int, spread: int, it
     vote = loop_overlap_vote(emb, gy, gx, spread)
     mode, radius = loop_mean_shift_mode(vote, iters, percentile)
     return mode, vote, radius
+
+
+def overlap_vote(pair: np.ndarray, gy: int, gx: int, spread: int) -> np.ndarray:
+    """4-D overlap vote: patch-pair similarities [N, N] -> cell-pair mean similarities [M, M]."""
+    t = pair.reshape(gy, gx, gy, gx).astype(np.float64, copy=False)
+    for axis in range(4):
+        t = box_sum_full(t, spread, axis)
+    cy, cx = cover_counts(gy, spread), cover_counts(gx, spread)
+    count = np.einsum("a,b,c,d->abcd", cy, cx, cy, cx)
+    rows, cols = gy + spread - 1, gx + spread - 1
+    return (t / count).reshape(rows * cols, rows * cols)
