@@ -218,3 +218,17 @@ def test_serve_page_in_a_real_browser(server, photo, tmp_path):
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_a_taken_port_is_one_clear_error(capsys):
+    from exiflang.cli import main
+    from exiflang.report.web import is_loopback
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", "--port", str(busy.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen on 127.0.0.1" in err and "--port" in err and len(err.strip().splitlines()) == 1
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")

@@ -439,6 +439,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, config: ServeConfi
         raise ServeError(f"exiflang serve needs uvicorn ({exc}); run ./setup.sh") from exc
     cfg = config or ServeConfig()
     cfg.loopback_only = is_loopback(host)
+    _check_port_free(host, port)
     app = create_app(cfg)
     shown = f"[{host}]" if ":" in host else host
     log(f"exiflang serve: open http://{shown}:{port}/ in a browser (Ctrl+C stops the server)")
@@ -448,6 +449,20 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, config: ServeConfi
         log(f"exiflang serve: WARNING: listening on {host}: other machines on the network can upload photos here")
     threading.Thread(target=_warm_up, args=(cfg,), daemon=True).start()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A clear error when the address cannot be listened on (port taken, host not on this machine)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); is another server running "
+                             f"there? Choose another --port") from exc
 
 
 def _warm_up(cfg: ServeConfig) -> None:
