@@ -112,7 +112,10 @@ def collect_entries(out_dir: str | Path, items: Iterable[tuple[str, str, str | N
             except (OSError, ValueError) as exc:
                 entry.error = f"{source}: no readable report {meta_path.name} ({exc})"
         if entry.ok:
-            for kind in ("overlay", "mask", "pca"):
+            # a PCA view exists only with embeddings (write_report's JSON has embedding_dim; the light one not):
+            # an older run's <stem>.pca.png in the same folder must not be shown beside another detector's map
+            kinds = ("overlay", "mask", "pca") if "embedding_dim" in entry.meta else ("overlay", "mask")
+            for kind in kinds:
                 if (out / f"{stem}.{kind}.png").is_file():
                     entry.files[kind] = f"{stem}.{kind}.png"
             if write_views:
