@@ -136,8 +136,10 @@ def test_detect_with_grid_and_dq_writes_the_usual_report(fake_classical, small_s
         assert meta["flagged_fraction"] == pytest.approx(0.5)
         heat = np.load(out / f"{stem}.heatmap.npy")
         assert heat.shape == (48, 64) and heat.dtype == np.float32
-        for kind in ("overlay", "mask"):
-            assert Image.open(out / f"{stem}.{kind}.png").size == (64, 48)
+        assert Image.open(out / f"{stem}.mask.png").size == (64, 48)
+        from exiflang.forensics.report import colour_bar_height
+
+        assert Image.open(out / f"{stem}.overlay.png").size == (64, 48 + colour_bar_height(64))  # + its colour bar
     assert main(["detect", str(small_set / "a.jpg"), "--method", "dq", "--out", str(out)]) == 0
     assert json.loads((out / "a.json").read_text())["input"] == "jpeg-coefficients"
     Image.new("RGB", (8, 8)).save(tmp_path / "tiny.png")

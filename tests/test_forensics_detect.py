@@ -9,6 +9,7 @@ from PIL import Image
 
 from exiflang.forensics import ForensicsError, detect, embed_patches, make_grid, write_report
 from exiflang.forensics.synthetic import make_composite
+from exiflang.forensics.report import colour_bar_height
 from exiflang.imageio import ImageLoadError
 from test_forensics_support import NoiseStatsModel
 
@@ -83,7 +84,9 @@ def test_exif_rotated_file_keeps_stored_coordinates(tmp_path, composite, model):
     res = detect(path, model)
     assert res.heatmap.shape == (96, 160) and res.orientation == 6
     paths = write_report(res, path, tmp_path / "out", "rotated")
-    assert Image.open(paths["overlay.png"]).size == (96, 160)  # PNG upright: width and height swapped
+    assert Image.open(paths["mask.png"]).size == (96, 160)  # PNG upright: width and height swapped
+    # the overlay is upright too, with its colour bar below the picture
+    assert Image.open(paths["overlay.png"]).size == (96, 160 + colour_bar_height(96))
 
 
 def test_bad_inputs_raise_clear_errors(tmp_path, model):
@@ -119,8 +122,9 @@ def test_write_report_files(tmp_path, composite, model):
     assert meta["grid"]["patch"] == 32 and meta["image_size"] == {"height": 256, "width": 320}
     heat = np.load(paths["heatmap.npy"])
     assert heat.dtype == np.float32 and heat.shape == (256, 320) and np.array_equal(heat, res.heatmap)
-    for kind in ("overlay.png", "mask.png", "pca.png"):
+    for kind in ("mask.png", "pca.png"):
         assert Image.open(paths[kind]).size == (320, 256)
+    assert Image.open(paths["overlay.png"]).size == (320, 256 + colour_bar_height(320))  # + the colour bar
 
 
 def test_tiny_model_runs_end_to_end(composite):

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "train",           # contrastive training
     "detect",          # splice detection and localisation
     "demo",            # self-contained splice demo with the built-in model
+    "serve",           # local web page: upload photos, read their reports
     "make_splices",    # composite generator
     "bench",           # forensic benchmarks
     "predict_exif",    # image -> EXIF ranking

@@ -9,6 +9,9 @@ Policy (stated once, used everywhere):
 * Grayscale, palette, CMYK, 16-bit, LA/RGBA images are converted to 8-bit RGB (alpha is dropped,
   16-bit is scaled down). The conversion is reported in `ImageInfo.converted_from`.
 * Images larger than `MAX_PIXELS` raise `ImageLoadError` (decompression-bomb guard).
+* HEIC/HEIF (every recent iPhone's default format) is decoded by pillow-heif's Pillow opener, registered here
+  once, on import. libheif applies the container's rotation/mirror (irot/imir) while decoding and reports
+  Orientation 1, so for these files the "stored" array is the upright one (HEVC has no 8x8 JPEG grid to keep).
 """
 from __future__ import annotations
 
@@ -26,10 +29,18 @@ from PIL import Image
 
 from .errors import ExiflangError
 
+try:  # HEIC/HEIF: pillow-heif registers an opener with Pillow (Image.open then reads .heic/.heif files)
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - pillow-heif is a dependency; without it HEIC files are "cannot decode"
+    HEIF_SUPPORTED = False
+else:
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any consumer camera frame, small enough to fit in memory.
 
 
-# Files the tools pick up from folders (Pillow decodes them; HEIC/HEIF once pillow-heif is registered).
+# Files the tools pick up from folders (Pillow decodes them; HEIC/HEIF through the pillow-heif opener above).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".mpo", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif",
                             ".heic", ".heif"})
 # Camera formats Pillow has no decoder for: a failure on these is "undecodable", not "not an image".
@@ -201,6 +212,6 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-__all__ = ["CAMERA_RAW_SUFFIXES", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError", "ImageTooLargeError",
-           "NotAnImageError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes", "file_sha256",
-           "is_image_file", "load_rgb", "opened_image", "pixel_sha256", "upright"]
+__all__ = ["CAMERA_RAW_SUFFIXES", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
+           "ImageTooLargeError", "NotAnImageError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
+           "file_sha256", "is_image_file", "load_rgb", "opened_image", "pixel_sha256", "upright"]

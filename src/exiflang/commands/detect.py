@@ -28,7 +28,11 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="default", help="model name ('default' = built-in weights) or a weights folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="write <stem>.json, <stem>.heatmap.npy and PNGs (overlay, mask, PCA) here; without it only the summary is printed")
+                   help="write <stem>.json, <stem>.heatmap.npy, PNGs (overlay, mask, PCA) and index.html (one offline page "
+                        "with every result) here; without it only the summary is printed")
+    p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="in the HTML report (--out), also run `check-exif` on files with EXIF: do the pixels match "
+                        "the file's own camera description? (a few seconds per file; default: on)")
     p.add_argument("--per-side", type=int, default=30, help="patches along the longer side; sets the stride (default: %(default)s, as in the paper)")
     p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
@@ -117,6 +121,15 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
             "seconds": seconds}
 
 
+def _write_html(args: argparse.Namespace, rows: list[dict], stems: list[str]) -> Path:
+    """The batch's offline HTML page, DIR/index.html, from the per-image files just written (exiflang.report)."""
+    from exiflang.report.html import write_html_report
+
+    log = lambda message: print(f"exiflang detect: {message}", file=sys.stderr)  # noqa: E731
+    return write_html_report(args.out, [(r["name"], stem, r["error"]) for r, stem in zip(rows, stems)],
+                             model=args.model, device=args.device, exif_check=args.exif_check, log=log)
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyse every image; report and skip bad files; exit 1 if any failed."""
     from tqdm import tqdm
@@ -148,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         pca = ", .pca.png" if args.method in ("exiflang", "random") else ""
         print(f"\nreports in {args.out}/ (<stem>.overlay.png, .mask.png{pca}, .json, .heatmap.npy)")
+        page = _write_html(args, rows, unique_stems(images))
+        print(f"HTML report: {page}")
     if failed:
         print(f"{failed} of {len(rows)} images failed", file=sys.stderr)
     return 1 if failed else 0

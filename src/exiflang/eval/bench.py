@@ -628,7 +628,7 @@ def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, st
     """
     from PIL import Image
 
-    from ..forensics.report import overlay
+    from ..forensics.report import save_overlay_png
     from ..imageio import upright
 
     out_dir = Path(out_dir)
@@ -636,7 +636,7 @@ def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, st
     heat = np.asarray(analysis.heatmap, dtype=np.float32)
     show = lambda a: upright(a, orientation)  # noqa: E731 - display-only rotation
     np.save(out_dir / f"{stem}.heatmap.npy", heat)
-    Image.fromarray(show(overlay(image, heat))).save(out_dir / f"{stem}.overlay.png")
+    save_overlay_png(out_dir / f"{stem}.overlay.png", image, heat, orientation)
     Image.fromarray(show(((heat >= 0.5) * 255).astype(np.uint8))).save(out_dir / f"{stem}.mask.png")
     h, w = heat.shape
     meta = {"score": float(analysis.score), "model_id": method_id, "image_size": {"height": h, "width": w},

@@ -340,6 +340,8 @@ def read_with_pyexiv2(path: str | Path, makernotes: bool = False) -> dict[str, A
         xmp = _read_dict(img.read_xmp, path, required=False)
     finally:
         img.close()
+    if not exif and _is_heif(path):
+        exif = _heif_exif_via_libheif(path)
     out: dict[str, Any] = {"SourceFile": path}
     for key, raw in exif.items():
         family, group, name = _split_key(key)
@@ -383,6 +385,44 @@ def _unknown_text_makernote(exif: dict[str, Any]) -> str | None:
     if len(data) > 64 or not re.fullmatch(rb"[\x09\x0d\x0a\x20-\x7e]+\x00*", data):
         return None
     return data.rstrip(b"\x00").decode("ascii")
+
+
+def _is_heif(path: str) -> bool:
+    """An ISO-BMFF image (HEIC/HEIF/AVIF): 'ftyp' at byte 4 with an image brand."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif")
+
+
+def _heif_exif_via_libheif(path: str) -> dict:
+    """EXIF of a HEIF file whose Exif item Exiv2's BMFF parser misses: libheif (pillow-heif) extracts the block,
+    and pyexiv2 parses it from a tiny in-memory JPEG carrying it, so values get the same print conversion."""
+    import io
+
+    import pyexiv2
+    from PIL import Image
+
+    from ..imageio import HEIF_SUPPORTED  # importing it registers the HEIF opener with Pillow
+
+    if not HEIF_SUPPORTED:
+        return {}
+    try:
+        with Image.open(path) as im:
+            block = im.info.get("exif")
+        if not block:
+            return {}
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buf, "JPEG", exif=block)
+        data = pyexiv2.ImageData(buf.getvalue())
+    except Exception:  # noqa: BLE001 - a broken file: no EXIF rather than a crash, as for any other fallback miss
+        return {}
+    try:
+        return _read_dict(data.read_exif, path, required=False)
+    finally:
+        data.close()
 
 
 def _read_dict(reader: Callable[..., dict], path: str, required: bool = True) -> dict:

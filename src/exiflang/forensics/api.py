@@ -35,6 +35,10 @@ class DetectionResult:
     source: str | None = None  # path of the analysed file, when there was one
     orientation: int = 1  # the file's EXIF Orientation (maps are NOT rotated by it)
     gap: float | None = None  # the consistency gap (heatmap.consistency_gap), the score shipped before
+    # Calibrated probability of manipulation and its verdict band (forensics.calibration), when the model
+    # ships a calibration.json; None otherwise.
+    probability: float | None = None
+    verdict: str | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -127,12 +131,17 @@ class Detector:
     iters: int = 5
     percentile: float = 10.0
     model_id: str = ""
+    calibration: Any = None  # forensics.calibration.Calibration shipped with the model (None: no probability)
 
     def __post_init__(self) -> None:
+        from .calibration import for_model
+
         if self.per_side < 1 or self.batch_size < 1:
             raise ForensicsError(f"per_side and batch_size must be positive, got {self.per_side} and {self.batch_size}")
         self.model = resolve_model(self.model)
         self.model_id = self.model_id or model_identifier(self.model)
+        if self.calibration is None:
+            self.calibration = for_model(self.model)
 
     @classmethod
     def load(cls, model: Any = "default", device: str = "cpu", **settings: Any) -> "Detector":
@@ -149,9 +158,9 @@ class Detector:
         return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid)
 
     def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid) -> DetectionResult:
-        """The consistency pipeline on given embeddings (e.g. from a cache)."""
-        return consistency_from_embeddings(embeddings, grid, iters=self.iters, percentile=self.percentile,
-                                           model_id=self.model_id)
+        """The consistency pipeline on given embeddings (e.g. from a cache), with the calibrated probability."""
+        return self.calibrate(consistency_from_embeddings(embeddings, grid, iters=self.iters,
+                                                          percentile=self.percentile, model_id=self.model_id))
 
     def detect(self, image_or_path: Any) -> DetectionResult:
         """Detect and localise a splice in an image (path, PIL image or HxWx3 array) with no metadata."""
@@ -171,6 +180,13 @@ class Detector:
         result.seconds = time.perf_counter() - t0
         result.timings.update(load_s=t1 - t0, embed_s=t2 - t1)
         result.source, result.orientation = source, orientation
+        return result
+
+    def calibrate(self, result: DetectionResult) -> DetectionResult:
+        """Fill ``result.probability`` and ``result.verdict`` from the model's calibration (if it ships one)."""
+        if self.calibration is not None:
+            result.probability = self.calibration.probability(result.score)
+            result.verdict = self.calibration.verdict(result.probability)
         return result
 
 

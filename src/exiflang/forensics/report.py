@@ -4,6 +4,8 @@ Files for ``stem`` in ``out_dir``:
 * ``<stem>.json``: score, seconds, grid, model id, image size, flagged fraction, ... (see `result_summary`)
 * ``<stem>.heatmap.npy``: float32 [H, W] in [0, 1], stored-pixel coordinates, high = likely spliced
 * ``<stem>.overlay.png``, ``<stem>.mask.png``, ``<stem>.pca.png``: rotated upright (EXIF Orientation) for viewing.
+  Every overlay PNG carries a colour bar below the picture with its meaning (`with_colour_bar`,
+  `save_overlay_png`): 0 = consistent with the rest of the image, 1 = inconsistent (likely spliced).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from PIL import Image
 from exiflang.imageio import as_rgb_array, upright
 
 from .consistency import box_sum_full, cover_counts
+from .scores import IMAGE_SCORE
 
 
 def pca_colours(embeddings: np.ndarray, grid) -> np.ndarray:
@@ -48,6 +51,64 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarr
     return np.round((1 - alpha) * grey + alpha * colourise(heat).astype(np.float32)).astype(np.uint8)
 
 
+COLOUR_BAR_MEANING = "high = inconsistent with the rest of the image (likely spliced)"
+COLOUR_BAR_SHORT = "high = inconsistent"
+
+
+def _font(size: int):
+    """Pillow's bundled scalable font at ``size`` px (its bitmap font where FreeType is missing)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def colour_bar_height(width: int) -> int:
+    """Height in pixels of the legend strip `with_colour_bar` adds below a picture ``width`` pixels wide."""
+    return int(min(max(round(width * 0.08), 40), 110))
+
+
+def with_colour_bar(view: np.ndarray, meaning: str = COLOUR_BAR_MEANING, low: str = "0 consistent",
+                    high: str = "1 inconsistent") -> np.ndarray:
+    """The picture with a legend strip below it: the 'inferno' colour bar from 0 to 1 and what high means."""
+    from PIL import ImageDraw
+
+    h, w = view.shape[:2]
+    bar_h = colour_bar_height(w)
+    margin = max(4, w // 50)
+    strip = Image.new("RGB", (w, bar_h), (255, 255, 255))
+    ramp = colourise(np.linspace(0.0, 1.0, max(w - 2 * margin, 1))[None, :].repeat(max(bar_h * 2 // 5, 4), 0))
+    strip.paste(Image.fromarray(ramp), (margin, margin // 2))
+    draw = ImageDraw.Draw(strip)
+    text_top = margin // 2 + ramp.shape[0] + 2
+    size = max(int((bar_h - text_top) * 0.8), 8)
+    # Shrink the font (and then the wording) until "0 consistent  <meaning>  1 inconsistent" fits the width.
+    options = ((low, meaning, high, 11), (low, COLOUR_BAR_SHORT, high, 11), ("0", COLOUR_BAR_SHORT, "1", 9),
+               ("0", COLOUR_BAR_SHORT, "1", 7), ("0", "", "1", 7))
+    for text_low, text_mid, text_high, smallest in options:
+        for fs in range(max(size, smallest), smallest - 1, -1):
+            font = _font(fs)
+            widths = [draw.textlength(t, font=font) for t in (text_low, text_mid, text_high)]
+            if sum(widths) + 4 * margin <= w:
+                break
+        else:
+            continue
+        break
+    draw.text((margin, text_top), text_low, fill=(0, 0, 0), font=font)
+    draw.text(((w - widths[1]) / 2, text_top), text_mid, fill=(0, 0, 0), font=font)
+    draw.text((w - margin - widths[2], text_top), text_high, fill=(0, 0, 0), font=font)
+    return np.concatenate([np.asarray(view, dtype=np.uint8)[..., :3], np.asarray(strip)], axis=0)
+
+
+def save_overlay_png(path: str | Path, image: np.ndarray, heat: np.ndarray, orientation: int | None = 1) -> Path:
+    """Write the heatmap overlay, rotated upright for viewing, with its colour bar and meaning below it."""
+    view = upright(overlay(image, heat), orientation)
+    Image.fromarray(with_colour_bar(view)).save(path)
+    return Path(path)
+
+
 def mask_view(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The photo at full brightness inside the mask and darkened outside it."""
     out = image.astype(np.float32)
@@ -60,7 +121,12 @@ def result_summary(result) -> dict:
     h, w = result.image_size
     return {
         "score": round(float(result.score), 6),
-        "score_definition": "consistency gap: |mean cosine consistency of the flagged region - of the rest|, in [0, 2]",
+        "score_definition": f"image score '{IMAGE_SCORE}' (exiflang.forensics.scores), higher = more likely manipulated",
+        "gap": None if getattr(result, "gap", None) is None else round(float(result.gap), 6),
+        "gap_definition": "consistency gap: |mean cosine consistency of the flagged region - of the rest|, in [0, 2]",
+        # the score's calibration shipped with the model (forensics.calibration); None without one
+        "probability": None if getattr(result, "probability", None) is None else round(float(result.probability), 6),
+        "verdict": getattr(result, "verdict", None),
         "flagged_fraction": round(result.flagged_fraction, 6),
         "mask_fraction": round(float(result.mask.mean()), 6),
         "polarity_flipped": bool(result.flipped),
@@ -87,7 +153,7 @@ def write_report(result, image, out_dir: str | Path, stem: str) -> dict[str, Pat
     paths = {kind: out / f"{stem}.{kind}" for kind in ("json", "heatmap.npy", "overlay.png", "mask.png", "pca.png")}
     np.save(paths["heatmap.npy"], result.heatmap.astype(np.float32))
     show = lambda a: upright(a, result.orientation)  # noqa: E731 - display-only rotation
-    Image.fromarray(show(overlay(rgb, result.heatmap))).save(paths["overlay.png"])
+    save_overlay_png(paths["overlay.png"], rgb, result.heatmap, result.orientation)
     Image.fromarray(show(mask_view(rgb, result.mask))).save(paths["mask.png"])
     Image.fromarray(show(result.grid.cells_to_pixels(pca_colours(result.embeddings, result.grid)))).save(paths["pca.png"])
     paths["json"].write_text(json.dumps(result_summary(result), indent=2) + "\n")

@@ -20,6 +20,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
+# The image score's calibration (exiflang.forensics.calibration), shipped beside config.json; optional.
+CALIBRATION_FILE = "calibration.json"
 
 
 def available_configs() -> list[str]:
@@ -143,6 +145,13 @@ def resolve_weights_dir(name_or_path: str | Path) -> Path:
     return path
 
 
+def read_calibration(folder: str | Path) -> dict[str, Any] | None:
+    """The weights folder's ``calibration.json`` as a dict (None when there is none); `load_model` attaches it as
+    ``model.calibration`` and `exiflang.forensics.calibration.for_model` interprets it."""
+    path = Path(folder) / CALIBRATION_FILE
+    return _read_json(path) if path.is_file() else None
+
+
 def load_model(name_or_path: str | Path = "default", *, image_only: bool = False,
                device: str | torch.device = "cpu") -> ExifModel:
     """Load a saved model (built-in name or folder) in eval mode; `image_only` skips the text tower (detection)."""
@@ -163,6 +172,7 @@ def load_model(name_or_path: str | Path = "default", *, image_only: bool = False
     except (TextModelError, ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: cannot build the model ({exc})") from exc
     load_saved_state(model, state, folder / WEIGHTS_FILE)
+    model.calibration = read_calibration(folder)
     return model.to(device).eval()
 
 

@@ -1,0 +1,55 @@
+"""`exiflang serve [--host 127.0.0.1] [--port 8000]`: a local web page to upload photos and read their reports."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Start a small web app on this computer: upload one or several photos in a browser and read, for each one, the
+same report as `exiflang detect --out` writes (heatmap with its colour bar, mask, PCA view, calibrated
+probability of manipulation and verdict, the EXIF check, a plain-language explanation). A progress bar follows
+the upload and the analysis. Bound to 127.0.0.1 by default: only this computer can reach it. Nothing leaves the
+machine; uploads live in a temporary folder deleted when the server stops.
+"""
+
+
+def register(subparsers) -> None:
+    """Add the `serve` sub-command."""
+    from exiflang.report.web import (DEFAULT_HOST, DEFAULT_MAX_FILES, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_UPLOAD_MB,
+                                     DEFAULT_PORT)
+
+    p = subparsers.add_parser("serve", help="local web page: upload photos, get the splice report",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to listen on (default: %(default)s, this computer only; 0.0.0.0 exposes the app "
+                        "to the network)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s)")
+    p.add_argument("--model", default="default", help="model name or weights folder (default: the built-in model)")
+    p.add_argument("--per-side", type=int, default=30, help="patches along the longer side (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="also check each file's EXIF against its pixels (default: on)")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                   help="largest upload (all files together) in MB (default: %(default)g)")
+    p.add_argument("--max-files", type=int, default=DEFAULT_MAX_FILES, help="most images per upload (default: %(default)s)")
+    p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
+                   help="largest image in megapixels (default: %(default)g)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl+C."""
+    from exiflang.errors import CommandError
+    from exiflang.report.web import ServeConfig, serve
+
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port}: not a TCP port (0-65535)")
+    if args.per_side < 1 or args.batch_size < 1 or args.max_files < 1:
+        raise CommandError("--per-side, --batch-size and --max-files must be positive")
+    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
+        raise CommandError("--max-upload-mb and --max-megapixels must be positive")
+    config = ServeConfig(model=args.model, device=args.device, per_side=args.per_side, batch_size=args.batch_size,
+                         exif_check=args.exif_check, max_upload_bytes=int(args.max_upload_mb * 1_000_000),
+                         max_files=args.max_files, max_pixels=int(args.max_megapixels * 1_000_000))
+    serve(args.host, args.port, config)
+    return 0

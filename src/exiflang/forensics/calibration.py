@@ -1,0 +1,238 @@
+"""A calibrated reading of the image score: probability of manipulation and a verdict band.
+
+`DetectionResult.score` (the validation-chosen image score, `scores.IMAGE_SCORE`) is a raw number that means
+nothing to a reader. A `Calibration` maps it to a probability of manipulation, fitted by Platt scaling
+(1-D logistic regression on the score) or isotonic regression (scikit-learn) on camera-disjoint composites
+against authentic photos (`benchmarks/fit_calibration.py`), and puts the probability into one of three verdict
+bands, each carrying the false-positive rate measured on composites *not* used for the fit.
+
+The calibration ships with the model: ``calibration.json`` beside ``config.json`` in the weights folder (plain
+JSON, never pickle). The model loaders (`exiflang.models.load_model`, `forensics.encoder.load_image_encoder`)
+attach its contents as ``model.calibration`` (a dict, or None when the folder has no calibration), and
+`for_model(model)` turns that into a `Calibration`, checked against the model id.
+
+What the probability means: among images like the calibration set (half spliced, half authentic, cameras the
+model never trained on, lossless composites, the grid density it was fitted at), the share of images with this
+score that were manipulated. A different mix of images (most real-world photos are authentic; recompressed
+or resized files) changes it; it is evidence, not proof.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ExiflangError
+
+CALIBRATION_FILE = "calibration.json"
+FORMAT = "exiflang-calibration-1"
+METHODS = ("platt", "isotonic")
+VERDICTS = ("likely authentic", "inconclusive", "likely manipulated")
+# Verdict cut-points on the probability, fixed before any data were seen: odds below 1:3 / above 3:1.
+DEFAULT_THRESHOLDS = (0.25, 0.75)
+
+
+class CalibrationError(ExiflangError):
+    """A calibration file is missing fields, has the wrong format or belongs to another model."""
+
+
+@dataclass
+class Band:
+    """One verdict band: probabilities in [low, high), with its measured error rates."""
+
+    verdict: str
+    low: float
+    high: float
+    # Share of the evaluation set's authentic images that got this verdict (for "likely manipulated": its
+    # false-positive rate), and the share of its manipulated images that did (for "likely authentic": the miss rate).
+    authentic_rate: float | None = None
+    manipulated_rate: float | None = None
+    n_authentic: int | None = None
+    n_manipulated: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Calibration:
+    """Score -> probability of manipulation (Platt or isotonic), plus the verdict bands."""
+
+    method: str  # "platt" | "isotonic"
+    params: dict[str, Any]  # platt: {"a", "b"} with p = 1 / (1 + exp(-(a * score + b))); isotonic: {"x", "y"}
+    bands: list[Band]
+    model_id: str = ""
+    score: str = ""  # name of the image score it calibrates (scores.IMAGE_SCORE when it was fitted)
+    per_side: int | None = None  # patch-grid density it was fitted at
+    provenance: dict[str, Any] = field(default_factory=dict)
+    reliability: list[dict[str, Any]] = field(default_factory=list)  # measured on the evaluation composites
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise CalibrationError(f"unknown calibration method {self.method!r} (expected one of {METHODS})")
+        if self.method == "platt" and not {"a", "b"} <= set(self.params):
+            raise CalibrationError("a Platt calibration needs parameters 'a' and 'b'")
+        if self.method == "isotonic":
+            x, y = self.params.get("x"), self.params.get("y")
+            if not x or not y or len(x) != len(y) or np.any(np.diff(np.asarray(x, float)) < 0):
+                raise CalibrationError("an isotonic calibration needs increasing 'x' and 'y' of the same length")
+
+    # -- applying it -------------------------------------------------------------------------------------------
+    def probability(self, score: float) -> float:
+        """Calibrated probability of manipulation for one image score."""
+        s = float(score)
+        if not math.isfinite(s):
+            return float("nan")
+        if self.method == "platt":
+            z = float(self.params["a"]) * s + float(self.params["b"])
+            return float(1.0 / (1.0 + math.exp(-z))) if z > -700 else 0.0
+        return float(np.interp(s, self.params["x"], self.params["y"]))  # clipped at both ends, like sklearn's
+
+    def band(self, probability: float) -> Band:
+        """The verdict band a probability falls in."""
+        p = float(probability)
+        for b in self.bands:
+            if b.low <= p < b.high:
+                return b
+        return self.bands[-1] if p >= self.bands[-1].low else self.bands[0]
+
+    def verdict(self, probability: float) -> str:
+        """'likely authentic', 'inconclusive' or 'likely manipulated'."""
+        return self.band(probability).verdict
+
+    def describe(self) -> str:
+        """One line for reports: how the probability was calibrated."""
+        prov = self.provenance
+        where = prov.get("fit_set", "camera-disjoint composites")
+        return (f"{'Platt scaling' if self.method == 'platt' else 'isotonic regression'} of the '{self.score}' "
+                f"score on {where}" + (f", {self.per_side} patches per side" if self.per_side else ""))
+
+    # -- storage -----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "method": self.method,
+            "params": self.params,
+            "model_id": self.model_id,
+            "score": self.score,
+            "per_side": self.per_side,
+            "bands": [b.to_dict() for b in self.bands],
+            "reliability": self.reliability,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CalibrationError(f"not an exiflang calibration (expected format {FORMAT!r})")
+        try:
+            bands = [Band(**b) for b in data["bands"]]
+            return cls(method=data["method"], params=dict(data["params"]), bands=bands,
+                       model_id=str(data.get("model_id", "")), score=str(data.get("score", "")),
+                       per_side=data.get("per_side"), provenance=dict(data.get("provenance") or {}),
+                       reliability=list(data.get("reliability") or []))
+        except (KeyError, TypeError) as exc:
+            raise CalibrationError(f"calibration lacks a field or has a wrong one ({exc})") from exc
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise CalibrationError(f"{path}: cannot read calibration ({exc})") from exc
+        try:
+            return cls.from_dict(data)
+        except CalibrationError as exc:
+            raise CalibrationError(f"{path}: {exc}") from exc
+
+
+def default_bands(thresholds: tuple[float, float] = DEFAULT_THRESHOLDS) -> list[Band]:
+    """The three verdict bands at the given probability cut-points (rates not measured yet)."""
+    lo, hi = thresholds
+    return [Band(VERDICTS[0], 0.0, lo), Band(VERDICTS[1], lo, hi), Band(VERDICTS[2], hi, 1.0 + 1e-9)]
+
+
+def fit(scores, labels, method: str = "platt", thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
+        **meta: Any) -> Calibration:
+    """Fit a calibration on image scores and labels (1 = manipulated, 0 = authentic) with scikit-learn."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.int64).ravel()
+    if s.shape != y.shape or len(s) < 4 or not (0 < y.sum() < len(y)):
+        raise CalibrationError("fitting needs scores and labels of the same length, with both classes present")
+    if method == "platt":
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=1e6, max_iter=10_000).fit(s[:, None], y)  # effectively unregularised
+        params = {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+    elif method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
+        params = {"x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_]}
+    else:
+        raise CalibrationError(f"unknown calibration method {method!r} (expected one of {METHODS})")
+    return Calibration(method=method, params=params, bands=default_bands(thresholds), **meta)
+
+
+def reliability_table(probabilities, labels, n_bins: int = 5) -> list[dict[str, Any]]:
+    """Equal-width probability bins: count, mean predicted probability, observed share manipulated."""
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        sel = idx == b
+        n = int(sel.sum())
+        rows.append({"bin": f"[{edges[b]:.1f}, {edges[b + 1]:.1f}{']' if b == n_bins - 1 else ')'}",
+                     "count": n,
+                     "predicted": float(p[sel].mean()) if n else None,
+                     "observed": float(y[sel].mean()) if n else None})
+    return rows
+
+
+def measure_bands(cal: Calibration, scores, labels) -> list[Band]:
+    """Each band's share of authentic and of manipulated images on a (held-out) set; updates cal.bands."""
+    y = np.asarray(labels, dtype=np.int64).ravel()
+    verdicts = np.array([cal.verdict(cal.probability(s)) for s in np.asarray(scores, dtype=np.float64).ravel()])
+    n_a, n_m = int((y == 0).sum()), int((y == 1).sum())
+    for b in cal.bands:
+        in_band = verdicts == b.verdict
+        b.n_authentic, b.n_manipulated = int((in_band & (y == 0)).sum()), int((in_band & (y == 1)).sum())
+        b.authentic_rate = b.n_authentic / n_a if n_a else None
+        b.manipulated_rate = b.n_manipulated / n_m if n_m else None
+    return cal.bands
+
+
+def brier(probabilities, labels) -> float:
+    """Mean squared error of the probabilities."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    return float(np.mean((p - np.asarray(labels, dtype=np.float64)) ** 2))
+
+
+def for_model(model: Any) -> Calibration | None:
+    """The calibration the loader attached to ``model`` (``model.calibration``), or None.
+
+    A calibration fitted for another model id is refused (None): its probabilities would mean nothing here.
+    """
+    data = getattr(model, "calibration", None)
+    if data is None:
+        return None
+    cal = data if isinstance(data, Calibration) else Calibration.from_dict(data)
+    model_id = str(getattr(model, "model_id", "") or "")
+    if cal.model_id and model_id and cal.model_id != model_id:
+        return None
+    return cal
+
+
+__all__ = ["Band", "CALIBRATION_FILE", "Calibration", "CalibrationError", "DEFAULT_THRESHOLDS", "VERDICTS",
+           "brier", "default_bands", "fit", "for_model", "measure_bands", "reliability_table"]

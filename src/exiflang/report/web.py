@@ -1,0 +1,479 @@
+"""The local web app of `exiflang serve`: upload photos, watch the analysis run, read the per-image report.
+
+FastAPI on uvicorn, bound to 127.0.0.1 by default, so only this computer can reach it. Nothing leaves the
+machine: the page loads no outside resource (inline CSS/JS; a Content-Security-Policy that allows only this
+server), uploads are analysed here with the built-in (or given) model and kept in a temporary folder that is
+deleted when the server stops. While bound to loopback, requests naming another host are refused (a guard
+against DNS rebinding).
+
+Routes:
+* ``GET /``: the upload page (one or several images; a progress bar for the upload, then for the analysis).
+* ``POST /api/jobs``: multipart ``files``; 202 ``{"job": ID, ...}``. Limits, each refused with a clear message:
+  the request size (413 over ``max_upload_bytes``; 411 without a Content-Length), the number of files (400),
+  and the pixels per image (reported for that file, as a failed analysis).
+* ``GET /api/jobs/ID``: state (queued / running / done / failed), done / total, the current file, per-file
+  results (score, probability, verdict, or the error).
+* ``GET /api/jobs/ID/report``: the report's HTML (the same per-image report as `detect --out`'s index.html),
+  images under ``/jobs/ID/``; ``GET /jobs/ID/`` is that report as a page of its own.
+"""
+# No `from __future__ import annotations` here: FastAPI reads the route handlers' annotations (Request) at run time.
+
+import html
+import ipaddress
+import json
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExiflangError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_FILES = 20
+DEFAULT_MAX_MEGAPIXELS = 50.0
+JOBS_KEPT = 20  # older jobs' folders are deleted
+SERVED_SUFFIXES = {".png", ".jpg", ".html", ".json"}
+CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+class ServeError(ExiflangError):
+    """The web app cannot start (a missing dependency, a bad option); the message says why."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost'."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServeConfig:
+    """What the app analyses with, and its limits."""
+
+    model: str = "default"
+    device: str = "cpu"
+    per_side: int = 30
+    batch_size: int = 64
+    exif_check: bool = True
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1_000_000)
+    max_files: int = DEFAULT_MAX_FILES
+    max_pixels: int = int(DEFAULT_MAX_MEGAPIXELS * 1_000_000)
+    loopback_only: bool = True  # refuse requests whose Host header is not a loopback name
+    work_dir: Path | None = None  # where uploads and reports go (default: a temporary folder)
+
+
+@dataclass
+class Job:
+    """One upload: its files and how far their analysis got."""
+
+    id: str
+    folder: Path
+    names: list[str]
+    paths: list[Path]
+    state: str = "queued"  # queued | running | done | failed
+    stage: str = "waiting"  # waiting | detect | report | done
+    done: int = 0
+    current: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    report: Any = None  # exiflang.report.html.Report once done
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.id, "state": self.state, "stage": self.stage, "done": self.done,
+                "total": len(self.names), "current": self.current, "files": self.names,
+                "results": list(self.results), "error": self.error,
+                "report_url": f"/jobs/{self.id}/" if self.state == "done" else None}
+
+
+def _safe_name(name: str, index: int) -> str:
+    """The upload's base name, without directories or odd characters (kept readable for the report)."""
+    base = Path(name.replace("\\", "/")).name.strip() or f"upload-{index}"
+    base = re.sub(r"[^\w.\- ()+,]", "_", base)[:120]
+    return base if base not in (".", "..") else f"upload-{index}"
+
+
+class Analyser:
+    """Runs jobs one at a time on a worker thread (one model in memory, one analysis at a time)."""
+
+    def __init__(self, config: ServeConfig, root: Path) -> None:
+        self.config = config
+        self.root = root
+        self.jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name="exiflang-serve-analyser", daemon=True)
+        self._thread.start()
+
+    def submit(self, names: list[str], blobs: list[bytes]) -> Job:
+        job_id = uuid.uuid4().hex[:12]
+        folder = self.root / job_id
+        paths = []
+        for i, (name, blob) in enumerate(zip(names, blobs), 1):
+            sub = folder / "uploads" / str(i)
+            sub.mkdir(parents=True, exist_ok=True)
+            path = sub / _safe_name(name, i)
+            path.write_bytes(blob)
+            paths.append(path)
+        job = Job(job_id, folder, [p.name for p in paths], paths)
+        with self._lock:
+            self.jobs[job_id] = job
+            for old in sorted(self.jobs.values(), key=lambda j: j.created)[:-JOBS_KEPT]:
+                if old.state in ("done", "failed"):
+                    self.jobs.pop(old.id, None)
+                    shutil.rmtree(old.folder, ignore_errors=True)
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                self._run(job)
+            except Exception as exc:  # noqa: BLE001 - a job must never kill the worker; the page shows the cause
+                job.state, job.error = "failed", f"the analysis stopped: {type(exc).__name__}: {exc}"
+
+    def _run(self, job: Job) -> None:
+        from exiflang.forensics import Detector, ForensicsError, write_report
+        from exiflang.imageio import ImageLoadError, load_rgb
+        from exiflang.report.html import build_report, save_page
+
+        cfg = self.config
+        job.state, job.stage = "running", "detect"
+        detector = Detector.load(cfg.model, cfg.device, per_side=cfg.per_side, batch_size=cfg.batch_size)
+        items = []
+        for i, (name, path) in enumerate(zip(job.names, job.paths), 1):
+            job.current = name
+            stem = f"{i:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', path.stem)[:60]}"
+            record: dict[str, Any] = {"name": name, "ok": False}
+            try:
+                pixels, info = load_rgb(path, max_pixels=cfg.max_pixels)
+                result = detector.detect(pixels)
+                result.source, result.orientation = str(path), info.orientation
+                write_report(result, pixels, job.folder, stem)
+                h, w = result.image_size
+                record.update(ok=True, error=None, score=result.score, probability=result.probability,
+                              verdict=result.verdict, flagged=result.flagged_fraction, size=f"{w}x{h}",
+                              seconds=round(result.seconds, 3), model_id=result.model_id)
+            except (ImageLoadError, ForensicsError) as exc:
+                record["error"] = str(exc).replace(str(path), name)
+            items.append((str(path), stem, record.get("error")))
+            job.results.append(record)
+            job.done = i
+        job.stage, job.current = "report", None
+        report = build_report(job.folder, items, model=cfg.model, device=cfg.device, exif_check=cfg.exif_check)
+        save_page(report, job.folder, title=f"exiflang report: {len(items)} uploaded image{'s' * (len(items) != 1)}",
+                  show_paths=False)
+        job.report = report
+        job.state, job.stage = "done", "done"
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1_000_000:.1f} MB"
+
+
+def _page(cfg: ServeConfig) -> str:
+    from .html import CSS, JS
+
+    limits = (f"Up to {cfg.max_files} images per upload, {_mb(cfg.max_upload_bytes)} in all, "
+              f"{cfg.max_pixels / 1_000_000:g} megapixels each. JPEG, PNG, TIFF, WebP, HEIC/HEIF, …")
+    app_js = APP_JS.replace("MAX_BYTES", str(int(cfg.max_upload_bytes))).replace("MAX_FILES", str(int(cfg.max_files)))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<title>exiflang: splice check</title><style>{CSS}{APP_CSS}</style></head><body><main>"
+        "<h1>exiflang: is this photo spliced?</h1>"
+        "<p>Upload one or several photos. Each one is analysed <b>on this computer</b> by the exiflang model: "
+        "it looks for regions whose camera traces do not match the rest of the picture, and checks the file's "
+        "EXIF against its pixels. Nothing is sent anywhere else; uploads are deleted when the server stops.</p>"
+        '<form id="upload-form" action="/api/jobs" method="post" enctype="multipart/form-data">'
+        '<input type="file" id="files" name="files" multiple accept="image/*,.heic,.heif">'
+        '<button type="submit" id="analyse">Analyse</button></form>'
+        f'<p class="muted">{html.escape(limits)}</p>'
+        '<div id="progress-box"><progress id="progress" value="0" max="1"></progress>'
+        '<span id="status" class="status" role="status" aria-live="polite">No upload yet.</span></div>'
+        '<div id="report"></div></main>'
+        f"<script>{JS}</script><script>{app_js}</script></body></html>\n"
+    )
+
+
+APP_CSS = """
+#upload-form { display: flex; gap: 10px; align-items: center; margin: 1em 0 .3em; flex-wrap: wrap; }
+#upload-form button { font-size: 1em; padding: 6px 18px; }
+#progress-box { display: flex; gap: 12px; align-items: center; margin: .6em 0 1em; }
+#progress { width: 260px; height: 16px; }
+.status.error { color: var(--red); font-weight: 600; }
+"""
+
+APP_JS = """
+(function () {
+  var form = document.getElementById("upload-form"), input = document.getElementById("files");
+  var button = document.getElementById("analyse"), bar = document.getElementById("progress");
+  var statusEl = document.getElementById("status"), report = document.getElementById("report");
+  var LIMIT = MAX_BYTES, MAX_N = MAX_FILES;
+  function show(text, isError) {
+    statusEl.textContent = text;
+    statusEl.className = isError ? "status error" : "status";
+    document.body.setAttribute("data-state", isError ? "error" : "busy");
+  }
+  function mb(n) { return (n / 1e6).toFixed(1) + " MB"; }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var files = input.files, total = 0, i;
+    if (!files || !files.length) { show("Choose one or more images first.", true); return; }
+    if (files.length > MAX_N) { show("At most " + MAX_N + " images per upload; you chose " + files.length + ".", true); return; }
+    for (i = 0; i < files.length; i++) { total += files[i].size; }
+    if (total > LIMIT) { show("The upload is " + mb(total) + ", over the limit of " + mb(LIMIT) + ".", true); return; }
+    var data = new FormData();
+    for (i = 0; i < files.length; i++) { data.append("files", files[i], files[i].name); }
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/jobs");
+    xhr.upload.onprogress = function (e) {
+      if (e.lengthComputable) { bar.max = e.total; bar.value = e.loaded; show("Uploading: " + Math.round(100 * e.loaded / e.total) + " %"); }
+    };
+    xhr.onload = function () {
+      var answer;
+      try { answer = JSON.parse(xhr.responseText); } catch (err) { answer = {detail: xhr.responseText}; }
+      if (xhr.status !== 202) { show(answer.detail || ("The upload failed (HTTP " + xhr.status + ")."), true); button.disabled = false; return; }
+      bar.max = answer.total; bar.value = 0;
+      poll(answer.job);
+    };
+    xhr.onerror = function () { show("The upload failed: is the server still running?", true); button.disabled = false; };
+    button.disabled = true;
+    report.innerHTML = "";
+    show("Uploading…");
+    xhr.send(data);
+  });
+  function poll(id) {
+    fetch("/api/jobs/" + id).then(function (r) { return r.json(); }).then(function (job) {
+      bar.max = Math.max(job.total, 1); bar.value = job.done;
+      if (job.state === "failed") { show(job.error || "The analysis failed.", true); button.disabled = false; return; }
+      if (job.state === "done") {
+        fetch("/api/jobs/" + id + "/report").then(function (r) { return r.text(); }).then(function (text) {
+          report.innerHTML = text;
+          var bad = job.results.filter(function (r) { return !r.ok; }).length;
+          statusEl.textContent = "Done: " + (job.total - bad) + " analysed" + (bad ? ", " + bad + " failed" : "") + ".";
+          statusEl.className = "status";
+          document.body.setAttribute("data-state", "done");
+          button.disabled = false;
+        });
+        return;
+      }
+      if (job.state === "queued") { show("Waiting for the analysis to start…"); }
+      else if (job.stage === "report") { show("Writing the report (EXIF check)…"); }
+      else { show("Analysing " + Math.min(job.done + 1, job.total) + " of " + job.total + (job.current ? ": " + job.current : "") + "…"); }
+      setTimeout(function () { poll(id); }, 400);
+    }).catch(function () { show("Lost contact with the server.", true); button.disabled = false; });
+  }
+})();
+"""
+
+
+def create_app(config: ServeConfig | None = None):
+    """The FastAPI application (uploads, progress, reports) for `config`."""
+    try:
+        from fastapi import FastAPI
+    except ImportError as exc:  # pragma: no cover - fastapi is a dependency
+        raise ServeError(f"exiflang serve needs FastAPI and uvicorn ({exc}); run ./setup.sh") from exc
+    from contextlib import asynccontextmanager
+
+    cfg = config or ServeConfig()
+    own_dir = cfg.work_dir is None
+    root = Path(tempfile.mkdtemp(prefix="exiflang-serve-")) if own_dir else Path(cfg.work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    analyser = Analyser(cfg, root)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        analyser.stop()
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+    app = FastAPI(title="exiflang", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.analyser, app.state.config = analyser, cfg
+    _add_middleware(app, cfg)
+    _add_page_routes(app, cfg)
+    _add_upload_route(app, cfg, analyser)
+    _add_job_routes(app, analyser)
+    return app
+
+
+def _add_middleware(app, cfg: ServeConfig) -> None:
+    """Host-header check on loopback (DNS rebinding), and headers that keep the page from loading anything else."""
+    from fastapi import Request
+
+    if cfg.loopback_only:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "::1", "[::1]"],
+                           www_redirect=False)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _add_page_routes(app, cfg: ServeConfig) -> None:
+    from fastapi.responses import HTMLResponse, Response
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse(_page(cfg))
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+
+async def _drain(request, cap: int) -> None:
+    """Read and drop a refused body (up to cap bytes) so the client gets to read the answer."""
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > cap:
+            break
+
+
+def _add_upload_route(app, cfg: ServeConfig, analyser: Analyser) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    def refuse(status: int, detail: str) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.post("/api/jobs")
+    async def create_job(request: Request):
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            return refuse(411, "uploads need a Content-Length header (chunked uploads are refused)")
+        if int(length) > cfg.max_upload_bytes:
+            await _drain(request, 4 * cfg.max_upload_bytes + 1_000_000)
+            return refuse(413, f"the upload is {_mb(int(length))}, over the limit of {_mb(cfg.max_upload_bytes)} "
+                               f"per upload (exiflang serve --max-upload-mb)")
+        try:
+            form = await request.form(max_files=cfg.max_files + 1, max_fields=20)
+        except Exception as exc:  # noqa: BLE001 - a malformed multipart body: say so instead of a 500
+            return refuse(400, f"cannot read the upload as multipart form data ({exc})")
+        uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
+        if not uploads:
+            return refuse(400, "choose at least one image to upload (form field 'files')")
+        if len(uploads) > cfg.max_files:
+            return refuse(400, f"{len(uploads)} files uploaded; at most {cfg.max_files} per upload "
+                               f"(exiflang serve --max-files)")
+        names, blobs = [], []
+        for i, up in enumerate(uploads, 1):
+            names.append(up.filename or f"upload-{i}")
+            blobs.append(await up.read())
+            await up.close()
+        return JSONResponse(analyser.submit(names, blobs).to_dict(), status_code=202)
+
+
+def _add_job_routes(app, analyser: Analyser) -> None:
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+    def find(job_id: str) -> Job | None:
+        return analyser.get(job_id) if re.fullmatch(r"[0-9a-f]{12}", job_id) else None
+
+    @app.get("/api/jobs/{job_id}")
+    def job_status(job_id: str):
+        job = find(job_id)
+        if job is None:
+            return JSONResponse({"detail": f"no job {job_id} (jobs are forgotten when the server stops)"},
+                                status_code=404)
+        return JSONResponse(json.loads(json.dumps(job.to_dict(), default=float)))
+
+    @app.get("/api/jobs/{job_id}/report", response_class=HTMLResponse)
+    def job_report(job_id: str):
+        job = find(job_id)
+        if job is None or job.report is None:
+            return HTMLResponse("<p>No report (yet) for this job.</p>", status_code=404)
+        return HTMLResponse(job.report.body(prefix=f"/jobs/{job.id}/", show_paths=False))
+
+    @app.get("/jobs/{job_id}/{name}")
+    def job_file(job_id: str, name: str):
+        job = find(job_id)
+        bad = "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix not in SERVED_SUFFIXES
+        path = None if job is None or bad else job.folder / name
+        if path is None or not path.is_file():
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return FileResponse(path)
+
+    @app.get("/jobs/{job_id}/")
+    def job_page(job_id: str):
+        return job_file(job_id, "index.html")
+
+
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, config: ServeConfig | None = None,
+          log=print) -> None:
+    """Run the app with uvicorn until interrupted."""
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - uvicorn is a dependency
+        raise ServeError(f"exiflang serve needs uvicorn ({exc}); run ./setup.sh") from exc
+    cfg = config or ServeConfig()
+    cfg.loopback_only = is_loopback(host)
+    _check_port_free(host, port)
+    app = create_app(cfg)
+    shown = f"[{host}]" if ":" in host else host
+    log(f"exiflang serve: open http://{shown}:{port}/ in a browser (Ctrl+C stops the server)")
+    if cfg.loopback_only:
+        log("exiflang serve: listening on the loopback address only: nobody else can reach this page")
+    else:
+        log(f"exiflang serve: WARNING: listening on {host}: other machines on the network can upload photos here")
+    threading.Thread(target=_warm_up, args=(cfg,), daemon=True).start()
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A clear error when the address cannot be listened on (port taken, host not on this machine)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); is another server running "
+                             f"there? Choose another --port") from exc
+
+
+def _warm_up(cfg: ServeConfig) -> None:
+    """Load the model in the background so the first upload does not wait for it."""
+    try:
+        from exiflang.forensics import resolve_model
+
+        resolve_model(cfg.model, cfg.device)
+    except ExiflangError:
+        pass  # the first job reports the problem
+
+
+__all__ = ["Analyser", "DEFAULT_HOST", "DEFAULT_PORT", "Job", "ServeConfig", "ServeError", "create_app",
+           "is_loopback", "serve"]
