@@ -127,3 +127,17 @@ def test_index_html_in_a_real_browser(report, tmp_path):
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_grid_note_only_when_the_grid_differs_from_the_calibrated_one():
+    """A small image's stride floors at 8 px (33 patches at per_side 30): that is the calibrated grid, no note."""
+    from exiflang.forensics import make_grid
+    from exiflang.report.html import _grid_as_calibrated
+
+    def meta(per_side, origin=(0, 0)):
+        g = make_grid(256, 384, 128, per_side, origin)
+        return {"grid": {"height": 256, "width": 384, "patch": 128, "gy": g.gy, "gx": g.gx, "origin": list(g.origin)}}
+
+    assert max(make_grid(256, 384, 128, 30, (0, 0)).gy, make_grid(256, 384, 128, 30, (0, 0)).gx) == 33
+    assert _grid_as_calibrated(meta(30), 30) and _grid_as_calibrated(meta(30, (3, 5)), 30)
+    assert not _grid_as_calibrated(meta(10), 30)

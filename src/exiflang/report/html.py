@@ -379,11 +379,29 @@ def _percent(value: float | None) -> str:
 
 
 def _grid_side(meta: dict[str, Any]) -> int | None:
+    """Patches along the long side of the grid a report was made with."""
     grid = meta.get("grid") or {}
     try:
         return max(int(grid["gy"]), int(grid["gx"]))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _grid_as_calibrated(meta: dict[str, Any], per_side: int) -> bool:
+    """Whether the report's grid is the one `per_side` lays on this image (a small image's stride floors at
+    8 px, so its patch count can exceed per_side with the calibrated setting)."""
+    from ..forensics import ForensicsError, make_grid
+
+    grid = meta.get("grid") or {}
+    try:
+        shape = (int(grid["gy"]), int(grid["gx"]))
+        for origin in (None, tuple(grid.get("origin") or (0, 0))):
+            g = make_grid(int(grid["height"]), int(grid["width"]), int(grid["patch"]), per_side, origin)
+            if (g.gy, g.gx) == shape:
+                return True
+    except (KeyError, TypeError, ValueError, ForensicsError):
+        return True  # nothing to compare: say nothing
+    return False
 
 
 def plain_language(entry: ImageEntry, calibration=None) -> str:
@@ -420,7 +438,7 @@ def plain_language(entry: ImageEntry, calibration=None) -> str:
                    "the chance that this particular photo was edited; most photos met in practice are authentic, "
                    "which lowers the real chance.")
         side, fitted = _grid_side(meta), getattr(calibration, "per_side", None)
-        if side and fitted and abs(side - fitted) > 2:
+        if side and fitted and not _grid_as_calibrated(meta, int(fitted)):
             out.append(f"This run used a coarser or finer patch grid ({side} patches along the long side) than the "
                        f"calibration ({fitted}): the probability is approximate.")
     if entry.check:
