@@ -22,6 +22,8 @@ saw a camera like this one can score its true EXIF low too.
 
 def register(subparsers) -> None:
     """Add the `check-exif` sub-command."""
+    from .argtypes import add_device_argument, non_negative_int, positive_int
+
     p = subparsers.add_parser("check-exif", help="do the pixels match this file's own EXIF? (calibrated score)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="image file whose EXIF is checked")
@@ -29,21 +31,23 @@ def register(subparsers) -> None:
                    help="reference texts of other cameras: an index folder (one text per camera), a .json list or "
                         "a text file; default: the shipped reference set")
     p.add_argument("--model", default="default", help="model name or folder (default: the built-in model)")
-    p.add_argument("--patches", type=int, default=16, metavar="K", help="patches on an even grid (default 16)")
-    p.add_argument("--tags", type=int, default=5, metavar="N", help="how many least-agreeing tags to show (default 5)")
+    p.add_argument("--patches", type=positive_int, default=16, metavar="K", help="patches on an even grid (default 16)")
+    p.add_argument("--tags", type=non_negative_int, default=5, metavar="N", help="how many least-agreeing tags to show (default 5)")
     p.add_argument("--no-explain", action="store_true", help="skip the leave-one-tag-out explanation (faster)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Check the image's EXIF against its pixels and print the calibrated result."""
+    from exiflang.device import resolve_device
     from exiflang.exif import ExifReadError, TextConfig, read_exif
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError, check_exif, load_reference_set
     from exiflang.probes.features import FeatureError, image_patch_embeddings
 
+    args.device = resolve_device(args.device)
     try:
         tags = read_exif(args.image)
     except ExifReadError as exc:
