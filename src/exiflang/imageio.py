@@ -158,16 +158,28 @@ def decode_bytes(blob: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.nda
         return _to_rgb8(img)[0]
 
 
+def _current_umask() -> int:
+    """The process umask (read once: os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: "str | Path", write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it into place (never half a file).
 
-    The temporary file is created with open(), so the result has the usual umask permissions.
+    The result has the usual umask permissions (0644 under umask 022), whatever mode the writer used:
+    safetensors' writer, for one, creates its files readable by their owner only.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
