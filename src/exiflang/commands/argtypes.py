@@ -66,3 +66,20 @@ def add_device_argument(parser: Any, default: str = "cpu", help: str = "torch de
     """The --device flag every model-running command takes (spelling checked at parse time)."""
     parser.add_argument("--device", type=device_name, default=default,
                         help=f"{help}: auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+
+
+class ProgressLine:
+    """Progress messages on stderr for commands without a bar: off with --quiet or when stderr is no terminal."""
+
+    def __init__(self, command: str, quiet: bool) -> None:
+        import sys
+
+        self.command = command
+        self.enabled = not quiet and sys.stderr.isatty()
+
+    def __call__(self, message: str) -> None:
+        """Print `exiflang COMMAND: message` to stderr when enabled."""
+        if self.enabled:
+            import sys
+
+            print(f"exiflang {self.command}: {message}", file=sys.stderr, flush=True)

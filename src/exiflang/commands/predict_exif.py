@@ -40,6 +40,10 @@ def register(subparsers) -> None:
     p.add_argument("--sampling", choices=("grid", "random"), default="grid",
                    help="patch placement: even grid (default) or uniform random (seeded)")
     add_device_argument(p)
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the reference texts' embedding cache ($EXIFLANG_CACHE/text_embeddings, "
+                        "default ~/.cache/exiflang/text_embeddings)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr (also off when stderr is not a terminal)")
     p.set_defaults(func=run)
 
 
@@ -93,20 +97,27 @@ def run(args) -> int:
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError
     from exiflang.probes.features import FeatureError, image_patch_embeddings
-    from exiflang.probes.ranking import rank_candidates
+    from exiflang.probes.ranking import AUTO_CACHE, rank_candidates
+
+    from .argtypes import ProgressLine
 
     args.device = resolve_device(args.device)
+    say = ProgressLine("predict-exif", args.quiet)
     try:
+        say(f"loading model {args.model} ...")
         model = load_model(args.model, device=args.device)
     except ModelError as exc:
         raise CommandError(str(exc)) from exc
     text_config = TextConfig.from_dict(model.config.text_format)
     try:
         candidates = build_candidates(args, text_config)
+        say(f"embedding {args.patches} patches of {args.image} ...")
         patches = image_patch_embeddings(args.image, model, args.patches, args.sampling, device=args.device)
     except (FeatureError, CheckError) as exc:
         raise CommandError(str(exc)) from exc
-    ranking = rank_candidates(patches, candidates, model, device=args.device)
+    say(f"scoring {len(candidates)} candidate texts ...")
+    ranking = rank_candidates(patches, candidates, model, device=args.device,
+                              cache_dir=None if args.no_cache else AUTO_CACHE, progress=say.enabled)
     if args.json:
         print(json.dumps({"image": args.image, "model_id": getattr(model, "model_id", ""),
                           "n_patches": int(len(patches)), "ranking": [r.to_dict() for r in ranking]}, indent=2))
