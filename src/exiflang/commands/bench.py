@@ -28,10 +28,9 @@ METHOD_HELP = (
 
 def default_cache_dir() -> Path:
     """$EXIFLANG_CACHE/embeddings, else ~/.cache/exiflang/embeddings."""
-    import os
+    from ..paths import cache_root
 
-    base = os.environ.get("EXIFLANG_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "exiflang") / "embeddings"
+    return cache_root() / "embeddings"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

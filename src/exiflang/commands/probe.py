@@ -167,3 +167,7 @@ def _print_task(task: str, by_model: dict) -> None:
           f"test photos{extra})")
     for name, res in by_model.items():
         print(format_row(name, res))
+    if first.get("warning"):  # the same split for every model: say it once, where the table is read
+        import sys
+
+        print(f"  warning: {task}: {first['warning']}", file=sys.stderr)
