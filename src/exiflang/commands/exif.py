@@ -81,7 +81,7 @@ def text_config_from_args(args: argparse.Namespace) -> "TextConfig":
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the text (or tags, or JSON) of every photo; exit 2 if any could not be read."""
+    """Print the text (or tags, or JSON) of every photo; exit 1 if some could not be read, 2 if none could."""
     import sys
 
     from ..errors import CommandError
@@ -117,4 +117,4 @@ def run(args: argparse.Namespace) -> int:
                       if tags else f"exiflang exif: {path}: the file has no EXIF tags", file=sys.stderr)
     if failed == len(args.photos):
         raise CommandError(f"could not read EXIF from {'any of the files' if failed > 1 else 'the file'}")
-    return 2 if failed else 0
+    return 1 if failed else 0  # some files failed (each named above); the others were printed
