@@ -50,10 +50,10 @@ def run(args) -> int:
     from exiflang.exif import ExifReadError, TextConfig, read_exif
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError, check_exif, load_reference_set, too_little_exif
+    from exiflang.probes.features import FeatureError, image_patch_embeddings
     from exiflang.probes.ranking import AUTO_CACHE
 
     from .argtypes import ProgressLine
-    from exiflang.probes.features import FeatureError, image_patch_embeddings
 
     args.device = resolve_device(args.device)
     try:
