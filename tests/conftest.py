@@ -5,7 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from exiflang.paths import shared_data_dir
+from exiflang.paths import CACHE_ENV_VAR, shared_data_dir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every cache (embeddings, text embeddings) in a fresh folder: tests neither read nor fill ~/.cache/exiflang."""
+    import os
+
+    previous = os.environ.get(CACHE_ENV_VAR)
+    os.environ[CACHE_ENV_VAR] = str(tmp_path_factory.mktemp("exiflang-cache"))  # subprocesses inherit it
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV_VAR, None)
+    else:
+        os.environ[CACHE_ENV_VAR] = previous
 
 
 def _shared(sub: str) -> Path:

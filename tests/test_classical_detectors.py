@@ -243,7 +243,7 @@ def test_dq_file_bad_inputs(tmp_path: Path) -> None:
         dq_analysis_file(good, image=np.zeros((64, 96, 3), np.float64))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image at all")
-    with pytest.raises(ValueError, match="cannot decode"):
+    with pytest.raises(ValueError, match=r"broken.png: not an image \(text\)"):  # issue 14: says why
         dq_analysis_file(broken)
 
 

@@ -243,12 +243,14 @@ def test_cli_option_errors_are_one_line(photos_dir, tmp_path, capsys):
     one.write_text("nikon|nikon d70s\n")
     base = ["make-splices", str(photos_dir), "--out", str(tmp_path / "o"), "--n", "1"]
     for extra, expect in ((["--cameras", str(one)], "at least 2 cameras"),
-                          (["--cameras", "heldoot"], "no camera-list file"),
-                          (["--n", "0"], "at least 1")):
+                          (["--cameras", "heldoot"], "no camera-list file")):
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and err.startswith("exiflang make-splices: error:") and expect in err
     with pytest.raises(SystemExit) as exc:
         main(base + ["--phase", "sideways"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # ranges are checked at parse time (issue 14)
+        main(base + ["--n", "0"])
+    assert exc.value.code == 2 and "argument --n: must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "o" / "manifest.csv").exists()

@@ -15,10 +15,12 @@ Policy (stated once, used everywhere):
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,9 @@ else:
     HEIF_SUPPORTED = True
 
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any consumer camera frame, small enough to fit in memory.
+# Pillow's decompression-bomb guard at the same limit (its default, 89.5 MP warning / 179 MP error, would give a
+# second limit with a second message); `opened_image` turns its warning and error into ImageTooLargeError.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 # Files the tools pick up from folders (Pillow decodes them; HEIC/HEIF through the pillow-heif opener above).
@@ -57,7 +62,11 @@ class ImageTooLargeError(ImageLoadError):
 
 
 class NotAnImageError(ImageLoadError):
-    """Pillow recognises no image format in the file."""
+    """Pillow recognises no image format in the file; `kind` is 'empty file' or 'text' when that is why."""
+
+    def __init__(self, message: str, kind: str | None = None):
+        super().__init__(message)
+        self.kind = kind
 
 
 def is_image_file(path: Path) -> bool:
@@ -65,29 +74,73 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def _too_large(name: str, pixels: int, limit: int, size: tuple[int, int] | None = None) -> ImageTooLargeError:
+    """The one message of the pixel limit, whether our header check or Pillow's bomb guard saw it first."""
+    dims = f"{size[0]}x{size[1]} = " if size else ""
+    return ImageTooLargeError(f"{name}: {dims}{pixels:,} pixels exceeds the limit of {limit:,}")
+
+
+def _not_an_image(source: "str | Path | bytes", name: str) -> NotAnImageError:
+    """'not an image (empty file)' / '(text)' when the bytes say so, else Pillow's 'cannot decode'."""
+    try:
+        if isinstance(source, bytes):
+            head = source[:4096]
+        else:
+            with Path(source).open("rb") as fh:
+                head = fh.read(4096)
+    except OSError:
+        head = b"?"
+    if not head:
+        return NotAnImageError(f"{name}: not an image (empty file)", kind="empty file")
+    try:  # text: valid UTF-8 (a character cut at the 4 KiB boundary is fine) of printable characters only
+        chars = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        looks_like_text = bool(chars) and all(c.isprintable() or c.isspace() for c in chars)
+    except UnicodeDecodeError:
+        looks_like_text = False
+    if looks_like_text:
+        return NotAnImageError(f"{name}: not an image (text)", kind="text")
+    return NotAnImageError(f"{name}: cannot decode image (not an image Pillow can read)")
+
+
+@contextlib.contextmanager
+def _pillow_checks() -> Iterator[None]:
+    """Pillow's bomb warning and EXIF-parsing complaints silenced: our header check and exiflang.exif speak instead."""
+    with warnings.catch_warnings():
+        # Pillow warns above MAX_IMAGE_PIXELS (= MAX_PIXELS) while opening; the header check right after says
+        # the same with the image's size. Only above twice the limit does Pillow refuse before we can look.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # "Corrupt EXIF data", "Tag data larger than file", "Truncated File Read": Pillow skips the bad tag
+        # and says so on stderr, through every --quiet; EXIF is read and reported by exiflang.exif instead.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        yield
+
+
 @contextlib.contextmanager
 def opened_image(source: "str | Path | bytes", name: str | None = None, max_pixels: int = MAX_PIXELS,
                  decode: bool = True) -> Iterator[Image.Image]:
-    """An open PIL image, its size checked against `max_pixels` before decoding; every failure an ImageLoadError."""
+    """An open PIL image, its size checked against `max_pixels` before decoding; every failure an ImageLoadError.
+
+    `max_pixels` may lower the project's limit, not raise it: Pillow's own guard is set to MAX_PIXELS.
+    """
     from PIL import UnidentifiedImageError
 
     name = name or str(source)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        with _pillow_checks(), Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             width, height = img.size
             if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"{name}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}")
+                raise _too_large(name, width * height, max_pixels, (width, height))
             if decode:
-                with warnings.catch_warnings():  # a decompression bomb is an error, never a warning
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    img.load()
+                img.load()
             yield img
     except ImageLoadError:
         raise
     except UnidentifiedImageError as exc:
-        raise NotAnImageError(f"{name}: cannot decode image (not an image Pillow can read)") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _not_an_image(source, name) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow checked before we could: same message
+        raise _too_large(name, int(found.group(1)) if found else 0, min(max_pixels, MAX_PIXELS)) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageLoadError(f"{name}: cannot decode image ({exc})") from exc
 
 
@@ -97,16 +150,28 @@ def decode_bytes(blob: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.nda
         return _to_rgb8(img)[0]
 
 
+def _current_umask() -> int:
+    """The process umask (read once: os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: "str | Path", write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it into place (never half a file).
 
-    The temporary file is created with open(), so the result has the usual umask permissions.
+    The result has the usual umask permissions (0644 under umask 022), whatever mode the writer used:
+    safetensors' writer, for one, creates its files readable by their owner only.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -165,13 +230,22 @@ def _to_rgb8(img: Image.Image) -> tuple[np.ndarray, str | None]:
     return np.asarray(img.convert("RGB"), dtype=np.uint8), mode
 
 
+def _orientation(img: Image.Image) -> int:
+    """EXIF Orientation 1-8, or 1 when the EXIF block is too damaged to say (the pixels still load)."""
+    try:
+        value = int(img.getexif().get(0x0112, 1) or 1)
+    except (OSError, ValueError, SyntaxError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image file to its stored HxWx3 uint8 RGB array (no EXIF rotation)."""
     path = Path(path)
     if not path.is_file():
         raise ImageLoadError(f"{path}: no such file")
     with opened_image(path, str(path), max_pixels) as img:
-        orientation = int(img.getexif().get(0x0112, 1) or 1)
+        orientation = _orientation(img)
         arr, converted = _to_rgb8(img)
         return arr, ImageInfo(str(path), img.size[0], img.size[1], img.mode, converted, orientation)
 

@@ -22,3 +22,11 @@ def shared_data_dir() -> Path | None:
             if candidate.is_dir():
                 return candidate
     return None
+
+CACHE_ENV_VAR = "EXIFLANG_CACHE"
+
+
+def cache_root() -> Path:
+    """Where exiflang keeps caches it can always recompute: $EXIFLANG_CACHE, else ~/.cache/exiflang."""
+    base = os.environ.get(CACHE_ENV_VAR)
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "exiflang"

@@ -28,14 +28,15 @@ METHOD_HELP = (
 
 def default_cache_dir() -> Path:
     """$EXIFLANG_CACHE/embeddings, else ~/.cache/exiflang/embeddings."""
-    import os
+    from ..paths import cache_root
 
-    base = os.environ.get("EXIFLANG_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "exiflang") / "embeddings"
+    return cache_root() / "embeddings"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the bench sub-command."""
+    from .argtypes import add_device_argument, non_negative_int, out_dir, percentile, positive_int, unit_interval
+
     p = subparsers.add_parser(
         "bench",
         help="benchmark splice detection/localisation on a dataset (p-mAP, cIoU, F1, MCC, AUC, detection AP)",
@@ -50,24 +51,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--dataset", required=True, metavar="KIND:PATH", help=KINDS_HELP)
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (re-use it to resume)")
+    p.add_argument("--out", required=True, type=out_dir, metavar="DIR", help="output folder (re-use it to resume)")
     p.add_argument("--method", choices=METHOD_NAMES, default="exiflang", help=METHOD_HELP)
     p.add_argument("--model", default="default",
                    help="model name ('default' = built-in weights) or a weights folder, e.g. an image-only run's model "
                         "dir (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random (default: %(default)s)")
-    p.add_argument("--per-side", type=int, default=30, help="patches along the longer side (default: %(default)s, as in the paper)")
-    p.add_argument("--iters", type=int, default=5, help="mean-shift iterations (default: %(default)s)")
-    p.add_argument("--percentile", type=float, default=10.0, help="mean-shift radius percentile (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=0.5, help="fixed heatmap threshold for f1_fixed/mcc_fixed (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
-    p.add_argument("--cache-dir", type=Path, default=None,
+    p.add_argument("--seed", type=non_negative_int, default=0, help="initialisation seed of --method random (default: %(default)s)")
+    p.add_argument("--per-side", type=positive_int, default=30, help="patches along the longer side (default: %(default)s, as in the paper)")
+    p.add_argument("--iters", type=positive_int, default=5, help="mean-shift iterations (default: %(default)s)")
+    p.add_argument("--percentile", type=percentile, default=10.0, help="mean-shift radius percentile (default: %(default)s)")
+    p.add_argument("--threshold", type=unit_interval, default=0.5, help="fixed heatmap threshold for f1_fixed/mcc_fixed (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default: %(default)s)")
+    add_device_argument(p)
+    p.add_argument("--cache-dir", type=out_dir, default=None,
                    help="embedding cache (default: $EXIFLANG_CACHE/embeddings or ~/.cache/exiflang/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--no-maps", action="store_true", help="skip writing per-image maps and PNGs (metrics only)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
-    p.add_argument("--every", type=int, default=1, metavar="K",
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N images (quick checks)")
+    p.add_argument("--every", type=positive_int, default=1, metavar="K",
                    help="only every K-th image: a subsample that keeps the mix of manipulated and authentic images "
                         "(default 1: all)")
     p.add_argument("--strict", action="store_true", help="refuse to run when the dataset is incomplete (counts, masks)")
@@ -82,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
     """Load the dataset, build the method, run the benchmark, print the table."""
     import sys
 
+    from ..device import resolve_device
     from ..errors import CommandError
     from ..eval.bench import BenchError, run_bench
     from ..eval.datasets import DatasetError, load_dataset
 
+    args.device = resolve_device(args.device)  # before the dataset is read: a missing device is one line
     try:
         dataset = load_dataset(args.dataset, strict=args.strict)
     except DatasetError as exc:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from exiflang.errors import CommandError
 
@@ -22,6 +23,8 @@ saw a camera like this one can score its true EXIF low too.
 
 def register(subparsers) -> None:
     """Add the `check-exif` sub-command."""
+    from .argtypes import add_device_argument, non_negative_int, positive_int
+
     p = subparsers.add_parser("check-exif", help="do the pixels match this file's own EXIF? (calibrated score)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="image file whose EXIF is checked")
@@ -29,37 +32,54 @@ def register(subparsers) -> None:
                    help="reference texts of other cameras: an index folder (one text per camera), a .json list or "
                         "a text file; default: the shipped reference set")
     p.add_argument("--model", default="default", help="model name or folder (default: the built-in model)")
-    p.add_argument("--patches", type=int, default=16, metavar="K", help="patches on an even grid (default 16)")
-    p.add_argument("--tags", type=int, default=5, metavar="N", help="how many least-agreeing tags to show (default 5)")
+    p.add_argument("--patches", type=positive_int, default=16, metavar="K", help="patches on an even grid (default 16)")
+    p.add_argument("--tags", type=non_negative_int, default=5, metavar="N", help="how many least-agreeing tags to show (default 5)")
     p.add_argument("--no-explain", action="store_true", help="skip the leave-one-tag-out explanation (faster)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(p)
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the reference texts' embedding cache ($EXIFLANG_CACHE/text_embeddings, "
+                        "default ~/.cache/exiflang/text_embeddings)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr (also off when stderr is not a terminal)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Check the image's EXIF against its pixels and print the calibrated result."""
+    from exiflang.device import resolve_device
     from exiflang.exif import ExifReadError, TextConfig, read_exif
     from exiflang.models import ModelError, load_model
-    from exiflang.probes.check import CheckError, check_exif, load_reference_set
+    from exiflang.probes.check import CheckError, check_exif, load_reference_set, too_little_exif
     from exiflang.probes.features import FeatureError, image_patch_embeddings
+    from exiflang.probes.ranking import AUTO_CACHE
 
+    from .argtypes import ProgressLine
+
+    args.device = resolve_device(args.device)
     try:
         tags = read_exif(args.image)
     except ExifReadError as exc:
         raise CommandError(str(exc)) from exc
-    if not tags:
-        raise CommandError(f"{args.image}: no EXIF metadata to check")
+    problem = too_little_exif(tags)
+    if problem:  # this file failed (exit 1), before the model is loaded; no verdict without a camera to check
+        print(f"exiflang check-exif: {args.image}: {problem}", file=sys.stderr)
+        return 1
+    say = ProgressLine("check-exif", args.quiet)
     try:
+        say(f"loading model {args.model} ...")
         model = load_model(args.model, device=args.device)
     except ModelError as exc:
         raise CommandError(str(exc)) from exc
     text_config = TextConfig.from_dict(model.config.text_format)
     try:
         references = load_reference_set(args.reference, text_config)
+        say(f"embedding {args.patches} patches of {args.image} ...")
         patches = image_patch_embeddings(args.image, model, args.patches, "grid", device=args.device)
+        say(f"comparing with {len(references)} reference texts" + ("" if args.no_explain else
+                                                                   ", then leaving out one tag at a time") + " ...")
         result = check_exif(patches, tags, references, model, text_config, explain=not args.no_explain,
-                            device=args.device)
+                            device=args.device, cache_dir=None if args.no_cache else AUTO_CACHE,
+                            progress=say.enabled)
     except (CheckError, FeatureError) as exc:
         raise CommandError(str(exc)) from exc
     if args.json:
@@ -67,7 +87,8 @@ def run(args) -> int:
         return 0
     d = result.to_dict(args.tags)
     print(f"{args.image}: {d['verdict']}")
-    print(f"  own EXIF ({tags.get('Make', '?')} {tags.get('Model', '?')}) beats {d['percentile']:.0%} of "
+    camera = " ".join(str(tags[k]).strip() for k in ("Make", "Model") if str(tags.get(k, "")).strip())
+    print(f"  own EXIF ({camera}) beats {d['percentile']:.0%} of "
           f"{d['n_references']} other cameras' texts; z = {d['z']:+.2f}; probability {d['probability']:.3f}")
     if d["best_reference"]:
         b = d["best_reference"]

@@ -16,6 +16,8 @@ wherever a model is accepted, e.g. `exiflang detect photo.jpg --model MODEL_DIR`
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `convert-official` sub-command."""
+    from .argtypes import out_dir
+
     parser = subparsers.add_parser(
         "convert-official",
         help="convert the authors' released checkpoint (wrapper_75_new.pth) to an exiflang model folder",
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT", type=Path,
                         help="the official .pth file (a torch.save of {epoch, model, optimizer, lr_sched})")
-    parser.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR",
+    parser.add_argument("--out", required=True, type=out_dir, metavar="MODEL_DIR",
                         help="folder to write model.safetensors and config.json to (created if needed)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite a model already in MODEL_DIR (default: refuse)")

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(subparsers) -> None:
     """Add the `demo` sub-command."""
+    from .argtypes import add_device_argument, non_negative_int, out_dir
+
     p = subparsers.add_parser(
         "demo",
         help="run splice detection on a generated composite (no data needed)",
@@ -17,11 +18,11 @@ def register(subparsers) -> None:
             "downloaded and no photo is needed."
         ),
     )
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the composite, its true mask and the report")
+    p.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="folder for the composite, its true mask and the report")
     p.add_argument("--model", default="default", help="model name or weights folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the generated scenes (default: %(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the generated scenes (default: %(default)s)")
     p.add_argument("--size", default="1024x768", metavar="WxH", help="composite size (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -44,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from sklearn.metrics import average_precision_score
 
+    from exiflang.device import resolve_device
     from exiflang.forensics import Detector, write_report
     from exiflang.forensics.synthetic import make_composite
 
     width, height = parse_size(args.size)
+    args.device = resolve_device(args.device)
     detector = Detector.load(args.model, args.device)  # a bad model is a one-line error before any work
     print(f"generating a {width}x{height} composite (seed {args.seed}) ...")
     composite, truth = make_composite(height, width, seed=args.seed)

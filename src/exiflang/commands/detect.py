@@ -22,20 +22,21 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (folders are searched recursively)")
+    from .argtypes import add_device_argument, non_negative_int, out_dir, positive_int
     from .bench import METHOD_HELP, METHOD_NAMES
 
     p.add_argument("--method", choices=METHOD_NAMES, default="exiflang", help=METHOD_HELP)
     p.add_argument("--model", default="default", help="model name ('default' = built-in weights) or a weights folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed of --method random (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+    p.add_argument("--seed", type=non_negative_int, default=0, help="initialisation seed of --method random (default: %(default)s)")
+    p.add_argument("--out", type=out_dir, default=None, metavar="DIR",
                    help="write <stem>.json, <stem>.heatmap.npy, PNGs (overlay, mask, PCA) and index.html (one offline page "
                         "with every result) here; without it only the summary is printed")
     p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
                    help="in the HTML report (--out), also run `check-exif` on files with EXIF: do the pixels match "
                         "the file's own camera description? (a few seconds per file; default: on)")
-    p.add_argument("--per-side", type=int, default=30, help="patches along the longer side; sets the stride (default: %(default)s, as in the paper)")
-    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--per-side", type=positive_int, default=30, help="patches along the longer side; sets the stride (default: %(default)s, as in the paper)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default: %(default)s)")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -134,16 +135,16 @@ def run(args: argparse.Namespace) -> int:
     """Analyse every image; report and skip bad files; exit 1 if any failed."""
     from tqdm import tqdm
 
+    from exiflang.device import resolve_device
     from exiflang.errors import CommandError
     from exiflang.eval.bench import MethodError
     from exiflang.forensics import ForensicsError
     from exiflang.imageio import ImageLoadError
 
+    args.device = resolve_device(args.device)  # a missing device is one line before any image is read
     images = collect_images(args.paths)
     if not images:
         raise CommandError(f"no images found in {' '.join(args.paths)}")
-    if args.per_side < 1 or args.batch_size < 1:
-        raise CommandError("--per-side and --batch-size must be positive")
     method = _build_method(args)  # the model is resolved once, here
     rows = []
     bar = tqdm(list(zip(images, unique_stems(images))), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)

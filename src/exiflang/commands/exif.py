@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 def register(subparsers) -> None:
     """Add the `exif` sub-command."""
+    from .argtypes import positive_float, positive_int, unit_interval
+
     p = subparsers.add_parser(
         "exif",
         help="print a photo's EXIF as the text the model reads",
@@ -28,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--makernotes", action="store_true", help="also read maker-specific tags (MakerNotes); they never replace standard tags")
     p.add_argument("--backend", choices=["auto", "exiftool", "pyexiv2"], default="auto",
                    help="EXIF reader: ExifTool if installed, else pyexiv2 (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per file before giving up on it (default: %(default)s)")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds allowed per file before giving up on it (default: %(default)s)")
     text = p.add_argument_group("text format (the paper's ablations)")
     text.add_argument("--no-names", action="store_true", help="values only, without 'Tag Name:' prefixes")
     text.add_argument("--shuffle", type=int, default=None, metavar="SEED", help="order tags by a random permutation with this seed instead of the canonical order")
@@ -36,10 +38,10 @@ def register(subparsers) -> None:
                       help="keep only these tags: 'camera-only' (Make, Model), 'exposure', 'lens', 'processing', one tag name, or a comma-separated list")
     text.add_argument("--no-exclusions", action="store_true", help="keep private and uninformative tags too (GPS, serials, dates, sizes ...)")
     text.add_argument("--raw-values", action="store_true", help="print values as read, without the paper's value rules (integers, 20-character limit, character filter)")
-    text.add_argument("--max-value-chars", type=int, default=20, metavar="N",
+    text.add_argument("--max-value-chars", type=positive_int, default=20, metavar="N",
                       help="values longer than this become 'Unknown' (default: %(default)s, the official rule; it hides long "
                            "model names such as 'Canon EOS 5D Mark III')")
-    text.add_argument("--min-frequency", type=float, default=0.0, metavar="FRACTION",
+    text.add_argument("--min-frequency", type=unit_interval, default=0.0, metavar="FRACTION",
                       help="keep only tags present in at least this fraction of an indexed collection (needs --index)")
     text.add_argument("--index", default=None, metavar="INDEX", help="index folder whose tag_counts.json --min-frequency uses")
     p.set_defaults(func=run)
@@ -79,7 +81,7 @@ def text_config_from_args(args: argparse.Namespace) -> "TextConfig":
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the text (or tags, or JSON) of every photo; exit 2 if any could not be read."""
+    """Print the text (or tags, or JSON) of every photo; exit 1 if some could not be read, 2 if none could."""
     import sys
 
     from ..errors import CommandError
@@ -115,4 +117,4 @@ def run(args: argparse.Namespace) -> int:
                       if tags else f"exiflang exif: {path}: the file has no EXIF tags", file=sys.stderr)
     if failed == len(args.photos):
         raise CommandError(f"could not read EXIF from {'any of the files' if failed > 1 else 'the file'}")
-    return 2 if failed else 0
+    return 1 if failed else 0  # some files failed (each named above); the others were printed

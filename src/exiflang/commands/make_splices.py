@@ -6,12 +6,14 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the make-splices sub-command."""
+    from .argtypes import jpeg_quality, non_negative_int, out_dir, positive_int
+
     p = subparsers.add_parser(
         "make-splices",
         aliases=["make_splices"],
         help="make spliced composites + masks + authentic controls from a photo collection",
         description=(
-            "Cut a smooth random region (5-30%% of the frame) from photo A and paste it, pixel for pixel at full "
+            "Cut a smooth random region (5-30% of the frame) from photo A and paste it, pixel for pixel at full "
             "resolution, into photo B taken by a different camera (EXIF Make/Model). Writes spliced/, masks/ "
             "(PNG 0/255), authentic/ controls and manifest.csv (the `generic:` benchmark layout, with columns "
             "recording both photos and cameras). --cameras restricts the photos to the held-out or training cameras "
@@ -21,11 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("photo_dir", help="folder of camera photos with EXIF Make/Model (searched recursively; "
                    "a MANIFEST.csv with path,make,model columns is used as a fast path)")
-    p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--n", type=int, default=60, help="number of composites (default 60)")
-    p.add_argument("--n-authentic", type=int, default=None, help="number of authentic controls (default: same as --n)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
-    p.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
+    p.add_argument("--out", required=True, type=out_dir, help="output folder (created)")
+    p.add_argument("--n", type=positive_int, default=60, help="number of composites (default 60)")
+    p.add_argument("--n-authentic", type=non_negative_int, default=None, help="number of authentic controls (default: same as --n)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed; the same seed gives the same files (default 0)")
+    p.add_argument("--jpeg-quality", type=jpeg_quality, default=None, metavar="Q",
                    help="also re-save every image as JPEG at quality Q and benchmark those (default: lossless PNG only)")
     p.add_argument("--placement", choices=["random", "same"], default="random",
                    help="paste at a random position of B, or at the region's position in A when it fits (default random)")

@@ -20,6 +20,8 @@ tag takes in --candidates INDEX), e.g. --tag ExposureTime --values 1/30 1/125 1/
 
 def register(subparsers) -> None:
     """Add the `predict-exif` sub-command."""
+    from .argtypes import add_device_argument, positive_int
+
     p = subparsers.add_parser("predict-exif", help="rank candidate EXIF texts (cameras, tag values) for an image",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="image file to describe")
@@ -30,14 +32,18 @@ def register(subparsers) -> None:
                                  "substituted into the image's own EXIF")
     p.add_argument("--values", nargs="+", metavar="VALUE",
                    help="values of --tag to rank (default: every value of the tag in --candidates INDEX)")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="how many candidates to print (default 5)")
+    p.add_argument("--top", type=positive_int, default=5, metavar="K", help="how many candidates to print (default 5)")
     p.add_argument("--json", action="store_true", help="print the full ranking as JSON (make, model, text, score)")
     p.add_argument("--model", default="default", help="model name or folder (default: the built-in model)")
-    p.add_argument("--patches", type=int, default=16, metavar="K",
+    p.add_argument("--patches", type=positive_int, default=16, metavar="K",
                    help="number of patches averaged over (default 16, on an even grid)")
     p.add_argument("--sampling", choices=("grid", "random"), default="grid",
                    help="patch placement: even grid (default) or uniform random (seeded)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(p)
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the reference texts' embedding cache ($EXIFLANG_CACHE/text_embeddings, "
+                        "default ~/.cache/exiflang/text_embeddings)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr (also off when stderr is not a terminal)")
     p.set_defaults(func=run)
 
 
@@ -86,25 +92,32 @@ def build_candidates(args, text_config) -> list:
 
 def run(args) -> int:
     """Rank the candidates for the image and print the top K (or JSON)."""
+    from exiflang.device import resolve_device
     from exiflang.exif import TextConfig
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError
     from exiflang.probes.features import FeatureError, image_patch_embeddings
-    from exiflang.probes.ranking import rank_candidates
+    from exiflang.probes.ranking import AUTO_CACHE, rank_candidates
 
-    if args.top < 1:
-        raise CommandError("--top must be at least 1")
+    from .argtypes import ProgressLine
+
+    args.device = resolve_device(args.device)
+    say = ProgressLine("predict-exif", args.quiet)
     try:
+        say(f"loading model {args.model} ...")
         model = load_model(args.model, device=args.device)
     except ModelError as exc:
         raise CommandError(str(exc)) from exc
     text_config = TextConfig.from_dict(model.config.text_format)
     try:
         candidates = build_candidates(args, text_config)
+        say(f"embedding {args.patches} patches of {args.image} ...")
         patches = image_patch_embeddings(args.image, model, args.patches, args.sampling, device=args.device)
     except (FeatureError, CheckError) as exc:
         raise CommandError(str(exc)) from exc
-    ranking = rank_candidates(patches, candidates, model, device=args.device)
+    say(f"scoring {len(candidates)} candidate texts ...")
+    ranking = rank_candidates(patches, candidates, model, device=args.device,
+                              cache_dir=None if args.no_cache else AUTO_CACHE, progress=say.enabled)
     if args.json:
         print(json.dumps({"image": args.image, "model_id": getattr(model, "model_id", ""),
                           "n_patches": int(len(patches)), "ranking": [r.to_dict() for r in ranking]}, indent=2))

@@ -30,6 +30,8 @@ log-probabilities summed) and per patch; chance is the training-majority class a
 
 def register(subparsers) -> None:
     """Add the `probe` sub-command."""
+    from .argtypes import add_device_argument, at_least_two, non_negative_int, open_fraction, out_dir, positive_int
+
     p = subparsers.add_parser("probe", help="linear probes: camera properties, distortion, CASIA real/fake",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tasks", nargs="+", metavar="TASK", choices=list(TASK_HELP) + ["all"],
@@ -41,21 +43,21 @@ def register(subparsers) -> None:
     p.add_argument("--photos", metavar="DIR",
                    help="folder of camera photos with EXIF (default: the shared photos, ../shared/data/photos)")
     p.add_argument("--casia", metavar="DIR", help="CASIA folder with MANIFEST.csv (default: ../shared/data/casia1)")
-    p.add_argument("--patches", type=int, default=16, metavar="K", help="patches per photo (default 16)")
-    p.add_argument("--distortion-patches", type=int, default=8, metavar="K",
+    p.add_argument("--patches", type=positive_int, default=16, metavar="K", help="patches per photo (default 16)")
+    p.add_argument("--distortion-patches", type=positive_int, default=8, metavar="K",
                    help="patches per distorted version (default 8; every photo is distorted once per bin)")
     p.add_argument("--sampling", choices=("random", "grid"), default="random", help="patch placement (default random)")
-    p.add_argument("--bins", type=int, default=5, help="distortion bins (default 5, equal-frequency in k1)")
-    p.add_argument("--max-photos", type=int, metavar="N", help="use only the first N photos (quick runs)")
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="random photo splits averaged (default 3)")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="test share of photos per class (default 0.3)")
+    p.add_argument("--bins", type=at_least_two, default=5, help="distortion bins (default 5, equal-frequency in k1)")
+    p.add_argument("--max-photos", type=positive_int, metavar="N", help="use only the first N photos (quick runs)")
+    p.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="random photo splits averaged (default 3)")
+    p.add_argument("--test-fraction", type=open_fraction, default=0.3, help="test share of photos per class (default 0.3)")
     p.add_argument("--split", choices=("auto", "random"), default="auto",
                    help="auto: the model's held-out photos as test when its config lists them; random: always random")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-weights baseline (default 0)")
-    p.add_argument("--cache", metavar="DIR", help="cache patch features here (reused by later runs)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random-weights baseline (default 0)")
+    p.add_argument("--cache", type=out_dir, metavar="DIR", help="cache patch features here (reused by later runs)")
     p.add_argument("--json", metavar="OUT", help="also write all results to this JSON file")
-    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default 64)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default 64)")
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -101,6 +103,7 @@ def format_row(name: str, res: dict) -> str:
 
 def run(args) -> int:
     """Run every requested probe for every compared model and print a table per task."""
+    from exiflang.device import resolve_device
     from exiflang.models import ModelError
     from exiflang.probes.casia import CasiaError
     from exiflang.probes.distortion import DistortionError
@@ -110,6 +113,7 @@ def run(args) -> int:
                                        distortion_set, exif_probe, held_out_mask, load_comparison_models,
                                        photo_features)
 
+    args.device = resolve_device(args.device)
     tasks = list(TASK_HELP) if "all" in args.tasks else list(dict.fromkeys(args.tasks))
     seeds = tuple(range(max(1, args.seeds)))
     common = dict(batch_size=args.batch_size, device=args.device, progress=not args.quiet)
@@ -163,3 +167,7 @@ def _print_task(task: str, by_model: dict) -> None:
           f"test photos{extra})")
     for name, res in by_model.items():
         print(format_row(name, res))
+    if first.get("warning"):  # the same split for every model: say it once, where the table is read
+        import sys
+
+        print(f"  warning: {task}: {first['warning']}", file=sys.stderr)

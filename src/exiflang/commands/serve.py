@@ -14,6 +14,8 @@ machine; uploads live in a temporary folder deleted when the server stops.
 
 def register(subparsers) -> None:
     """Add the `serve` sub-command."""
+    from .argtypes import add_device_argument, positive_float, positive_int, tcp_port
+
     from exiflang.report.web import (DEFAULT_HOST, DEFAULT_MAX_FILES, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_UPLOAD_MB,
                                      DEFAULT_PORT)
 
@@ -22,32 +24,27 @@ def register(subparsers) -> None:
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to listen on (default: %(default)s, this computer only; 0.0.0.0 exposes the app "
                         "to the network)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s)")
+    p.add_argument("--port", type=tcp_port, default=DEFAULT_PORT, help="TCP port (default: %(default)s)")
     p.add_argument("--model", default="default", help="model name or weights folder (default: the built-in model)")
-    p.add_argument("--per-side", type=int, default=30, help="patches along the longer side (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--per-side", type=positive_int, default=30, help="patches along the longer side (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default: %(default)s)")
+    add_device_argument(p)
     p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
                    help="also check each file's EXIF against its pixels (default: on)")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+    p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
                    help="largest upload (all files together) in MB (default: %(default)g)")
-    p.add_argument("--max-files", type=int, default=DEFAULT_MAX_FILES, help="most images per upload (default: %(default)s)")
-    p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
+    p.add_argument("--max-files", type=positive_int, default=DEFAULT_MAX_FILES, help="most images per upload (default: %(default)s)")
+    p.add_argument("--max-megapixels", type=positive_float, default=DEFAULT_MAX_MEGAPIXELS,
                    help="largest image in megapixels (default: %(default)g)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C."""
-    from exiflang.errors import CommandError
+    from exiflang.device import resolve_device
     from exiflang.report.web import ServeConfig, serve
 
-    if not 0 <= args.port <= 65535:
-        raise CommandError(f"--port {args.port}: not a TCP port (0-65535)")
-    if args.per_side < 1 or args.batch_size < 1 or args.max_files < 1:
-        raise CommandError("--per-side, --batch-size and --max-files must be positive")
-    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
-        raise CommandError("--max-upload-mb and --max-megapixels must be positive")
+    args.device = resolve_device(args.device)
     config = ServeConfig(model=args.model, device=args.device, per_side=args.per_side, batch_size=args.batch_size,
                          exif_check=args.exif_check, max_upload_bytes=int(args.max_upload_mb * 1_000_000),
                          max_files=args.max_files, max_pixels=int(args.max_megapixels * 1_000_000))

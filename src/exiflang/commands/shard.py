@@ -8,15 +8,17 @@ from ..errors import CommandError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `shard` sub-command."""
+    from .argtypes import out_dir, positive_float, positive_int
+
     p = subparsers.add_parser(
         "shard", help="pack an index into webdataset tar shards",
         description="Write the photos of INDEX as webdataset tar shards in DIR: each sample is <key>.jpg (the "
                     "original file bytes, never re-encoded, so camera traces survive) and <key>.json (the index "
                     "record: size, make, model, tags, text). Train from them with `exiflang train --shards DIR`.")
     p.add_argument("index", metavar="INDEX", help="index folder made by `exiflang index`")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for shard-NNNNNN.tar and shards.json")
-    p.add_argument("--max-count", type=int, default=1000, help="photos per shard at most (default 1000)")
-    p.add_argument("--max-mb", type=float, default=1024, help="megabytes of photos per shard at most (default 1024)")
+    p.add_argument("--out", required=True, type=out_dir, metavar="DIR", help="folder for shard-NNNNNN.tar and shards.json")
+    p.add_argument("--max-count", type=positive_int, default=1000, help="photos per shard at most (default 1000)")
+    p.add_argument("--max-mb", type=positive_float, default=1024, help="megabytes of photos per shard at most (default 1024)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -26,8 +28,6 @@ def run(args: argparse.Namespace) -> int:
     from ..data.index import IndexReadError, load_records
     from ..data.shards import ShardError, write_shards
 
-    if args.max_count < 1 or args.max_mb <= 0:
-        raise CommandError("--max-count and --max-mb must be positive")
     try:
         records = load_records(args.index)
         manifest = write_shards(records, args.out, args.max_count, int(args.max_mb * 2**20), not args.quiet)

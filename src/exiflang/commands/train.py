@@ -40,12 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_option(group: Any, f: Any) -> None:
     """One TrainOptions field as a flag; unset flags are left out, so the dataclass default applies."""
-    from ..training.options import describe_range
+    from ..ranges import describe_range
 
     flag, meta = "--" + f.name.replace("_", "-"), f.metadata
     default_text = "" if f.default is None else f" (default: {f.default})"
     if f.name == "out":
-        group.add_argument(flag, required=True, metavar=meta["metavar"], help=meta["help"])
+        group.add_argument(flag, required=True, type=_parser_for(f), metavar=meta["metavar"], help=meta["help"])
     elif f.name == "amp":
         group.add_argument("--amp", dest="amp", action="store_true", default=argparse.SUPPRESS, help=meta["help"])
         group.add_argument("--no-amp", dest="amp", action="store_false", default=argparse.SUPPRESS,
@@ -63,31 +63,26 @@ def _add_option(group: Any, f: Any) -> None:
 
 
 def _parser_for(f: Any):
-    """An argparse type for a field: int/float/str conversion plus the field's range (exit 2 on a bad value)."""
-    from ..training.options import check_range
+    """An argparse type for a field: the shared range-checked number types (exit 2 on a bad value)."""
+    from .argtypes import device_name, out_dir, ranged
 
+    if f.name == "device":
+        return device_name
+    if f.name == "out":
+        return lambda text: str(out_dir(text))  # TrainOptions.out is a str
     kind = str(f.type)
-    convert = int if kind.startswith("int") else float if kind.startswith("float") else str
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if convert is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        try:
-            check_range(f.name, value, {**f.metadata, "choices": None}, ValueError)
-        except ValueError as exc:  # argparse already names the flag: keep "must be > 0, got -1"
-            raise argparse.ArgumentTypeError(str(exc).split(" ", 1)[1]) from None
-        return value
-
-    parse.__name__ = convert.__name__  # argparse names the type in its messages
-    return parse
+    if not (kind.startswith("int") or kind.startswith("float")):
+        return str
+    meta = f.metadata
+    return ranged(int if kind.startswith("int") else float, meta["low"], meta["high"],
+                  open_low=meta["open_low"], open_high=meta["open_high"])
 
 
 def _add_history_flags(h: Any) -> None:
     """The CLI's three history flags (composed into TrainOptions.history by `history_recipe`)."""
-    h.add_argument("--history-prob", type=float, default=0.0, metavar="P",
+    from .argtypes import unit_interval
+
+    h.add_argument("--history-prob", type=unit_interval, default=0.0, metavar="P",
                    help="share of photo visits processed on the fly (gamma, blur/sharpen, resampling, noise, JPEG "
                         "re-compression single/double) with what was applied appended to the EXIF text as tags; "
                         "also turns on block-phase tags (default 0: the plain recipe, crops at any offset)")
@@ -101,10 +96,6 @@ def _add_history_flags(h: Any) -> None:
 
 def history_recipe(args: argparse.Namespace) -> dict | None:
     """TrainOptions.history from the history flags (None: the plain recipe)."""
-    if not 0.0 <= args.history_prob <= 1.0:
-        from ..errors import CommandError
-
-        raise CommandError(f"--history-prob must be in [0, 1], got {args.history_prob:g}")
     if args.history_prob <= 0 and not args.phase_tags:
         return None
     from ..data.history import HistoryConfig

@@ -191,6 +191,8 @@ def decode_size(path: Path, full: bool = True) -> tuple[int, int, str]:
     except ImageTooLargeError as exc:
         raise _Reject(TOO_LARGE, str(exc).split(": ", 1)[1]) from exc
     except NotAnImageError as exc:
+        if exc.kind:  # an empty or a text file is no image whatever its name
+            raise _Reject(NOT_AN_IMAGE, f"not an image ({exc.kind})") from exc
         if path.suffix.lower() in _DECODER_MAY_LACK:
             raise _Reject(UNDECODABLE, f"Pillow has no decoder for {path.suffix} files (or the file is corrupt)") from exc
         raise _Reject(NOT_AN_IMAGE, "not an image Pillow can read") from exc

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,28 @@ def _detail(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _pickle_globals(path: Path, limit: int = 1 << 28) -> list[str]:
+    """'module.name' of every class or callable a bare pickle file references, read without unpickling it."""
+    import pickletools
+
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        with path.open("rb") as fh:
+            for opcode, arg, _ in pickletools.genops(fh):
+                if isinstance(arg, str):
+                    strings = (strings + [arg])[-2:]
+                if opcode.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL":
+                    found.append(".".join(strings) if len(strings) == 2 else "?")
+                if fh.tell() > limit:
+                    break
+    except Exception:  # noqa: BLE001 - a damaged stream: report what was found before the damage
+        pass
+    return found
+
+
 def load_checkpoint_safely(path: str | Path) -> Any:
     """torch.load with weights_only=True (no code can run); errors become OfficialCheckpointError."""
     path = Path(path)
@@ -93,9 +116,17 @@ def load_checkpoint_safely(path: str | Path) -> Any:
     # The zip format (torch >= 1.6) can be memory-mapped: the optimizer state is never read into RAM.
     mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": the refusal below says it in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         detail = _detail(exc)
+        if "Unsupported operand" in detail and not mmap:
+            # Protocol 4+ framing stops torch's weights-only unpickler before it reaches any class reference;
+            # read the opcodes (pickletools never runs them) to say what the file would have imported.
+            found = _pickle_globals(path)
+            detail = f"GLOBAL {found[0]} (+{len(found) - 1} more)" if len(found) > 1 else (
+                f"GLOBAL {found[0]}" if found else detail)
         if "GLOBAL" in detail:
             # The weights-only unpickler met a reference to a Python callable/class: the file wanted to run code.
             raise OfficialCheckpointError(

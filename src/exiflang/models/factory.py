@@ -158,6 +158,10 @@ def load_model(name_or_path: str | Path = "default", *, image_only: bool = False
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from ..device import resolve_device
+
+    if isinstance(device, str):
+        device = resolve_device(device)  # "cuda" on a CPU-only torch: DeviceError, before the weights are read
     folder = resolve_weights_dir(name_or_path)
     config = ModelConfig.from_dict(_read_json(folder / CONFIG_FILE), str(folder / CONFIG_FILE))
     try:

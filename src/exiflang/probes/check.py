@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from exiflang.probes.ranking import Candidate, encode_texts, patch_text_scores
+from exiflang.probes.ranking import AUTO_CACHE, Candidate, encode_texts, patch_text_scores
 
 from ..errors import ExiflangError
 
@@ -34,6 +34,10 @@ REFERENCE_FILE = Path(__file__).resolve().parent / "reference_texts.json"
 
 class CheckError(ExiflangError):
     """The EXIF check cannot run; the message names the input and the cause."""
+
+
+class TooLittleExifError(CheckError):
+    """The file's EXIF does not say enough (no tags, or no Make/Model) for a verdict."""
 
 
 @dataclass
@@ -154,18 +158,35 @@ def leave_one_tag_out(patch_emb: np.ndarray, tags: dict[str, str], model, own_sc
     return sorted(effects, key=lambda e: e.effect)
 
 
+def too_little_exif(tags: dict[str, str]) -> str | None:
+    """Why the tags cannot be checked (no tags; neither Make nor Model, the camera the check is about), or None."""
+    if not tags:
+        return "the file has no EXIF tags to check"
+    if not str(tags.get("Make", "")).strip() and not str(tags.get("Model", "")).strip():
+        return (f"too little EXIF to check: no Make or Model tag, so no camera to compare ({len(tags)} other "
+                f"tag{'s' if len(tags) != 1 else ''})")
+    return None
+
+
 def check_exif(patch_emb: np.ndarray, tags: dict[str, str], references: Sequence[Candidate], model,
-               text_config=None, explain: bool = True, device: str = "cpu") -> CheckResult:
-    """Calibrate the image's similarity to its own EXIF text against other cameras' reference texts."""
+               text_config=None, explain: bool = True, device: str = "cpu", cache_dir: "Path | str | None" = AUTO_CACHE,
+               progress: bool = False) -> CheckResult:
+    """Calibrate the image's similarity to its own EXIF text against other cameras' reference texts.
+
+    The reference texts' embeddings come from the text-embedding cache (`cache_dir`); the own text's do not.
+    """
     from exiflang.exif import exif_to_text
 
-    if not tags:
-        raise CheckError("the image has no EXIF tags to check")
+    problem = too_little_exif(tags)
+    if problem:
+        raise TooLittleExifError(problem)
     own_text = exif_to_text(tags, text_config)
     refs = other_camera_references(references, str(tags.get("Make", "")), str(tags.get("Model", "")), own_text)
     if not refs:
         raise CheckError("no reference text of another camera is left to compare against")
-    emb = encode_texts(model, [own_text] + [r.text for r in refs], device=device)
+    emb = np.concatenate([encode_texts(model, [own_text], device=device),
+                          encode_texts(model, [r.text for r in refs], device=device, cache_dir=cache_dir,
+                                       progress=progress)])
     scores = patch_text_scores(patch_emb, emb)
     own, ref_scores = float(scores[0]), scores[1:].astype(np.float64)
     pct = percentile_of(own, ref_scores)

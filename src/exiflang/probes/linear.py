@@ -260,7 +260,26 @@ def repeated_probe(task: str, features: np.ndarray, photo_index: np.ndarray, lab
     for key in ("n_classes", "n_train_photos", "n_test_photos"):
         summary[key] = getattr(runs[0], key)
     summary["photo_accuracy_se"] = binomial_se(summary["photo_accuracy"], summary["n_test_photos"])
+    summary["warning"] = split_warning(summary["n_test_photos"], summary["n_classes"], summary["majority_chance"])
     return summary
+
+
+MIN_TEST_PHOTOS = 20  # below this, one photo moves the accuracy by more than 5 points
+
+
+def split_warning(n_test_photos: int, n_classes: int, majority_chance: float) -> str | None:
+    """Why a probe's split is too small to mean anything (few test photos, one class, chance at 1), or None."""
+    problems = []
+    if n_classes < 2:
+        problems.append(f"{n_classes} class")
+    if n_test_photos < MIN_TEST_PHOTOS:
+        problems.append(f"{n_test_photos} test photo{'s' if n_test_photos != 1 else ''} (fewer than {MIN_TEST_PHOTOS})")
+    if majority_chance >= 0.999:
+        problems.append("every test photo is in the training-majority class")
+    if not problems:
+        return None
+    return (f"degenerate probe: {', '.join(problems)}; its chance level ({majority_chance:.3f}) and accuracies "
+            "mean little: use more photos or another --test-fraction")
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -271,5 +290,5 @@ def binomial_se(p: float, n: int) -> float:
 __all__ = [
     "ProbeError", "parse_exposure_time", "parse_number", "LabelSpec", "LABEL_SPECS", "quantile_edges",
     "bin_label", "photo_labels", "split_labels_by_photo", "ProbeResult", "SoftmaxProbe", "fit_logistic", "run_probe",
-    "repeated_probe", "binomial_se",
+    "repeated_probe", "binomial_se", "split_warning", "MIN_TEST_PHOTOS",
 ]

@@ -47,17 +47,92 @@ class RankedCandidate:
         return {"rank": self.rank, "score": round(float(self.score), 6), **asdict(self.candidate)}
 
 
-def encode_texts(model, texts: Sequence[str], batch_size: int = 64, device: str = "cpu") -> np.ndarray:
-    """L2-normalised text embeddings [T, D] (float32) of a list of EXIF texts."""
+AUTO_CACHE = "auto"  # encode_texts' default: $EXIFLANG_CACHE/text_embeddings (see `exiflang.paths.cache_root`)
+
+
+def text_cache_folder(model, cache_dir: "Path | str | None" = AUTO_CACHE) -> Path | None:
+    """The folder of `model`'s cached text embeddings, or None when caching is off or the model has no content id.
+
+    Keyed by the model id (architecture name + digest of the saved weights) and the text tower's settings;
+    an unsaved model ("tiny-untrained") has no stable id, so its embeddings are never cached.
+    """
+    import hashlib
+
+    model_id = str(getattr(model, "model_id", "") or "")
+    if cache_dir is None or not model_id or model_id.endswith("-untrained"):
+        return None
+    if cache_dir == AUTO_CACHE:
+        from ..paths import cache_root
+
+        cache_dir = cache_root() / "text_embeddings"
+    tower = json.dumps(getattr(getattr(model, "text", None), "cfg", None), sort_keys=True, default=str)
+    return Path(cache_dir) / f"{model_id}-{hashlib.sha256(tower.encode()).hexdigest()[:8]}"
+
+
+def _read_cached(path: Path, dim: int) -> np.ndarray | None:
+    """One cached embedding, or None when absent; a damaged entry is named on stderr and recomputed."""
+    if not path.is_file():
+        return None
+    try:
+        vec = np.load(path, allow_pickle=False)
+        if vec.shape == (dim,) and vec.dtype == np.float32 and np.isfinite(vec).all():
+            return vec
+        problem = f"shape {vec.shape} {vec.dtype}"
+    except (OSError, ValueError, EOFError) as exc:
+        problem = str(exc)
+    import sys
+
+    print(f"exiflang: damaged text-embedding cache entry {path} ({problem}); recomputing it", file=sys.stderr)
+    return None
+
+
+def encode_texts(model, texts: Sequence[str], batch_size: int = 64, device: str = "cpu",
+                 cache_dir: "Path | str | None" = None, progress: bool = False) -> np.ndarray:
+    """L2-normalised text embeddings [T, D] (float32) of a list of EXIF texts, read from / added to a cache.
+
+    `cache_dir`: None (no cache), AUTO_CACHE or a folder; entries are one .npy per text (sha256 of the text).
+    """
+    import hashlib
+
+    from ..imageio import atomic_write
+
+    folder = text_cache_folder(model, cache_dir)
+    dim = int(model.embed_dim)
+    paths = [folder / f"{hashlib.sha256(t.encode()).hexdigest()[:32]}.npy" if folder else None for t in texts]
+    found = [_read_cached(p, dim) if p is not None else None for p in paths]
+    todo = [i for i, vec in enumerate(found) if vec is None]
+    fresh = _encode_batches(model, [texts[i] for i in todo], batch_size, progress)
+    for i, vec in zip(todo, fresh):
+        found[i] = vec
+        if paths[i] is not None:
+            atomic_write(paths[i], lambda tmp, v=vec: _save_npy(tmp, v))
+    if not found:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.stack(found).astype(np.float32)
+
+
+def _save_npy(path: Path, vec: np.ndarray) -> None:
+    """np.save to exactly `path` (np.save on a name would append .npy to the temporary name)."""
+    with open(path, "wb") as fh:
+        np.save(fh, vec)
+
+
+def _encode_batches(model, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    """Run the text tower over `texts` in batches (a progress bar on stderr with `progress`)."""
+    import sys
+
     import torch
+    from tqdm import tqdm
 
     outs = []
+    starts = range(0, len(texts), batch_size)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in tqdm(starts, desc="text embeddings", unit="batch", file=sys.stderr,
+                          disable=not progress or len(starts) < 2):
             outs.append(model.encode_text(list(texts[start:start + batch_size])).float().cpu().numpy())
     if not outs:
         return np.zeros((0, int(model.embed_dim)), dtype=np.float32)
-    return l2_normalise(np.concatenate(outs, axis=0))
+    return l2_normalise(np.concatenate(outs, axis=0)).astype(np.float32)
 
 
 def patch_text_scores(patch_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
@@ -65,12 +140,13 @@ def patch_text_scores(patch_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray
     return (l2_normalise(patch_emb) @ l2_normalise(text_emb).T).mean(axis=0)
 
 
-def rank_candidates(patch_emb: np.ndarray, candidates: Sequence[Candidate], model,
-                    device: str = "cpu") -> list[RankedCandidate]:
-    """Score every candidate text against the patches and sort best first."""
+def rank_candidates(patch_emb: np.ndarray, candidates: Sequence[Candidate], model, device: str = "cpu",
+                    cache_dir: "Path | str | None" = AUTO_CACHE, progress: bool = False) -> list[RankedCandidate]:
+    """Score every candidate text against the patches and sort best first (candidate embeddings cached)."""
     if not candidates:
         raise CandidateError("no candidates to rank")
-    scores = patch_text_scores(patch_emb, encode_texts(model, [c.text for c in candidates], device=device))
+    emb = encode_texts(model, [c.text for c in candidates], device=device, cache_dir=cache_dir, progress=progress)
+    scores = patch_text_scores(patch_emb, emb)
     order = np.argsort(-scores, kind="stable")
     return [RankedCandidate(r + 1, float(scores[i]), candidates[i]) for r, i in enumerate(order)]
 

@@ -240,7 +240,7 @@ def distortion_features(dset: DistortionSet, models: dict, k: int = 8, mode: str
 def distortion_probe(dset: DistortionSet, feats: PatchFeatures, seeds: Sequence[int] = (0, 1, 2),
                      test_fraction: float = 0.3) -> dict:
     """Probe the k1 bin; all versions of a photo are on the same side of the split."""
-    from exiflang.probes.linear import binomial_se, run_probe
+    from exiflang.probes.linear import binomial_se, run_probe, split_warning
 
     n_bins, n_photos = dset.n_bins, len(dset.paths)
     runs = []
@@ -260,6 +260,7 @@ def distortion_probe(dset: DistortionSet, feats: PatchFeatures, seeds: Sequence[
         vals = np.array([r.to_dict()[key] for r in runs])
         out[key], out[key + "_std"] = round(float(vals.mean()), 4), round(float(vals.std()), 4)
     out["photo_accuracy_se"] = binomial_se(out["photo_accuracy"], runs[0].n_test_photos)
+    out["warning"] = split_warning(runs[0].n_test_photos, n_bins, out["majority_chance"])
     return out
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..device import resolve_device
 from .checkpoint import rng_state
-from .errors import TrainError
 
 
 @dataclass
@@ -37,12 +37,9 @@ def init_distributed(device: str) -> Dist:
 
 
 def pick_device(name: str, ddp: Dist) -> torch.device:
-    """Resolve 'auto'/'cpu'/'cuda' (one GPU per local rank)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """Resolve the device with `exiflang.device.resolve_device` (one GPU per local rank under torchrun)."""
+    name = resolve_device(name)
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainError("--device cuda asked for, but no CUDA device is available")
         index = ddp.local_rank if name == "cuda" else torch.device(name).index
         torch.cuda.set_device(index)
         return torch.device("cuda", index)

@@ -269,6 +269,12 @@ def _restore_recipe(opt: TrainOptions) -> tuple[dict[str, torch.Tensor], dict[st
         if key in opt.given and getattr(opt, key) != value:
             # The cosine schedule and the data stream are fixed by the recipe: a silent change would break both.
             flag = "--" + key.replace("_", "-")
+            if key == "steps":  # the one a user most often wants to change: say exactly what to do instead
+                raise TrainError(
+                    f"{ckpt_path}: this run's schedule ends at step {value} (the cosine learning-rate decay is "
+                    f"fitted to --steps {value}, and --resume keeps it exact); to train {getattr(opt, key)} "
+                    f"steps, start a new run folder with --steps {getattr(opt, key)}, or drop --steps to finish "
+                    f"this run as planned")
             raise TrainError(f"{ckpt_path}: this run was started with {flag} {value}; --resume continues that "
                              f"recipe. Drop {flag}, or start a new run folder to train with {getattr(opt, key)}")
         setattr(opt, key, value)
@@ -421,8 +427,7 @@ def train(opt: TrainOptions) -> dict[str, Any]:
     try:
         run = prepare(opt)
     except BaseException:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # a run that could not start leaves no empty folder behind
+        _remove_empty_dirs(created)  # a run that could not start leaves no empty folder behind
         raise
     ddp = run.ddp
     metrics = MetricsLog(out / METRICS, ddp.main)
@@ -454,12 +459,21 @@ def train(opt: TrainOptions) -> dict[str, Any]:
     return _finish(run, done, clock.wall(), last_eval, metrics)
 
 
-def _make_run_dir(out: Path) -> bool:
-    """Create the run folder on rank 0; True when this call created it."""
+def _make_run_dir(out: Path) -> list[Path]:
+    """Create the run folder (and missing parents) on rank 0; the folders this call created, deepest first."""
     if int(os.environ.get("RANK", "0")) != 0 or out.is_dir():
-        return False
+        return []
+    created = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    return True
+    return created
+
+
+def _remove_empty_dirs(created: list[Path]) -> None:
+    """Remove the folders `_make_run_dir` created, deepest first, while they are empty."""
+    for folder in created:
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
 
 
 def _announce(run: Run, metrics: MetricsLog, end: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..ranges import range_problem
 from .errors import TrainError
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -122,18 +123,6 @@ def cli_options() -> list[Any]:
     return [f for f in fields(TrainOptions) if f.metadata.get("cli")]
 
 
-def describe_range(meta: dict[str, Any]) -> str:
-    """'> 0', 'in [0, 1)', '>= 1' ... for a field's range, or '' when it has none."""
-    low, high = meta.get("low"), meta.get("high")
-    if low is not None and high is not None:
-        return f"in {'(' if meta['open_low'] else '['}{low:g}, {high:g}{')' if meta['open_high'] else ']'}"
-    if low is not None:
-        return f"{'>' if meta['open_low'] else '>='} {low:g}"
-    if high is not None:
-        return f"{'<' if meta['open_high'] else '<='} {high:g}"
-    return ""
-
-
 def check_range(name: str, value: Any, meta: dict[str, Any], error: type[Exception]) -> None:
     """Raise `error` naming the option when `value` is outside the field's range or choices (None passes)."""
     flag = "--" + name.replace("_", "-")
@@ -142,10 +131,6 @@ def check_range(name: str, value: Any, meta: dict[str, Any], error: type[Excepti
     choices = meta.get("choices")
     if choices and value not in choices:
         raise error(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
-    low, high = meta.get("low"), meta.get("high")
-    if not isinstance(value, (int, float)) or (low is None and high is None):
-        return
-    too_low = low is not None and (value <= low if meta.get("open_low") else value < low)
-    too_high = high is not None and (value >= high if meta.get("open_high") else value > high)
-    if too_low or too_high or value != value:  # value != value: NaN
-        raise error(f"{flag} must be {describe_range(meta)}, got {value:g}")
+    problem = range_problem(value, meta)
+    if problem:
+        raise error(f"{flag} {problem}")

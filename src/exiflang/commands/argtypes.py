@@ -1,0 +1,85 @@
+"""Argparse types shared by every command: numbers checked against a range, output folders, device names.
+
+A bad value is refused at parse time by argparse itself: one usage line naming the flag, exit 2, before any
+work. The ranges are worded by `exiflang.ranges`, the same words `TrainOptions` uses, so `exiflang train`'s
+derived flags and every other command's flags speak alike.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable
+
+from ..device import device_name_problem
+from ..ranges import range_problem
+
+
+def ranged(convert: Callable[[str], Any], low: float | None = None, high: float | None = None, *,
+           open_low: bool = False, open_high: bool = False) -> Callable[[str], Any]:
+    """An argparse type: `convert(text)` (int or float) that must lie in the range, else ArgumentTypeError."""
+    meta = {"low": low, "high": high, "open_low": open_low, "open_high": open_high}
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            kind = "an integer" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        problem = range_problem(value, meta)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = convert.__name__  # argparse names the type in its own messages
+    return parse
+
+
+positive_int = ranged(int, 1)                          # counts, steps, batch sizes: >= 1
+non_negative_int = ranged(int, 0)                       # seeds, optional counts: >= 0
+positive_float = ranged(float, 0.0, open_low=True)     # learning rates, timeouts, sizes: > 0
+non_negative_float = ranged(float, 0.0)                 # weights, frequencies: >= 0
+unit_interval = ranged(float, 0.0, 1.0)                 # probabilities, thresholds, fractions: [0, 1]
+open_fraction = ranged(float, 0.0, 1.0, open_low=True, open_high=True)  # a share that leaves both sides some
+percentile = ranged(float, 0.0, 100.0, open_low=True)  # (0, 100]
+tcp_port = ranged(int, 0, 65535)                        # 0: any free port
+at_least_two = ranged(int, 2)                           # bins, classes: one alone says nothing
+jpeg_quality = ranged(int, 1, 100)                      # Pillow's JPEG quality scale
+
+
+def out_dir(text: str) -> Path:
+    """An output folder: refused at parse time when the path exists and is not a folder (nothing is touched)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder; give a new or existing folder")
+    return path
+
+
+def device_name(text: str) -> str:
+    """A --device value spelt as one (checked without torch; `exiflang.device.resolve_device` checks the machine)."""
+    problem = device_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip().lower()
+
+
+def add_device_argument(parser: Any, default: str = "cpu", help: str = "torch device") -> None:
+    """The --device flag every model-running command takes (spelling checked at parse time)."""
+    parser.add_argument("--device", type=device_name, default=default,
+                        help=f"{help}: auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+
+
+class ProgressLine:
+    """Progress messages on stderr for commands without a bar: off with --quiet or when stderr is no terminal."""
+
+    def __init__(self, command: str, quiet: bool) -> None:
+        import sys
+
+        self.command = command
+        self.enabled = not quiet and sys.stderr.isatty()
+
+    def __call__(self, message: str) -> None:
+        """Print `exiflang COMMAND: message` to stderr when enabled."""
+        if self.enabled:
+            import sys
+
+            print(f"exiflang {self.command}: {message}", file=sys.stderr, flush=True)
