@@ -36,6 +36,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,27 @@ def call_analyse(method: Any, image: np.ndarray, path: Path | None = None) -> An
     return method.analyse(image)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (a damaged cache entry, ...); the run goes on."""
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {message}", file=sys.stderr)  # tqdm.write: the line does not mix with a progress bar
+
+
+def _load_cached_embeddings(path: Path, n_patches: int, log: Callable[[str], None] = warn) -> np.ndarray | None:
+    """The cached embeddings at ``path``, or None (with a warning naming the file) when the entry is damaged."""
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        log(f"damaged embedding cache entry {path} ({exc}); recomputing it")
+        return None
+    if emb.ndim != 2 or emb.shape[0] != n_patches or not np.isfinite(emb).all():
+        log(f"damaged embedding cache entry {path} (shape {emb.shape}, expected {n_patches} finite rows); "
+            f"recomputing it")
+        return None
+    return emb
+
+
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     """np.save to exactly this path (np.save would append .npy to a temporary name)."""
     with path.open("wb") as fh:
@@ -170,8 +192,8 @@ class EmbeddingMethod:
         grid = self.detector.grid(image)
         path = self._cache_path(image, grid)
         if path is not None and path.is_file():
-            emb = np.load(path)
-            if emb.shape[0] == grid.n_patches:
+            emb = _load_cached_embeddings(path, grid.n_patches)
+            if emb is not None:
                 return emb, grid, True
         emb, grid = self.detector.embed(image, grid)
         if path is not None:
@@ -731,7 +753,12 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
     """Refuse to resume into a folder that holds a run with other settings (unless overwrite)."""
     path = out_dir / "bench_config.json"
     if path.is_file() and not overwrite:
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BenchError(f"{path} is damaged ({exc}); delete it to resume, or use --overwrite") from None
+        if not isinstance(old, dict):
+            raise BenchError(f"{path} is damaged (not a JSON object); delete it to resume, or use --overwrite")
         keys = ("dataset", "method", "settings", "fixed_threshold")
         if {k: old.get(k) for k in keys} != {k: config.get(k) for k in keys}:
             raise BenchError(
@@ -761,13 +788,28 @@ def _select_samples(dataset: Dataset, every: int, limit: int | None, shard: tupl
     return samples, samples[k::n], stems[k::n]
 
 
+def _read_record(path: Path, log: Callable[[str], None] = warn) -> dict | None:
+    """A per-image record written by an earlier run, or None (with a warning naming the file) when it is damaged."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log(f"damaged per-image result {path} ({exc}); recomputing it")
+        return None
+    if not isinstance(record, dict) or not {"stem", "label", "status", "score"} <= set(record):
+        log(f"damaged per-image result {path} (not a per-image record); recomputing it")
+        return None
+    return record
+
+
 def _sample_record(sample, stem: str, method: Any, fixed_threshold: float, per_image: Path, maps_dir: Path | None,
                    run: BenchRun, skip_errors: tuple) -> dict:
     """One image's record: read back when a previous run wrote it, else analysed and written atomically."""
     done = per_image / f"{stem}.json"
     if done.is_file():
-        run.resumed += 1
-        return json.loads(done.read_text())
+        record = _read_record(done)
+        if record is not None:
+            run.resumed += 1
+            return record
     try:
         record, cached = _analyse_sample(sample, method, fixed_threshold, maps_dir, stem)
         run.cached_embeddings += int(cached)
