@@ -176,6 +176,27 @@ def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray
         return arr, ImageInfo(str(path), img.size[0], img.size[1], img.mode, converted, orientation)
 
 
+def load_rgb_preview(path: str | Path, max_side: int, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
+    """Decode an image for display, at least ``max_side`` on its longer side where the format can scale while
+    decoding (JPEG: 1/2 to 1/8 in the DCT domain, so a 95 MP photo's preview never holds its full pixels).
+
+    Stored coordinates (no EXIF rotation), 8-bit RGB; the info gives the file's full size. Other formats decode
+    at full size. For display only: analysis always uses `load_rgb`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: no such file")
+    with opened_image(path, str(path), max_pixels, decode=False) as img:
+        orientation = int(img.getexif().get(0x0112, 1) or 1)
+        info = ImageInfo(str(path), img.size[0], img.size[1], img.mode, None, orientation)
+        try:
+            img.draft("RGB", (max_side, max_side))
+            arr, info.converted_from = _to_rgb8(img)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageLoadError(f"{path}: cannot decode image ({exc})") from exc
+    return arr, info
+
+
 def as_rgb_array(image: "str | Path | np.ndarray | Image.Image") -> np.ndarray:
     """Accept a path, a PIL image or an array and return an HxWx3 uint8 RGB array."""
     if isinstance(image, (str, Path)):
@@ -214,4 +235,4 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 __all__ = ["CAMERA_RAW_SUFFIXES", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
            "ImageTooLargeError", "NotAnImageError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
-           "file_sha256", "is_image_file", "load_rgb", "opened_image", "pixel_sha256", "upright"]
+           "file_sha256", "is_image_file", "load_rgb", "load_rgb_preview", "opened_image", "pixel_sha256", "upright"]

@@ -69,11 +69,25 @@ class BenchError(ExiflangError):
 class Analysis:
     """What a method returns for one image."""
 
-    heatmap: np.ndarray  # float32 HxW in [0, 1], high = manipulated
+    heatmap: Any  # float32 HxW in [0, 1], high = manipulated: an array, or a forensics.CellMap (np.asarray expands it)
     score: float  # higher = more likely manipulated
     result: Any = None  # a forensics.DetectionResult when there is one (for write_report)
     cached: bool = False  # embeddings came from the cache
     extra: dict | None = None  # method-specific JSON-ready details for the report (e.g. a grid origin)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the heatmap."""
+        return tuple(self.heatmap.shape[:2])
+
+    @property
+    def flagged_fraction(self) -> float:
+        """Fraction of pixels with heatmap >= 0.5 (from the cells when the map is a CellMap)."""
+        from ..forensics import CellMap
+
+        if isinstance(self.heatmap, CellMap):
+            return self.heatmap.pixel_mean(self.heatmap.cells >= 0.5)
+        return float((np.asarray(self.heatmap) >= 0.5).mean())
 
 
 class MethodError(ExiflangError):
@@ -204,7 +218,7 @@ class EmbeddingMethod:
         """Embed (or read cached embeddings) and run the consistency pipeline (``path`` is not used)."""
         emb, grid, cached = self._embeddings(image)
         result = self.detector.analyse_embeddings(emb, grid)
-        return Analysis(result.heatmap, float(result.score), result, cached)
+        return Analysis(result.heatmap_map, float(result.score), result, cached)
 
 
 @dataclass
@@ -650,7 +664,7 @@ def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, st
     """
     from PIL import Image
 
-    from ..forensics.report import save_overlay_png
+    from ..forensics.report import map_view, reduce_image, save_overlay_png, view_step
     from ..imageio import upright
 
     out_dir = Path(out_dir)
@@ -658,11 +672,13 @@ def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, st
     heat = np.asarray(analysis.heatmap, dtype=np.float32)
     show = lambda a: upright(a, orientation)  # noqa: E731 - display-only rotation
     np.save(out_dir / f"{stem}.heatmap.npy", heat)
-    save_overlay_png(out_dir / f"{stem}.overlay.png", image, heat, orientation)
-    Image.fromarray(show(((heat >= 0.5) * 255).astype(np.uint8))).save(out_dir / f"{stem}.mask.png")
     h, w = heat.shape
+    step = view_step(h, w)  # the PNGs of a large photo are reduced views, as write_report's
+    heat_view = map_view(heat, step)
+    save_overlay_png(out_dir / f"{stem}.overlay.png", reduce_image(image, step), heat_view, orientation)
+    Image.fromarray(show(((heat_view >= 0.5) * 255).astype(np.uint8))).save(out_dir / f"{stem}.mask.png")
     meta = {"score": float(analysis.score), "model_id": method_id, "image_size": {"height": h, "width": w},
-            "flagged_fraction": float((heat >= 0.5).mean())}
+            "flagged_fraction": float((heat >= 0.5).mean()), "view_step": step}
     if analysis.extra:
         meta.update(_jsonable(analysis.extra))
     if info:
