@@ -110,6 +110,9 @@ def main() -> None:
     parser.add_argument("--compare", default=None, metavar="REV", help="also run git revision REV's code (e.g. main)")
     parser.add_argument("--compare-max-mp", type=float, default=95.0, help="largest size REV runs on (default: 95)")
     args = parser.parse_args()
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # this script writes and measures the large test photos itself
     src = source_photo()
     sizes = [float(s) for s in args.sizes.split(",")]
     trees = [("this tree", ROOT / "src")]

@@ -36,16 +36,16 @@ def view_step(height: int, width: int, max_side: int = VIEW_MAX_SIDE) -> int:
 
 
 def reduce_image(image: np.ndarray, step: int, band_rows: int = 64) -> np.ndarray:
-    """Block means of ``step`` x ``step`` pixels: [H // step, W // step, C] uint8, in bands (no full-size float copy)."""
+    """Block means of ``step`` x ``step`` pixels: [H // step, W // step, 3] uint8 (Pillow's box reduction, in bands
+    of ``band_rows`` output rows, so no full-size copy of the photo is made)."""
     if step <= 1:
         return image
-    h, w = image.shape[0] // step, image.shape[1] // step
-    out = np.empty((max(h, 1), max(w, 1)) + image.shape[2:], dtype=np.uint8)
+    h, w = max(image.shape[0] // step, 1), max(image.shape[1] // step, 1)
+    out = np.empty((h, w) + image.shape[2:], dtype=np.uint8)
     for r0 in range(0, h, band_rows):
         r1 = min(h, r0 + band_rows)
-        band = image[r0 * step : r1 * step, : w * step].astype(np.float32)
-        band = band.reshape(r1 - r0, step, w, step, *image.shape[2:]).mean(axis=(1, 3))
-        out[r0:r1] = np.round(band).astype(np.uint8)
+        band = np.ascontiguousarray(image[r0 * step : r1 * step, : w * step])
+        out[r0:r1] = np.asarray(Image.fromarray(band).reduce(step))
     return out
 
 
