@@ -69,7 +69,10 @@ def read_heatmap(path: str | Path) -> np.ndarray:
         raise ForensicsError(f"{path}: cannot read the heatmap ({exc})") from exc
     name = path.name[: -len(HEATMAP_SUFFIX)] if path.name.endswith(HEATMAP_SUFFIX) else path.stem
     meta_path = path.with_name(f"{name}.json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ForensicsError(f"{meta_path}: cannot read the report JSON that describes {path.name} ({exc})") from exc
     if (meta.get("heatmap_npy") or {}).get("resolution") != "cells":
         return heat.astype(np.float32, copy=False)
     g = meta["grid"]
