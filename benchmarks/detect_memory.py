@@ -5,8 +5,10 @@
 The test photos are made at run time from one real shared photo (``../shared/data/photos``, a 1024x768 camera
 JPEG): its pixels are tiled (every other tile mirrored, so there are no hard seams) to about N megapixels in
 4:3 and saved as a JPEG (quality 92) under ``runs/detect_memory/``. Each size runs in a fresh child process,
-``python -m exiflang detect PHOTO --out DIR --no-exif-check``, and its peak resident memory is the child's own
-``ru_maxrss`` (from ``os.wait4``, so nothing of this script or of other children counts). ``detect s`` is the
+``python -m exiflang detect PHOTO --out DIR --no-exif-check`` (through `PEAK_WRAPPER`), and its peak resident
+memory is the ``VmHWM`` the child reads from ``/proc/self/status`` as it exits: the high-water mark of its own
+address space since it started. (Not ``ru_maxrss``: Linux carries the parent's peak over fork and exec into
+the child's ``ru_maxrss``, so a large parent, such as a test run, would be counted.) ``detect s`` is the
 detection time the child itself reports in ``<stem>.json`` (``seconds``: decode, embedding and analysis);
 ``wall / detect`` is the rest of the command (interpreter and model start, writing the reports) as a ratio.
 
@@ -83,23 +85,40 @@ def export_revision(rev: str) -> Path:
     return dest / "src"
 
 
+# `python -m exiflang ARGS...` that prints its own peak RSS (VmHWM, kB) as the last line of stderr when it exits.
+PEAK_WRAPPER = """
+import atexit, runpy, sys
+def _peak():
+    with open('/proc/self/status') as fh:
+        kb = next(int(line.split()[1]) for line in fh if line.startswith('VmHWM:'))
+    sys.stderr.write(f'\\nPEAK_RSS_KB {kb}\\n')
+atexit.register(_peak)
+sys.argv = ['exiflang'] + sys.argv[1:]
+runpy.run_module('exiflang', run_name='__main__', alter_sys=True)
+"""
+
+
+def peak_rss_bytes(stderr: str) -> int:
+    """The peak RSS `PEAK_WRAPPER` printed (bytes)."""
+    line = [ln for ln in stderr.splitlines() if ln.startswith("PEAK_RSS_KB ")][-1]
+    return int(line.split()[1]) * 1024
+
+
 def run_detect(src: Path, photo: Path, out: Path) -> dict:
     """One `exiflang detect --out` in a child process on the code in ``src``: wall s, peak RSS, detect s."""
     if out.exists():
         shutil.rmtree(out)
     env = dict(os.environ, PYTHONPATH=str(src))
-    cmd = [sys.executable, "-m", "exiflang", "detect", str(photo), "--out", str(out), "--no-exif-check"]
+    cmd = [sys.executable, "-c", PEAK_WRAPPER, "detect", str(photo), "--out", str(out), "--no-exif-check"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"detect failed on {photo} with {src}:\n{stderr.decode(errors='replace')[-2000:]}")
+    if proc.returncode != 0:
+        sys.exit(f"detect failed on {photo} with {src}:\n{proc.stderr[-2000:]}")
     meta = json.loads((out / f"{photo.stem}.json").read_text())
     npy = out / f"{photo.stem}.heatmap.npy"
     files_mb = sum(p.stat().st_size for p in out.iterdir() if p.is_file()) / 1e6
-    return {"wall_s": wall, "rss_gb": usage.ru_maxrss * 1024 / 1e9, "detect_s": float(meta["seconds"]),
+    return {"wall_s": wall, "rss_gb": peak_rss_bytes(proc.stderr) / 1e9, "detect_s": float(meta["seconds"]),
             "npy_mb": npy.stat().st_size / 1e6, "files_mb": files_mb}
 
 
