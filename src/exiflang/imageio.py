@@ -171,13 +171,14 @@ def _to_rgb8(img: Image.Image) -> tuple[np.ndarray, str | None]:
     if mode == "RGB":
         return _rgb_rows(img), None
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img).astype(np.float64)
-        scale = 257.0 if arr.max() > 255 else 1.0  # 16-bit to 8-bit
-        arr = np.clip(np.round(arr / scale), 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2), mode
+        # Integer maths (no float64 copy of the photo): (v + 128) // 257 is round(v / 257) for integers v >= 0;
+        # values past 65535 end at 255 either way, so clipping there first keeps the result and fits uint32.
+        arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint32)
+        if arr.max(initial=0) > 255:  # 16-bit to 8-bit
+            arr = (arr + 128) // 257
+        return np.repeat(np.clip(arr, 0, 255).astype(np.uint8)[..., None], 3, axis=2), mode
     if mode == "F":
-        arr = np.asarray(img).astype(np.float64)
-        arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+        arr = np.clip(np.round(np.asarray(img, dtype=np.float32)), 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2), mode
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
