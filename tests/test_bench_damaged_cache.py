@@ -48,6 +48,7 @@ def test_damaged_embedding_cache_entry_is_named_and_recomputed(clean_run, casia_
     entries = sorted(cache.rglob("*.npy"))
     assert len(entries) == 4
     truncated, garbled = entries[0], entries[1]
+    intact = {p: p.stat().st_mtime_ns for p in entries[2:]}
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     blob = bytearray(garbled.read_bytes())
     blob[:16] = b"\x00garbage header!"
@@ -57,7 +58,8 @@ def test_damaged_embedding_cache_entry_is_named_and_recomputed(clean_run, casia_
     for damaged in (truncated, garbled):
         lines = [line for line in proc.stderr.splitlines() if str(damaged) in line]
         assert len(lines) == 1 and "warning: damaged embedding cache entry " in lines[0], proc.stderr
-    assert "2 from the embedding cache" in proc.stdout  # the two good entries were still used
+    assert "2 from the embedding cache" in proc.stdout  # the two good entries were still used, not rewritten
+    assert {p: p.stat().st_mtime_ns for p in intact} == intact
     assert _numbers(tmp_path / "out") == pytest.approx(numbers, abs=1e-9)
     # Recomputed entries were written back whole: a third run reads all four from the cache, silently.
     again = _bench(casia_dir, tiny_model_dir, tmp_path / "out3", cache)
@@ -73,12 +75,14 @@ def test_damaged_per_image_result_is_named_and_recomputed_on_resume(clean_run, c
     records = sorted((out / "per_image").glob("*.json"))
     records[0].write_text(records[0].read_text()[:25])  # cut mid-record, as a full disk would leave it
     records[1].write_bytes(b"\xff\xfe\x00 not json")
+    intact = {p: p.stat().st_mtime_ns for p in records[2:]}
     proc = _bench(casia_dir, tiny_model_dir, out, cache)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr and "JSONDecodeError" not in proc.stderr
     for damaged in records[:2]:
         lines = [line for line in proc.stderr.splitlines() if str(damaged) in line]
         assert len(lines) == 1 and "warning: damaged per-image result " in lines[0], proc.stderr
     assert "2 image(s) analysed now, 2 resumed" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in intact} == intact  # the good results were kept as they were
     assert json.loads(records[0].read_text())["stem"] == records[0].stem  # rewritten whole
     assert _numbers(out) == pytest.approx(numbers, abs=1e-9)
 
