@@ -15,6 +15,7 @@ import pytest
 from exiflang.eval import metrics as M
 from exiflang.eval.bench import BenchError, NoiseMethod, build_method, run_bench
 from exiflang.eval.datasets import Dataset, load_dataset, load_mask
+from exiflang.forensics import read_heatmap
 
 KEYS = ["pmap", "pmap_strict", "ciou", "ciou_strict", "f1_best", "mcc_best", "pixel_auc", "det_ap", "det_auc", "counts"]
 
@@ -52,7 +53,7 @@ def test_small_run_writes_consistent_outputs(casia_dir, tiny_model_dir, tmp_path
     maps, masks = [], []
     for s, row in zip(ds.samples, rows):
         assert (tmp_path / "out" / "maps" / f"{row['stem']}.json").is_file()
-        heat = np.load(tmp_path / "out" / "maps" / f"{row['stem']}.heatmap.npy")
+        heat = read_heatmap(tmp_path / "out" / "maps" / f"{row['stem']}.heatmap.npy")
         mask = load_mask(s, heat.shape)
         if s.label:
             maps.append(heat)

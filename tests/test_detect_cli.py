@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from exiflang.cli import main
+from exiflang.forensics import read_heatmap
 from exiflang.forensics.synthetic import make_composite
 from test_forensics_support import NoiseStatsModel
 
@@ -40,7 +41,7 @@ def test_detect_folder_with_a_bad_file(tmp_path, fake_model, capsys):
         meta = json.loads((out / f"{stem}.json").read_text())
         assert meta["model_id"] == "test-noise-stats" and meta["grid"]["patch"] == 32
         assert {"score", "seconds", "image_size"} <= set(meta)
-        heat = np.load(out / f"{stem}.heatmap.npy")
+        heat = read_heatmap(out / f"{stem}.heatmap.npy")
         assert heat.shape == (160, 192) and heat.dtype == np.float32
         for kind in ("overlay", "mask", "pca"):
             assert (out / f"{stem}.{kind}.png").is_file()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from exiflang.forensics import ForensicsError, detect, embed_patches, make_grid, write_report
+from exiflang.forensics import ForensicsError, detect, embed_patches, make_grid, read_heatmap, write_report
 from exiflang.forensics.synthetic import make_composite
 from exiflang.forensics.report import colour_bar_height
 from exiflang.imageio import ImageLoadError
@@ -120,8 +120,9 @@ def test_write_report_files(tmp_path, composite, model):
     meta = json.loads(paths["json"].read_text())
     assert meta["score"] == pytest.approx(res.score, abs=1e-5) and meta["model_id"] == "test-noise-stats"
     assert meta["grid"]["patch"] == 32 and meta["image_size"] == {"height": 256, "width": 320}
-    heat = np.load(paths["heatmap.npy"])
+    heat = read_heatmap(paths["heatmap.npy"])  # stored per cell, read back at full resolution
     assert heat.dtype == np.float32 and heat.shape == (256, 320) and np.array_equal(heat, res.heatmap)
+    assert np.load(paths["heatmap.npy"]).shape == res.grid.cell_shape and meta["heatmap_npy"]["resolution"] == "cells"
     for kind in ("mask.png", "pca.png"):
         assert Image.open(paths[kind]).size == (320, 256)
     assert Image.open(paths["overlay.png"]).size == (320, 256 + colour_bar_height(320))  # + the colour bar

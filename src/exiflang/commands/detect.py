@@ -92,8 +92,6 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     """One image through a bench method; write its report (write_report, or the light report); return a table row."""
     import time
 
-    import numpy as np
-
     from exiflang.eval.bench import MethodError, _write_light_report, call_analyse
     from exiflang.forensics import write_report
     from exiflang.imageio import load_rgb
@@ -102,9 +100,8 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     t0 = time.perf_counter()
     analysis = call_analyse(method, pixels, path)
     seconds = time.perf_counter() - t0
-    heat = np.asarray(analysis.heatmap)
-    if heat.shape != pixels.shape[:2]:
-        raise MethodError(f"{path}: method {method_name} returned a {heat.shape} map for a {pixels.shape[:2]} image")
+    if analysis.shape != pixels.shape[:2]:  # a learned map stays per cell: nothing is expanded to pixels here
+        raise MethodError(f"{path}: method {method_name} returned a {analysis.shape} map for a {pixels.shape[:2]} image")
     if out is not None:
         if analysis.result is not None:
             analysis.result.source, analysis.result.orientation = str(path), info.orientation
@@ -117,8 +114,8 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
                                       "coordinates": "stored pixel array (EXIF Orientation not applied); PNGs are "
                                                      "rotated upright for display"},
                                 orientation=info.orientation)
-    h, w = heat.shape
-    return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": float((heat >= 0.5).mean()),
+    h, w = analysis.shape
+    return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
             "seconds": seconds}
 
 

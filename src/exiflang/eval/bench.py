@@ -36,6 +36,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +69,25 @@ class BenchError(ExiflangError):
 class Analysis:
     """What a method returns for one image."""
 
-    heatmap: np.ndarray  # float32 HxW in [0, 1], high = manipulated
+    heatmap: Any  # float32 HxW in [0, 1], high = manipulated: an array, or a forensics.CellMap (np.asarray expands it)
     score: float  # higher = more likely manipulated
     result: Any = None  # a forensics.DetectionResult when there is one (for write_report)
     cached: bool = False  # embeddings came from the cache
     extra: dict | None = None  # method-specific JSON-ready details for the report (e.g. a grid origin)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the heatmap."""
+        return tuple(self.heatmap.shape[:2])
+
+    @property
+    def flagged_fraction(self) -> float:
+        """Fraction of pixels with heatmap >= 0.5 (from the cells when the map is a CellMap)."""
+        from ..forensics import CellMap
+
+        if isinstance(self.heatmap, CellMap):
+            return self.heatmap.pixel_mean(self.heatmap.cells >= 0.5)
+        return float((np.asarray(self.heatmap) >= 0.5).mean())
 
 
 class MethodError(ExiflangError):
@@ -112,6 +127,27 @@ def call_analyse(method: Any, image: np.ndarray, path: Path | None = None) -> An
     if path is not None and _accepts_path(method):
         return method.analyse(image, path=path)
     return method.analyse(image)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (a damaged cache entry, ...); the run goes on."""
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {message}", file=sys.stderr)  # tqdm.write: the line does not mix with a progress bar
+
+
+def _load_cached_embeddings(path: Path, n_patches: int, log: Callable[[str], None] = warn) -> np.ndarray | None:
+    """The cached embeddings at ``path``, or None (with a warning naming the file) when the entry is damaged."""
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        log(f"damaged embedding cache entry {path} ({exc}); recomputing it")
+        return None
+    if emb.ndim != 2 or emb.shape[0] != n_patches or not np.isfinite(emb).all():
+        log(f"damaged embedding cache entry {path} (shape {emb.shape}, expected {n_patches} finite rows); "
+            f"recomputing it")
+        return None
+    return emb
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -170,8 +206,8 @@ class EmbeddingMethod:
         grid = self.detector.grid(image)
         path = self._cache_path(image, grid)
         if path is not None and path.is_file():
-            emb = np.load(path)
-            if emb.shape[0] == grid.n_patches:
+            emb = _load_cached_embeddings(path, grid.n_patches)
+            if emb is not None:
                 return emb, grid, True
         emb, grid = self.detector.embed(image, grid)
         if path is not None:
@@ -182,7 +218,7 @@ class EmbeddingMethod:
         """Embed (or read cached embeddings) and run the consistency pipeline (``path`` is not used)."""
         emb, grid, cached = self._embeddings(image)
         result = self.detector.analyse_embeddings(emb, grid)
-        return Analysis(result.heatmap, float(result.score), result, cached)
+        return Analysis(result.heatmap_map, float(result.score), result, cached)
 
 
 @dataclass
@@ -628,7 +664,7 @@ def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, st
     """
     from PIL import Image
 
-    from ..forensics.report import save_overlay_png
+    from ..forensics.report import map_view, reduce_image, save_overlay_png, view_step
     from ..imageio import upright
 
     out_dir = Path(out_dir)
@@ -636,11 +672,13 @@ def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, st
     heat = np.asarray(analysis.heatmap, dtype=np.float32)
     show = lambda a: upright(a, orientation)  # noqa: E731 - display-only rotation
     np.save(out_dir / f"{stem}.heatmap.npy", heat)
-    save_overlay_png(out_dir / f"{stem}.overlay.png", image, heat, orientation)
-    Image.fromarray(show(((heat >= 0.5) * 255).astype(np.uint8))).save(out_dir / f"{stem}.mask.png")
     h, w = heat.shape
+    step = view_step(h, w)  # the PNGs of a large photo are reduced views, as write_report's
+    heat_view = map_view(heat, step)
+    save_overlay_png(out_dir / f"{stem}.overlay.png", reduce_image(image, step), heat_view, orientation)
+    Image.fromarray(show(((heat_view >= 0.5) * 255).astype(np.uint8))).save(out_dir / f"{stem}.mask.png")
     meta = {"score": float(analysis.score), "model_id": method_id, "image_size": {"height": h, "width": w},
-            "flagged_fraction": float((heat >= 0.5).mean())}
+            "flagged_fraction": float((heat >= 0.5).mean()), "view_step": step}
     if analysis.extra:
         meta.update(_jsonable(analysis.extra))
     if info:
@@ -731,7 +769,12 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
     """Refuse to resume into a folder that holds a run with other settings (unless overwrite)."""
     path = out_dir / "bench_config.json"
     if path.is_file() and not overwrite:
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BenchError(f"{path} is damaged ({exc}); delete it to resume, or use --overwrite") from None
+        if not isinstance(old, dict):
+            raise BenchError(f"{path} is damaged (not a JSON object); delete it to resume, or use --overwrite")
         keys = ("dataset", "method", "settings", "fixed_threshold")
         if {k: old.get(k) for k in keys} != {k: config.get(k) for k in keys}:
             raise BenchError(
@@ -761,13 +804,28 @@ def _select_samples(dataset: Dataset, every: int, limit: int | None, shard: tupl
     return samples, samples[k::n], stems[k::n]
 
 
+def _read_record(path: Path, log: Callable[[str], None] = warn) -> dict | None:
+    """A per-image record written by an earlier run, or None (with a warning naming the file) when it is damaged."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log(f"damaged per-image result {path} ({exc}); recomputing it")
+        return None
+    if not isinstance(record, dict) or not {"stem", "label", "status", "score"} <= set(record):
+        log(f"damaged per-image result {path} (not a per-image record); recomputing it")
+        return None
+    return record
+
+
 def _sample_record(sample, stem: str, method: Any, fixed_threshold: float, per_image: Path, maps_dir: Path | None,
                    run: BenchRun, skip_errors: tuple) -> dict:
     """One image's record: read back when a previous run wrote it, else analysed and written atomically."""
     done = per_image / f"{stem}.json"
     if done.is_file():
-        run.resumed += 1
-        return json.loads(done.read_text())
+        record = _read_record(done)
+        if record is not None:
+            run.resumed += 1
+            return record
     try:
         record, cached = _analyse_sample(sample, method, fixed_threshold, maps_dir, stem)
         run.cached_embeddings += int(cached)

@@ -5,10 +5,11 @@ Pipeline (Huh et al. 2018, as used by EXIF-as-Language): dense patch grid -> emb
 shift to the dominant response map -> heatmap / score (`heatmap`), normalised-cut mask (`ncut`).
 """
 from .api import DetectionResult, Detector, consistency_from_embeddings, detect, resolve_model
-from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, make_grid, model_grid
-from .report import write_report
+from .grid import DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, embed_patches, make_grid, model_grid
+from .report import read_heatmap, write_report
 
 __all__ = [
+    "CellMap",
     "DEFAULT_PER_SIDE",
     "DetectionResult",
     "Detector",
@@ -19,6 +20,7 @@ __all__ = [
     "embed_patches",
     "make_grid",
     "model_grid",
+    "read_heatmap",
     "resolve_model",
     "write_report",
 ]

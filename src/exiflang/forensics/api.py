@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .consistency import mode_consistency_map
-from .grid import DEFAULT_PER_SIDE, ForensicsError, PatchGrid, embed_patches, model_grid
+from .grid import DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, embed_patches, model_grid
 from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
 from .ncut import normalized_cut
 from .scores import IMAGE_SCORE, candidate_scores
@@ -18,14 +18,19 @@ from .scores import IMAGE_SCORE, candidate_scores
 
 @dataclass
 class DetectionResult:
-    """Everything one detection produced; maps are in the image's stored (not EXIF-rotated) coordinates."""
+    """Everything one detection produced; maps are in the image's stored (not EXIF-rotated) coordinates.
 
-    heatmap: np.ndarray  # float32 [H, W] in [0, 1], high = inconsistent with the dominant region
-    mask: np.ndarray  # bool [H, W], normalised-cut partition (smaller side)
+    The maps are held per cell of the patch grid (``cell_heatmap``, ``cell_mask``): that is their real
+    resolution, and a 95 MP photo's pixel maps would need 0.5 GB. `heatmap` and `mask` expand them to the
+    image's pixels on demand (each call computes them anew); `heatmap_map`/`mask_map` give them as
+    `CellMap` (full resolution, smaller views, pixel means, without expanding).
+    """
+
     score: float  # image score `scores.IMAGE_SCORE`, higher = more likely manipulated (see scores.py)
     embeddings: np.ndarray  # float32 [N, D], L2-normalised, row-major over the patch grid
     grid: PatchGrid
-    cell_heatmap: np.ndarray  # float64 [rows, cols]
+    cell_heatmap: np.ndarray  # float32 [rows, cols] in [0, 1], high = inconsistent with the dominant region
+    cell_mask: np.ndarray  # bool [rows, cols], the normalised-cut side with the higher mean heat
     consistency: np.ndarray  # float64 [rows, cols], mean similarity of each cell to the dominant mode
     flipped: bool  # polarity rule flipped the map
     radius: float  # mean-shift radius used
@@ -41,6 +46,26 @@ class DetectionResult:
     verdict: str | None = None
 
     @property
+    def heatmap_map(self) -> CellMap:
+        """The heatmap as a `CellMap` (float32, in [0, 1], high = likely spliced)."""
+        return CellMap(self.cell_heatmap, self.grid)
+
+    @property
+    def mask_map(self) -> CellMap:
+        """The normalised-cut mask as a `CellMap` (bool)."""
+        return CellMap(self.cell_mask, self.grid)
+
+    @property
+    def heatmap(self) -> np.ndarray:
+        """float32 [H, W] in [0, 1], high = inconsistent with the dominant region (expanded from the cells)."""
+        return self.heatmap_map.full()
+
+    @property
+    def mask(self) -> np.ndarray:
+        """bool [H, W]: the normalised-cut side with the higher mean heat (expanded from the cells)."""
+        return self.mask_map.full()
+
+    @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the analysed pixel array."""
         return self.grid.height, self.grid.width
@@ -48,7 +73,12 @@ class DetectionResult:
     @property
     def flagged_fraction(self) -> float:
         """Fraction of pixels with heatmap >= 0.5."""
-        return float((self.heatmap >= 0.5).mean())
+        return self.heatmap_map.pixel_mean(self.cell_heatmap >= 0.5)
+
+    @property
+    def mask_fraction(self) -> float:
+        """Fraction of pixels inside the mask."""
+        return self.mask_map.pixel_mean()
 
 
 def consistency_from_embeddings(
@@ -70,16 +100,17 @@ def consistency_from_embeddings(
     areas = cell_areas(grid)
     cell_heat, flipped = apply_polarity(normalised_inconsistency(mode), areas)
     score = consistency_gap(mode, cell_heat, areas)
+    cell_heat = cell_heat.astype(np.float32)  # the precision of the pixel maps shipped before
     t1 = time.perf_counter()
-    cell_mask = normalized_cut(vote, areas).reshape(rows, cols)
+    # One polarity rule for both maps: the mask is the side of the cut the heatmap calls hotter.
+    cell_mask = normalized_cut(vote, areas, heat=cell_heat).reshape(rows, cols)
     t2 = time.perf_counter()
     result = DetectionResult(
-        heatmap=grid.cells_to_pixels(cell_heat.astype(np.float32)),
-        mask=grid.cells_to_pixels(cell_mask),
         score=float(score),
         embeddings=emb.astype(np.float32, copy=False),
         grid=grid,
         cell_heatmap=cell_heat,
+        cell_mask=cell_mask,
         consistency=mode,
         flipped=flipped,
         radius=radius,

@@ -73,18 +73,81 @@ class PatchGrid:
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
         return np.stack([yy.ravel(), xx.ravel()], axis=1)
 
-    def cells_to_pixels(self, cell_map: np.ndarray) -> np.ndarray:
-        """Expand a [rows, cols(, C)] cell map to full resolution [H, W(, C)] (each pixel takes its cell's value)."""
+    def pixel_cells(self, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Cell row of every ``step``-th pixel row and cell column of every ``step``-th pixel column.
+
+        With ``step`` > 1 the pixels sampled are the centres of the step x step blocks of a view that is ``step``
+        times smaller (``height // step`` x ``width // step``, see `view_shape`).
+        """
         rows, cols = self.cell_shape
-        iy = np.clip((np.arange(self.height) - self.origin[0]) // self.stride, 0, rows - 1)
-        ix = np.clip((np.arange(self.width) - self.origin[1]) // self.stride, 0, cols - 1)
-        return cell_map[iy][:, ix]
+        if step <= 1:
+            ys, xs = np.arange(self.height), np.arange(self.width)
+        else:
+            h, w = self.view_shape(step)
+            ys, xs = np.arange(h) * step + step // 2, np.arange(w) * step + step // 2
+        iy = np.clip((ys - self.origin[0]) // self.stride, 0, rows - 1)
+        ix = np.clip((xs - self.origin[1]) // self.stride, 0, cols - 1)
+        return iy, ix
+
+    def view_shape(self, step: int) -> tuple[int, int]:
+        """(height, width) of the image reduced ``step`` times (whole step x step blocks; step 1: the image)."""
+        if step <= 1:
+            return self.height, self.width
+        return max(1, self.height // step), max(1, self.width // step)
+
+    def cells_to_pixels(self, cell_map: np.ndarray, step: int = 1) -> np.ndarray:
+        """Expand a [rows, cols(, C)] cell map to full resolution [H, W(, C)] (each pixel takes its cell's value);
+        with ``step`` > 1, to the ``step`` times smaller view of `view_shape` instead."""
+        iy, ix = self.pixel_cells(step)
+        return np.asarray(cell_map)[iy][:, ix]
 
     def to_dict(self) -> dict:
         """JSON-ready description (the stored fields plus spread and cell shape)."""
         out = asdict(self)
         out.update(spread=self.spread, cell_rows=self.cell_shape[0], cell_cols=self.cell_shape[1])
         return out
+
+
+@dataclass(frozen=True)
+class CellMap:
+    """A map held per cell of a patch grid (what the analysis computes): small, exact, full resolution on demand.
+
+    ``np.asarray(cell_map)`` and `full` give the [H, W] pixel map; `view` a ``step`` times smaller one (for
+    pictures of large photos); `pixel_mean` the pixel-weighted mean without expanding anything.
+    """
+
+    cells: np.ndarray  # [rows, cols] (or [rows, cols, C])
+    grid: PatchGrid
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the full-resolution map."""
+        return (self.grid.height, self.grid.width) + tuple(self.cells.shape[2:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the map."""
+        return self.cells.dtype
+
+    def full(self) -> np.ndarray:
+        """The map at full resolution [H, W(, C)]."""
+        return self.grid.cells_to_pixels(self.cells)
+
+    def view(self, step: int = 1) -> np.ndarray:
+        """The map on the ``step`` times smaller view (`PatchGrid.view_shape`)."""
+        return self.grid.cells_to_pixels(self.cells, step)
+
+    def pixel_mean(self, values: np.ndarray | None = None) -> float:
+        """Mean over all pixels of ``values`` (a [rows, cols] cell array; default: the map), weighted by cell area."""
+        iy, ix = self.grid.pixel_cells()
+        rows, cols = self.grid.cell_shape
+        areas = np.outer(np.bincount(iy, minlength=rows), np.bincount(ix, minlength=cols))
+        v = np.asarray(self.cells if values is None else values, dtype=np.float64)
+        return float((v * areas).sum() / areas.sum())
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        full = self.full()
+        return full if dtype is None else full.astype(dtype, copy=False)
 
 
 def make_grid(height: int, width: int, patch: int, per_side: int = DEFAULT_PER_SIDE,
@@ -119,9 +182,9 @@ def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE) -> Pa
     patch = int(model.patch_size)
     origin = None
     if getattr(getattr(model, "config", None), "grid_aligned", False):
-        from .jpeg_grid import grid_origin
+        from .jpeg_grid import ORIGIN_SAMPLE_PIXELS, grid_origin
 
-        origin = grid_origin(image) or (0, 0)
+        origin = grid_origin(image, ORIGIN_SAMPLE_PIXELS) or (0, 0)
     return make_grid(image.shape[0], image.shape[1], patch, per_side, origin)
 
 
@@ -129,10 +192,14 @@ def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int) -> I
     """Yield float32 tensors [B, 3, P, P] in [0, 1] of the grid's patches, row-major."""
     import torch
 
-    if not image.flags.writeable:  # torch refuses read-only buffers (e.g. arrays from np.asarray(PIL))
-        image = image.copy()
+    import warnings
+
     oy, ox = grid.origin
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[:, oy:, ox:]  # uint8 view, no copy
+    with warnings.catch_warnings():
+        # Arrays from np.asarray(PIL image) are read-only; torch only warns about that, and nothing here writes
+        # into the view: copying the decoded photo instead would double its memory (95 MP: +285 MB).
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[:, oy:, ox:]  # uint8 view, no copy
     # unfold gives a [3, gy, gx, P, P] view whose origins are exactly range(0, H-P+1, stride).
     windows = chw.unfold(1, grid.patch, grid.stride).unfold(2, grid.patch, grid.stride)
     windows = windows[:, : grid.gy, : grid.gx].reshape(3, grid.n_patches, grid.patch, grid.patch)

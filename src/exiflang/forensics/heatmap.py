@@ -5,6 +5,8 @@ Polarity rule: the heatmap is high where a cell is *inconsistent* with the domin
 so the smaller region comes out high; when it does not (the region at or above 0.5 covers more
 than half of the image's pixels), the map is flipped, so that **the smaller of the two
 self-consistent regions is always the one flagged** (a splice is assumed to be the minority).
+The normalised-cut mask follows this map (`ncut.pick_side`): it is the side of the cut with the higher
+mean heat, so both always point at the same region.
 
 Score: the gap between the mean consistency (cosine-similarity units, pixel-area weighted) of the
 cells above and below the heatmap's 0.5 threshold, in [0, 2]. A self-consistent photo has a flat

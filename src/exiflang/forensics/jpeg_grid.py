@@ -60,6 +60,8 @@ CELL = 8  # pixels per side of a vote-histogram cell
 SMOOTH_CELLS = 4  # 4 x 4 cells = 32 px
 MIN_LOCAL_FRACTION = 0.2
 DEPENDENCE = 225.0  # pixel votes per effective independent vote: a vote depends on a 15 x 15 window
+ORIGIN_BAND = 256  # rows per band when `grid_origin` counts votes band by band (a multiple of 8)
+ORIGIN_SAMPLE_PIXELS = 8_000_000  # `Detector`'s vote budget for the grid origin of a large photo
 
 
 @dataclass
@@ -179,9 +181,18 @@ def log10_binom_tail(k: float, n: float, p: float) -> float:
     return float((logpmf - np.log1p(-min(ratio, 0.999))) / np.log(10.0))
 
 
+def _vote_histogram(votes: np.ndarray) -> np.ndarray:
+    """Vote counts of the 64 origins."""
+    return np.bincount(votes[votes >= 0].ravel().astype(np.int64), minlength=64)[:64]
+
+
 def _dominant(votes: np.ndarray) -> tuple[tuple[int, int] | None, float, np.ndarray]:
     """Dominant origin (None when not significant), its fraction of the votes, and the 64 vote counts."""
-    hist = np.bincount(votes[votes >= 0].ravel().astype(np.int64), minlength=64)[:64]
+    return _dominant_from_histogram(_vote_histogram(votes))
+
+
+def _dominant_from_histogram(hist: np.ndarray) -> tuple[tuple[int, int] | None, float, np.ndarray]:
+    """`_dominant` from the 64 vote counts."""
     total = int(hist.sum())
     if total == 0:
         return None, 0.0, hist
@@ -192,9 +203,41 @@ def _dominant(votes: np.ndarray) -> tuple[tuple[int, int] | None, float, np.ndar
     return (g // 8, g % 8), float(hist[g] / total), hist
 
 
-def grid_origin(image: np.ndarray) -> tuple[int, int] | None:
-    """Dominant JPEG grid origin (dy, dx) of an HxW / HxWx3 uint8 image, or None when no grid is significant."""
-    return _dominant(grid_votes(luminance(image)))[0]
+def band_votes(image: np.ndarray, y0: int, y1: int) -> np.ndarray:
+    """The votes `grid_votes` gives rows y0..y1-1 of the whole image (y0 a multiple of 8), from those rows alone.
+
+    A pixel's vote reads the 15 rows around it, so a crop with 8 rows of context on each side gives exactly the
+    whole image's votes there (8, not 7: the crop then starts on a multiple of 8 and the origins keep their
+    meaning), at the memory cost of the band instead of the photo's (the DCT of all positions is 32 bytes/px).
+    """
+    h = image.shape[0]
+    a, b = max(0, y0 - 8), min(h, y1 + 8)
+    return grid_votes(luminance(image[a:b]))[y0 - a : y1 - a]
+
+
+def grid_origin(image: np.ndarray, max_pixels: int | None = None) -> tuple[int, int] | None:
+    """Dominant JPEG grid origin (dy, dx) of an HxW / HxWx3 uint8 image, or None when no grid is significant.
+
+    Votes are counted band by band (`band_votes`: the same counts as the whole image at once, in bounded
+    memory). With ``max_pixels``, an image larger than that votes with evenly spaced bands holding about
+    ``max_pixels`` pixels only: the grid is one global property, and a few megapixels of votes decide it as
+    surely as a hundred (`Detector` uses `ORIGIN_SAMPLE_PIXELS`, so time stays flat on large photos).
+    """
+    _check_image(image)
+    h, w = image.shape[:2]
+    if h < 2 * ORIGIN_BAND:
+        return _dominant(grid_votes(luminance(image)))[0]
+    bounds = list(range(0, h, ORIGIN_BAND)) + [h]
+    if bounds[-1] - bounds[-2] < 8:  # a sliver at the bottom joins the band above
+        del bounds[-2]
+    bands = list(zip(bounds[:-1], bounds[1:]))
+    if max_pixels is not None and h * w > max_pixels:
+        n = max(1, int(max_pixels) // (ORIGIN_BAND * w))
+        bands = [bands[i] for i in sorted(set(np.linspace(0, len(bands) - 1, n).round().astype(int)))]
+    hist = np.zeros(64, dtype=np.int64)
+    for y0, y1 in bands:
+        hist += _vote_histogram(band_votes(image, y0, y1))
+    return _dominant_from_histogram(hist)[0]
 
 
 def _cell_histograms(votes: np.ndarray) -> np.ndarray:
@@ -266,4 +309,4 @@ def grid_analysis(image: np.ndarray) -> GridAnalysis:
     return GridAnalysis(heatmap=heat, score=float(score), origin=origin, votes=votes, origin_fraction=fraction)
 
 
-__all__ = ["METHOD_ID", "GridAnalysis", "grid_analysis", "grid_origin", "grid_votes", "luminance", "zero_counts"]
+__all__ = ["METHOD_ID", "ORIGIN_SAMPLE_PIXELS", "GridAnalysis", "band_votes", "grid_analysis", "grid_origin", "grid_votes", "luminance", "zero_counts"]

@@ -3,8 +3,9 @@
 Affinity: the cell-pair mean similarity from the overlap vote, min-max scaled to [0, 1] (a
 graph needs non-negative weights). The relaxed solution is the second eigenvector of
 D^-1/2 A D^-1/2; the split is the threshold on D^-1/2 v2 (swept over its quantiles) with the
-smallest Ncut value. The smaller side by pixel area is returned as the mask, as the heatmap's
-polarity rule does.
+smallest Ncut value. The mask is the side with the higher mean heat (pixel-area weighted), so the mask
+and the heatmap always point at the same region (issue 14: with "the smaller side" for both, they
+disagreed on some images, where the cut and the heatmap's 0.5 threshold split the image differently).
 """
 from __future__ import annotations
 
@@ -41,8 +42,12 @@ def second_eigenvector(sym: np.ndarray) -> np.ndarray:
     return vecs[:, int(np.argsort(vals)[0])]
 
 
-def normalized_cut(affinity: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """Two-way normalised cut of an [M, M] affinity; return the smaller side (by area) as a boolean [M] mask."""
+def normalized_cut(affinity: np.ndarray, areas: np.ndarray, heat: np.ndarray | None = None) -> np.ndarray:
+    """Two-way normalised cut of an [M, M] affinity; return one side as a boolean [M] mask.
+
+    With ``heat`` (the heatmap per cell), the side with the higher area-weighted mean heat (the heatmap's
+    polarity); without it, or when both sides are equally hot, the smaller side by area.
+    """
     a = np.asarray(affinity, dtype=np.float64)
     a = 0.5 * (a + a.T)
     lo, hi = a.min(), a.max()
@@ -55,5 +60,17 @@ def normalized_cut(affinity: np.ndarray, areas: np.ndarray) -> np.ndarray:
     thresholds = np.unique(np.quantile(y, np.linspace(0, 1, N_THRESHOLDS + 2)[1:-1]))
     sides = y[None, :] > thresholds[:, None]
     best = sides[int(np.argmin(ncut_values(a, sides)))]
-    w = areas.ravel()
-    return best if w[best].sum() <= w[~best].sum() else ~best
+    return pick_side(best, areas, heat)
+
+
+def pick_side(side: np.ndarray, areas: np.ndarray, heat: np.ndarray | None = None) -> np.ndarray:
+    """``side`` or its complement: the hotter one by area-weighted mean ``heat``, else (tie, no heat) the smaller."""
+    w = np.asarray(areas, dtype=np.float64).ravel()
+    side = np.asarray(side, dtype=bool).ravel()
+    if 0 < w[side].sum() < w.sum() and heat is not None:
+        h = np.asarray(heat, dtype=np.float64).ravel()
+        inside = float((h * w)[side].sum() / w[side].sum())
+        outside = float((h * w)[~side].sum() / w[~side].sum())
+        if inside != outside:
+            return side if inside > outside else ~side
+    return side if w[side].sum() <= w[~side].sum() else ~side

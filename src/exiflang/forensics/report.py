@@ -2,9 +2,14 @@
 
 Files for ``stem`` in ``out_dir``:
 * ``<stem>.json``: score, seconds, grid, model id, image size, flagged fraction, ... (see `result_summary`)
-* ``<stem>.heatmap.npy``: float32 [H, W] in [0, 1], stored-pixel coordinates, high = likely spliced
+* ``<stem>.heatmap.npy``: float32 in [0, 1], stored-pixel coordinates, high = likely spliced. `write_report` stores
+  it per cell of the patch grid ([rows, cols], its real resolution: a few kB however large the photo), and
+  says so in the JSON (``heatmap_npy.resolution == "cells"``, with the ``grid``); other detectors' light
+  reports store [H, W]. **Read it with `read_heatmap`**, which gives the [H, W] pixel map in both cases.
 * ``<stem>.overlay.png``, ``<stem>.mask.png``, ``<stem>.pca.png``: rotated upright (EXIF Orientation) for viewing.
-  Every overlay PNG carries a colour bar below the picture with its meaning (`with_colour_bar`,
+  Photos whose longer side exceeds `VIEW_MAX_SIDE` are shown reduced by a whole factor (``view_step`` in the
+  JSON; block means of the pixels, `reduce_image`), so the pictures cost the same for a 95 MP photo as for a
+  4 MP one. Every overlay PNG carries a colour bar below the picture with its meaning (`with_colour_bar`,
   `save_overlay_png`): 0 = consistent with the rest of the image, 1 = inconsistent (likely spliced).
 """
 from __future__ import annotations
@@ -18,7 +23,63 @@ from PIL import Image
 from exiflang.imageio import as_rgb_array, upright
 
 from .consistency import box_sum_full, cover_counts
+from .grid import CellMap, ForensicsError, PatchGrid
 from .scores import IMAGE_SCORE
+
+VIEW_MAX_SIDE = 2048  # longest side of the PNG views; larger photos are reduced by the smallest whole factor
+HEATMAP_SUFFIX = ".heatmap.npy"
+
+
+def view_step(height: int, width: int, max_side: int = VIEW_MAX_SIDE) -> int:
+    """The whole factor a height x width picture is reduced by so that its longer side fits ``max_side``."""
+    return max(1, -(-max(height, width) // max_side))
+
+
+def reduce_image(image: np.ndarray, step: int, band_rows: int = 64) -> np.ndarray:
+    """Block means of ``step`` x ``step`` pixels: [H // step, W // step, 3] uint8 (Pillow's box reduction, in bands
+    of ``band_rows`` output rows, so no full-size copy of the photo is made)."""
+    if step <= 1:
+        return image
+    h, w = max(image.shape[0] // step, 1), max(image.shape[1] // step, 1)
+    out = np.empty((h, w) + image.shape[2:], dtype=np.uint8)
+    for r0 in range(0, h, band_rows):
+        r1 = min(h, r0 + band_rows)
+        band = np.ascontiguousarray(image[r0 * step : r1 * step, : w * step])
+        out[r0:r1] = np.asarray(Image.fromarray(band).reduce(step))
+    return out
+
+
+def map_view(heat: "np.ndarray | CellMap", step: int) -> np.ndarray:
+    """A map on the ``step`` times reduced view: a CellMap's cells at the view's pixels, an array's block centres."""
+    if isinstance(heat, CellMap):
+        return heat.view(step)
+    heat = np.asarray(heat)
+    if step <= 1:
+        return heat
+    h, w = max(heat.shape[0] // step, 1), max(heat.shape[1] // step, 1)
+    return np.ascontiguousarray(heat[step // 2 :: step, step // 2 :: step][:h, :w])
+
+
+def read_heatmap(path: str | Path) -> np.ndarray:
+    """The [H, W] float32 pixel heatmap of a ``<stem>.heatmap.npy`` (per-cell files expanded with their JSON's grid)."""
+    path = Path(path)
+    try:
+        heat = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ForensicsError(f"{path}: cannot read the heatmap ({exc})") from exc
+    name = path.name[: -len(HEATMAP_SUFFIX)] if path.name.endswith(HEATMAP_SUFFIX) else path.stem
+    meta_path = path.with_name(f"{name}.json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ForensicsError(f"{meta_path}: cannot read the report JSON that describes {path.name} ({exc})") from exc
+    if (meta.get("heatmap_npy") or {}).get("resolution") != "cells":
+        return heat.astype(np.float32, copy=False)
+    g = meta["grid"]
+    grid = PatchGrid(g["height"], g["width"], g["patch"], g["stride"], g["gy"], g["gx"], tuple(g["origin"]))
+    if heat.shape != grid.cell_shape:
+        raise ForensicsError(f"{path}: a {heat.shape} cell map does not fit the {grid.cell_shape} grid of {meta_path}")
+    return grid.cells_to_pixels(heat).astype(np.float32, copy=False)
 
 
 def pca_colours(embeddings: np.ndarray, grid) -> np.ndarray:
@@ -42,7 +103,12 @@ def colourise(heat: np.ndarray) -> np.ndarray:
     """Map a [0, 1] array to an RGB uint8 image with matplotlib's 'inferno' colour map."""
     from matplotlib import colormaps
 
-    return (colormaps["inferno"](np.clip(heat, 0, 1))[..., :3] * 255).astype(np.uint8)
+    cmap = colormaps["inferno"]
+    # The colour map's own N-entry table, indexed as matplotlib indexes it (floor(x * N), 1.0 -> the last entry):
+    # the same colours without its float64 RGBA copy of the whole picture.
+    lut = (cmap(np.arange(cmap.N))[:, :3] * 255).astype(np.uint8)
+    index = np.minimum((np.clip(np.asarray(heat, dtype=np.float32), 0, 1) * cmap.N).astype(np.intp), cmap.N - 1)
+    return lut[index]
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
@@ -128,7 +194,7 @@ def result_summary(result) -> dict:
         "probability": None if getattr(result, "probability", None) is None else round(float(result.probability), 6),
         "verdict": getattr(result, "verdict", None),
         "flagged_fraction": round(result.flagged_fraction, 6),
-        "mask_fraction": round(float(result.mask.mean()), 6),
+        "mask_fraction": round(float(result.mask_fraction), 6),
         "polarity_flipped": bool(result.flipped),
         "seconds": round(float(result.seconds), 4),
         "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
@@ -144,17 +210,24 @@ def result_summary(result) -> dict:
 
 
 def write_report(result, image, out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.heatmap.npy`` and the PNGs into out_dir; return their paths by kind."""
+    """Write ``<stem>.json``, ``<stem>.heatmap.npy`` (per cell) and the PNGs into out_dir; return their paths by kind."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rgb = as_rgb_array(image)
-    if rgb.shape[:2] != result.heatmap.shape:
-        raise ValueError(f"image is {rgb.shape[:2]} but the heatmap is {result.heatmap.shape}")
+    if rgb.shape[:2] != result.image_size:
+        raise ValueError(f"image is {rgb.shape[:2]} but the heatmap is {result.image_size}")
     paths = {kind: out / f"{stem}.{kind}" for kind in ("json", "heatmap.npy", "overlay.png", "mask.png", "pca.png")}
-    np.save(paths["heatmap.npy"], result.heatmap.astype(np.float32))
+    np.save(paths["heatmap.npy"], np.asarray(result.cell_heatmap, dtype=np.float32))
+    step = view_step(*result.image_size)
+    view = reduce_image(rgb, step)
     show = lambda a: upright(a, result.orientation)  # noqa: E731 - display-only rotation
-    save_overlay_png(paths["overlay.png"], rgb, result.heatmap, result.orientation)
-    Image.fromarray(show(mask_view(rgb, result.mask))).save(paths["mask.png"])
-    Image.fromarray(show(result.grid.cells_to_pixels(pca_colours(result.embeddings, result.grid)))).save(paths["pca.png"])
-    paths["json"].write_text(json.dumps(result_summary(result), indent=2) + "\n")
+    save_overlay_png(paths["overlay.png"], view, result.heatmap_map.view(step), result.orientation)
+    Image.fromarray(show(mask_view(view, result.mask_map.view(step)))).save(paths["mask.png"])
+    pca = result.grid.cells_to_pixels(pca_colours(result.embeddings, result.grid), step)
+    Image.fromarray(show(pca)).save(paths["pca.png"])
+    summary = result_summary(result)
+    summary["heatmap_npy"] = {"resolution": "cells", "shape": list(result.cell_heatmap.shape),
+                              "read_with": "exiflang.forensics.read_heatmap (expands it to [H, W] with 'grid')"}
+    summary["view_step"] = step  # the PNGs show step x step pixel blocks per pixel
+    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
     return paths

@@ -83,10 +83,10 @@ def _write_views(entry: ImageEntry, out: Path) -> None:
     """``<stem>.view.jpg`` (upright, <= VIEW_MAX) and ``<stem>.thumb.jpg`` (<= THUMB_MAX) of the source image."""
     from PIL import Image
 
-    from ..imageio import ImageLoadError, load_rgb, upright
+    from ..imageio import ImageLoadError, load_rgb_preview, upright
 
-    try:
-        pixels, info = load_rgb(entry.source)
+    try:  # decoded reduced where the format allows: a 95 MP photo's view never needs its full pixels
+        pixels, info = load_rgb_preview(entry.source, VIEW_MAX)
     except ImageLoadError:
         return  # the page then shows the overlay in its place
     img = Image.fromarray(upright(pixels, entry.meta.get("orientation") or info.orientation))
