@@ -53,3 +53,19 @@ def test_real_photo_keeps_stored_orientation(photos_dir):
     with Image.open(path) as img:
         assert arr.shape[:2] == (img.height, img.width)
     assert as_rgb_array(arr).shape == arr.shape
+
+
+def test_starts_as_jpeg_sniffs_the_bytes_not_the_name(tmp_path, photos_dir):
+    """A real camera JPEG is one, whatever it is called; a PNG named .jpg, an empty file or no file is not."""
+    from exiflang.imageio import starts_as_jpeg
+
+    camera_jpeg = next(p for p in sorted(photos_dir.rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg"))
+    renamed = tmp_path / "camera.png"
+    renamed.write_bytes(camera_jpeg.read_bytes())
+    fake = tmp_path / "fake.jpg"
+    Image.new("RGB", (16, 16)).save(fake, format="PNG")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    assert starts_as_jpeg(camera_jpeg) and starts_as_jpeg(renamed)
+    assert not starts_as_jpeg(fake) and not starts_as_jpeg(empty)
+    assert not starts_as_jpeg(tmp_path / "missing.jpg") and not starts_as_jpeg(None)

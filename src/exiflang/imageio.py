@@ -69,6 +69,17 @@ class NotAnImageError(ImageLoadError):
         self.kind = kind
 
 
+def starts_as_jpeg(path: "str | Path | None") -> bool:
+    """Whether a file begins with the JPEG SOI marker (its DCT coefficients can then be read directly)."""
+    if path is None:
+        return False
+    try:
+        with Path(path).open("rb") as fh:
+            return fh.read(3) == b"\xff\xd8\xff"
+    except OSError:
+        return False
+
+
 def is_image_file(path: Path) -> bool:
     """Whether a path names a file with one of the image suffixes."""
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
@@ -327,6 +338,6 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-__all__ = ["CAMERA_RAW_SUFFIXES", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
+__all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
            "ImageTooLargeError", "NotAnImageError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
            "file_sha256", "is_image_file", "load_rgb", "load_rgb_preview", "opened_image", "pixel_sha256", "upright"]

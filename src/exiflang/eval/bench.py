@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TYPE_CHECKING
 
-from ..imageio import atomic_write, pixel_sha256
+from ..imageio import atomic_write, pixel_sha256, starts_as_jpeg
 from ..errors import ExiflangError
 
 if TYPE_CHECKING:
@@ -269,17 +269,6 @@ def _classical_analysis(result: Any, image: np.ndarray, method_id: str, **extra:
     return Analysis(np.clip(np.nan_to_num(heat, nan=0.0), 0.0, 1.0), float(result.score), extra=details)
 
 
-def _is_jpeg_file(path: Path | None) -> bool:
-    """Whether a file starts with the JPEG SOI marker (the dq method then reads its DCT coefficients)."""
-    if path is None:
-        return False
-    try:
-        with Path(path).open("rb") as fh:
-            return fh.read(3) == b"\xff\xd8\xff"
-    except OSError:
-        return False
-
-
 def _module_method_id(module: str, fallback: str) -> str:
     """A classical module's METHOD_ID (so a new algorithm version never resumes an old run), else fallback."""
     import importlib
@@ -337,7 +326,7 @@ class DQMethod:
         """DQ heatmap and score; from the file's coefficients when ``path`` is a JPEG."""
         from ..forensics.dq import dq_analysis, dq_analysis_file
 
-        from_file = _is_jpeg_file(path)
+        from_file = starts_as_jpeg(path)
         try:
             result = dq_analysis_file(path, image=image) if from_file else dq_analysis(image)
         except ValueError as exc:

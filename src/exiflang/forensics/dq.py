@@ -75,6 +75,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, special
 
+from ..imageio import starts_as_jpeg
 from . import jpeg_grid
 
 METHOD_ID = "dq-v1"
@@ -256,12 +257,6 @@ def dq_analysis(image: np.ndarray) -> DQAnalysis:
     return _analyse(c, q2, lum.shape, origin)
 
 
-def _is_jpeg(path: Path) -> bool:
-    """True when the file starts with the JPEG SOI marker."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\xff\xd8"
-
-
 def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAnalysis:
     """DQ analysis of an image file: the file's own DCT coefficients and table when it is a JPEG, else `dq_analysis`."""
     path = Path(path)
@@ -270,7 +265,7 @@ def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAna
     if image is not None:
         jpeg_grid.luminance(image)  # validates the array
     dct = None
-    if _is_jpeg(path):
+    if starts_as_jpeg(path):
         import jpeglib
 
         try:
