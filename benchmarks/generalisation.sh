@@ -18,15 +18,14 @@ CACHE=runs/emb_cache
 # 1. Validation only: the learned image score and the fusion rule (written into the package).
 [ -s runs/tune_fusion.txt ] || $PY benchmarks/tune_fusion.py --splices runs/cd_val --model "$NEW" --cache-dir $CACHE \
     --twins lossless,jpeg90,resized75_jpeg90 --write | tee runs/tune_fusion.txt
-# 2. The headline table: test composites and their three twins (the old default in a second pass, same folders).
+# 2. The headline table: test composites and all three twins (+ q75), new and old default in one pass, same folders.
 $PY benchmarks/camera_disjoint.py --splices runs/cd_test --out runs/cd_bench --cache-dir $CACHE \
-    --model "new default=$NEW" --baselines noise,grid,dq,fusion --fusion-model "$NEW" | tee runs/cd_bench_main.txt
+    --twins jpeg75,jpeg90,resized75_jpeg90,lossless --model "new default=$NEW" --model "old default=$OLD" \
+    --baselines noise,grid,dq,fusion --fusion-model "$NEW" | tee runs/cd_bench_all.txt
 # 3. Pastes that keep their source's 8x8 phase (lossless).
 $PY benchmarks/camera_disjoint.py --splices runs/cd_test_keep --out runs/cd_keep_bench --cache-dir $CACHE --twins lossless \
-    --model "new default=$NEW" --baselines grid,fusion --fusion-model "$NEW" | tee runs/cd_keep_main.txt
-$PY benchmarks/camera_disjoint.py --splices runs/cd_test --out runs/cd_bench --cache-dir $CACHE \
-    --model "old default=$OLD" --baselines "" | tee runs/cd_bench_old.txt
-# 4. Recipe ablations at a reduced budget, evaluated at --per-side 15 on the lossless and JPEG-q90 twins.
+    --model "new default=$NEW" --model "old default=$OLD" --baselines grid,fusion --fusion-model "$NEW" | tee runs/cd_keep.txt
+# 4. Recipe ablations at a reduced budget, evaluated at --per-side 15 on the lossless, JPEG-q90 and resized twins.
 ${SKIP_ABLATION_TRAINING:+:} benchmarks/ablations.sh runs/ablations
 A=runs/ablations
 ROWS=(--model "new default (full budget)=$NEW")
@@ -35,5 +34,5 @@ for pair in "full=full recipe" "no_history=no processing history" "no_phase_tags
     [ -f "$A/${pair%%=*}/model/config.json" ] && ROWS+=(--model "${pair#*=}=$A/${pair%%=*}/model")  # the runs that finished
 done
 $PY benchmarks/camera_disjoint.py --splices runs/cd_test --out runs/cd_ablations --cache-dir $CACHE --per-side 15 \
-    --twins lossless,jpeg90 "${ROWS[@]}" --model "old default=$OLD" \
-    --baselines random --random-like "$NEW" | tee runs/cd_ablations.txt
+    --twins lossless,jpeg90,resized75_jpeg90 "${ROWS[@]}" --model "old default=$OLD" \
+    --baselines random,noise,grid --random-like "$NEW" | tee runs/cd_ablations.txt
