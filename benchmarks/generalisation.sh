@@ -25,14 +25,16 @@ $PY benchmarks/camera_disjoint.py --splices runs/cd_test --out runs/cd_bench --c
 # 3. Pastes that keep their source's 8x8 phase (lossless).
 $PY benchmarks/camera_disjoint.py --splices runs/cd_test_keep --out runs/cd_keep_bench --cache-dir $CACHE --twins lossless \
     --model "new default=$NEW" --model "old default=$OLD" --baselines grid,fusion --fusion-model "$NEW" | tee runs/cd_keep.txt
-# 4. Recipe ablations at a reduced budget, evaluated at --per-side 15 on the lossless, JPEG-q90 and resized twins.
+# 4. Recipe ablations at a reduced budget, evaluated at --per-side 15 on lossless and all three twins
+# (old_recipe: the previous default's recipe trained camera-disjoint, command in docs/results/generalisation.md).
 ${SKIP_ABLATION_TRAINING:+:} benchmarks/ablations.sh runs/ablations
 A=runs/ablations
 ROWS=(--model "new default (full budget)=$NEW")
 for pair in "full=full recipe" "no_history=no processing history" "no_phase_tags=no block-phase tags" \
-            "no_patch_patch=no patch-patch term" "no_jpeg_zeros=no JPEG-zero features" "image_only=image-only objective"; do
+            "no_patch_patch=no patch-patch term" "no_jpeg_zeros=no JPEG-zero features" "image_only=image-only objective" \
+            "old_recipe=previous recipe (small, camera-disjoint)"; do
     [ -f "$A/${pair%%=*}/model/config.json" ] && ROWS+=(--model "${pair#*=}=$A/${pair%%=*}/model")  # the runs that finished
 done
 $PY benchmarks/camera_disjoint.py --splices runs/cd_test --out runs/cd_ablations --cache-dir $CACHE --per-side 15 \
-    --twins lossless,jpeg90,resized75_jpeg90 "${ROWS[@]}" --model "old default=$OLD" \
+    --twins lossless,jpeg90,jpeg75,resized75_jpeg90 "${ROWS[@]}" --model "old default=$OLD" \
     --baselines random,noise,grid --random-like "$NEW" | tee runs/cd_ablations.txt
