@@ -194,6 +194,23 @@ def atomic_write_text(path: "str | Path", text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def atomic_write_npy(path: "str | Path", array: np.ndarray) -> Path:
+    """np.save into place atomically (np.save given a name would append .npy to the temporary one)."""
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.save(fh, array)
+
+    return atomic_write(path, write)
+
+
+def read_npy(path: "str | Path") -> tuple[np.ndarray | None, str | None]:
+    """The array saved at `path` (pickles refused), or (None, why it could not be read)."""
+    try:
+        return np.load(path, allow_pickle=False), None
+    except (OSError, ValueError, EOFError) as exc:
+        return None, str(exc)
+
+
 def file_sha256(path: "str | Path", chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's content, streamed."""
     digest = hashlib.sha256()
@@ -338,6 +355,6 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-__all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
+__all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "atomic_write_npy", "read_npy", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
            "ImageTooLargeError", "NotAnImageError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
            "file_sha256", "is_image_file", "load_rgb", "load_rgb_preview", "opened_image", "pixel_sha256", "upright"]

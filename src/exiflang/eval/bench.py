@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, TYPE_CHECKING
 
-from ..imageio import atomic_write, pixel_sha256, starts_as_jpeg
+from ..imageio import atomic_write, atomic_write_npy, pixel_sha256, read_npy, starts_as_jpeg
 from ..errors import ExiflangError
 
 if TYPE_CHECKING:
@@ -138,22 +138,15 @@ def warn(message: str) -> None:
 
 def _load_cached_embeddings(path: Path, n_patches: int, log: Callable[[str], None] = warn) -> np.ndarray | None:
     """The cached embeddings at ``path``, or None (with a warning naming the file) when the entry is damaged."""
-    try:
-        emb = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        log(f"damaged embedding cache entry {path} ({exc}); recomputing it")
+    emb, problem = read_npy(path)
+    if emb is None:
+        log(f"damaged embedding cache entry {path} ({problem}); recomputing it")
         return None
     if emb.ndim != 2 or emb.shape[0] != n_patches or not np.isfinite(emb).all():
         log(f"damaged embedding cache entry {path} (shape {emb.shape}, expected {n_patches} finite rows); "
             f"recomputing it")
         return None
     return emb
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    """np.save to exactly this path (np.save would append .npy to a temporary name)."""
-    with path.open("wb") as fh:
-        np.save(fh, arr)
 
 
 @dataclass
@@ -211,7 +204,7 @@ class EmbeddingMethod:
                 return emb, grid, True
         emb, grid = self.detector.embed(image, grid)
         if path is not None:
-            atomic_write(path, lambda tmp: _save_npy(tmp, emb))
+            atomic_write_npy(path, emb)
         return emb, grid, False
 
     def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:

@@ -17,6 +17,7 @@ import numpy as np
 from exiflang.probes.features import l2_normalise
 
 from ..errors import ExiflangError
+from ..imageio import read_npy
 
 
 class CandidateError(ExiflangError):
@@ -73,13 +74,11 @@ def _read_cached(path: Path, dim: int) -> np.ndarray | None:
     """One cached embedding, or None when absent; a damaged entry is named on stderr and recomputed."""
     if not path.is_file():
         return None
-    try:
-        vec = np.load(path, allow_pickle=False)
+    vec, problem = read_npy(path)
+    if vec is not None:
         if vec.shape == (dim,) and vec.dtype == np.float32 and np.isfinite(vec).all():
             return vec
         problem = f"shape {vec.shape} {vec.dtype}"
-    except (OSError, ValueError, EOFError) as exc:
-        problem = str(exc)
     import sys
 
     print(f"exiflang: damaged text-embedding cache entry {path} ({problem}); recomputing it", file=sys.stderr)
@@ -94,7 +93,7 @@ def encode_texts(model, texts: Sequence[str], batch_size: int = 64, device: str 
     """
     import hashlib
 
-    from ..imageio import atomic_write
+    from ..imageio import atomic_write_npy
 
     folder = text_cache_folder(model, cache_dir)
     dim = int(model.embed_dim)
@@ -105,16 +104,10 @@ def encode_texts(model, texts: Sequence[str], batch_size: int = 64, device: str 
     for i, vec in zip(todo, fresh):
         found[i] = vec
         if paths[i] is not None:
-            atomic_write(paths[i], lambda tmp, v=vec: _save_npy(tmp, v))
+            atomic_write_npy(paths[i], vec)
     if not found:
         return np.zeros((0, dim), dtype=np.float32)
     return np.stack(found).astype(np.float32)
-
-
-def _save_npy(path: Path, vec: np.ndarray) -> None:
-    """np.save to exactly `path` (np.save on a name would append .npy to the temporary name)."""
-    with open(path, "wb") as fh:
-        np.save(fh, vec)
 
 
 def _encode_batches(model, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
