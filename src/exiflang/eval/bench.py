@@ -647,13 +647,13 @@ def _write_light_report(analysis: Analysis, image: np.ndarray, out_dir: Path, st
     from PIL import Image
 
     from ..forensics.report import map_view, reduce_image, save_overlay_png, view_step
-    from ..imageio import upright
+    from ..imageio import atomic_write_npy, upright
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     heat = np.asarray(analysis.heatmap, dtype=np.float32)
     show = lambda a: upright(a, orientation)  # noqa: E731 - display-only rotation
-    np.save(out_dir / f"{stem}.heatmap.npy", heat)
+    atomic_write_npy(out_dir / f"{stem}.heatmap.npy", heat)
     h, w = heat.shape
     step = view_step(h, w)  # the PNGs of a large photo are reduced views, as write_report's
     heat_view = map_view(heat, step)

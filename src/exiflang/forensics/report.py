@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from exiflang.imageio import as_rgb_array, upright
+from exiflang.imageio import as_rgb_array, atomic_write_npy, upright
 
 from .consistency import box_sum_full, cover_counts
 from .grid import CellMap, ForensicsError, PatchGrid
@@ -217,7 +217,7 @@ def write_report(result, image, out_dir: str | Path, stem: str) -> dict[str, Pat
     if rgb.shape[:2] != result.image_size:
         raise ValueError(f"image is {rgb.shape[:2]} but the heatmap is {result.image_size}")
     paths = {kind: out / f"{stem}.{kind}" for kind in ("json", "heatmap.npy", "overlay.png", "mask.png", "pca.png")}
-    np.save(paths["heatmap.npy"], np.asarray(result.cell_heatmap, dtype=np.float32))
+    atomic_write_npy(paths["heatmap.npy"], np.asarray(result.cell_heatmap, dtype=np.float32))
     step = view_step(*result.image_size)
     view = reduce_image(rgb, step)
     show = lambda a: upright(a, result.orientation)  # noqa: E731 - display-only rotation
