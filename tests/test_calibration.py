@@ -63,7 +63,7 @@ def test_bad_calibrations_are_refused(tmp_path):
     with pytest.raises(C.CalibrationError, match="calibration.json.*not an exiflang calibration"):
         C.Calibration.load(path)
     path.write_text("{not json")
-    with pytest.raises(C.CalibrationError, match="cannot read"):
+    with pytest.raises(C.CalibrationError, match="calibration.json: invalid JSON"):
         C.Calibration.load(path)
 
 

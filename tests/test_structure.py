@@ -47,7 +47,7 @@ from pathlib import Path
 
 SRC = Path(exiflang.__file__).resolve().parent
 # Lower layers never import higher ones (docs/DESIGN.md). The package root only holds the version and lazy names.
-LAYERS = {"": 0, "errors": 0, "paths": 0, "imageio": 0, "device": 0, "ranges": 0, "exif": 0,
+LAYERS = {"": 0, "errors": 0, "paths": 0, "imageio": 0, "jsonfile": 0, "device": 0, "ranges": 0, "exif": 0,
           "data": 1, "models": 1,
           "forensics": 2, "probes": 2, "training": 2,
           "eval": 3, "report": 3,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExiflangError
+from ..jsonfile import read_json
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT = "exiflang-calibration-1"
@@ -72,14 +73,26 @@ class Calibration:
     reliability: list[dict[str, Any]] = field(default_factory=list)  # measured on the evaluation composites
 
     def __post_init__(self) -> None:
+        # A calibration.json comes with a model folder, i.e. from anyone: every value is checked here, once, so
+        # that applying it can never fail (or print a verdict that is not one of the three) on a user's photo.
         if self.method not in METHODS:
-            raise CalibrationError(f"unknown calibration method {self.method!r} (expected one of {METHODS})")
-        if self.method == "platt" and not {"a", "b"} <= set(self.params):
-            raise CalibrationError("a Platt calibration needs parameters 'a' and 'b'")
+            raise CalibrationError(f"unknown calibration method {str(self.method)[:40]!r} (expected one of {METHODS})")
+        if self.method == "platt":
+            if not {"a", "b"} <= set(self.params) or not all(_finite(self.params[k]) for k in ("a", "b")):
+                raise CalibrationError("a Platt calibration needs finite numbers 'a' and 'b'")
         if self.method == "isotonic":
             x, y = self.params.get("x"), self.params.get("y")
-            if not x or not y or len(x) != len(y) or np.any(np.diff(np.asarray(x, float)) < 0):
-                raise CalibrationError("an isotonic calibration needs increasing 'x' and 'y' of the same length")
+            ok = (isinstance(x, list) and isinstance(y, list) and 0 < len(x) == len(y) <= MAX_KNOTS
+                  and all(map(_finite, x)) and all(_finite(v) and 0 <= v <= 1 for v in y))
+            if not ok or np.any(np.diff(np.asarray(x, float)) < 0):
+                raise CalibrationError(f"an isotonic calibration needs increasing finite 'x' and 'y' in [0, 1] "
+                                       f"of the same length (at most {MAX_KNOTS})")
+        if not self.bands or any(b.verdict not in VERDICTS or not (_finite(b.low) and _finite(b.high))
+                                 for b in self.bands):
+            raise CalibrationError(f"calibration bands must be {list(VERDICTS)} with finite limits")
+        if self.per_side is not None and (isinstance(self.per_side, bool) or not isinstance(self.per_side, int)
+                                          or not 1 <= self.per_side <= 1024):
+            raise CalibrationError(f"calibration per_side must be an integer in [1, 1024], got {self.per_side!r:.40}")
 
     # -- applying it -------------------------------------------------------------------------------------------
     def probability(self, score: float) -> float:
@@ -135,8 +148,8 @@ class Calibration:
                        model_id=str(data.get("model_id", "")), score=str(data.get("score", "")),
                        per_side=data.get("per_side"), provenance=dict(data.get("provenance") or {}),
                        reliability=list(data.get("reliability") or []))
-        except (KeyError, TypeError) as exc:
-            raise CalibrationError(f"calibration lacks a field or has a wrong one ({exc})") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"calibration lacks a field or has a wrong one ({str(exc)[:200]})") from None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -145,14 +158,19 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> "Calibration":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise CalibrationError(f"{path}: cannot read calibration ({exc})") from exc
+        data = read_json(path, CalibrationError)
         try:
             return cls.from_dict(data)
         except CalibrationError as exc:
             raise CalibrationError(f"{path}: {exc}") from exc
+
+
+MAX_KNOTS = 100_000  # isotonic breakpoints; a real fit on a few hundred composites has fewer than 200
+
+
+def _finite(value: Any) -> bool:
+    """A real finite number (JSON booleans are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def default_bands(thresholds: tuple[float, float] = DEFAULT_THRESHOLDS) -> list[Band]:

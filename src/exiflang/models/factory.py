@@ -11,8 +11,9 @@ from typing import Any, Iterable
 import torch
 
 from ..imageio import atomic_write, atomic_write_text
+from ..jsonfile import read_json_object
 from ..paths import WEIGHTS_DIR
-from .config import ModelConfig, ModelError
+from .config import MODEL_ID_PATTERN, ModelConfig, ModelError
 from .joint import ExifModel
 from .text import TextModelError, build_tokenizer, train_wordpiece
 
@@ -29,15 +30,14 @@ def available_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+# The largest model a config may describe (the paper's ResNet-50 + DistilBERT has about 0.1 billion parameters);
+# a config beyond it is refused before anything is allocated.
+MAX_PARAMETERS = 1_000_000_000
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object, naming the file on error."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: cannot read JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    return data
+    """Read a JSON object (bounded size and nesting), naming the file on error."""
+    return read_json_object(path, ModelError, max_bytes=16 << 20)
 
 
 def resolve_config(name_or_config: "str | Path | dict[str, Any] | ModelConfig") -> ModelConfig:
@@ -70,9 +70,25 @@ def create_model(name_or_config: "str | Path | dict[str, Any] | ModelConfig" = "
         torch.manual_seed(seed)
     try:
         tokenizer = build_tokenizer(config.text.as_dict(), tokenizer_json)
+        check_size(config, tokenizer, f"model config {config.name!r}")
         return ExifModel(config, tokenizer, pretrained_text=pretrained_text)
     except (TextModelError, ValueError, TypeError) as exc:
         raise ModelError(f"model config {config.name!r}: {exc}") from exc
+
+
+def parameter_count(config: ModelConfig, tokenizer, image_only: bool = False) -> int:
+    """Parameters the config describes, counted on PyTorch's meta device (nothing allocated, nothing read)."""
+    with torch.device("meta"):
+        model = ExifModel(config, None if image_only else tokenizer, pretrained_text=False, image_only=image_only)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_size(config: ModelConfig, tokenizer, source: str, image_only: bool = False) -> None:
+    """ModelError when the config describes more than MAX_PARAMETERS (each bound alone still admits a huge product)."""
+    n = parameter_count(config, tokenizer, image_only)
+    if n > MAX_PARAMETERS:
+        raise ModelError(f"{source}: the architecture has {n / 1e9:.1f} billion parameters "
+                         f"(at most {MAX_PARAMETERS / 1e9:g} billion are allowed)")
 
 
 def saved_state(model: ExifModel) -> dict[str, torch.Tensor]:
@@ -87,7 +103,11 @@ def load_saved_state(model: ExifModel, state: dict[str, torch.Tensor], source: s
     """Load `saved_state()` output into a model built from the same config; ModelError names `source` on mismatch."""
     if model.text is None:  # image-only: the text tower's tensors are not needed
         state = {k: v for k, v in state.items() if not k.startswith("text.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensor shapes differ from the config's: name the first few, not torch's essay
+        mismatched = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise ModelError(f"{source}: weights do not match the config ({'; '.join(mismatched[:2]) or exc})") from None
     if model.text is None or not model.text.ships_backbone:  # rebuilt from its package, never saved
         missing = [k for k in missing if not k.startswith("text.backbone.")]
     if missing or unexpected:
@@ -168,10 +188,12 @@ def load_model(name_or_path: str | Path = "default", *, image_only: bool = False
         state = load_file(str(folder / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"{folder / WEIGHTS_FILE}: cannot read weights ({exc})") from exc
+    config = replace(config, model_id=checked_model_id(config, state, folder / CONFIG_FILE))
     # A frozen package MiniLM is not in the file: build it from the package; otherwise skip pretrained loading.
     needs_package = config.text.kind == "minilm" and not any(k.startswith("text.backbone.") for k in state)
     try:
         tokenizer = None if image_only else build_tokenizer(config.text.as_dict(), _saved_tokenizer(folder, config))
+        check_size(config, tokenizer, str(folder / CONFIG_FILE), image_only)
         model = ExifModel(config, tokenizer, pretrained_text=needs_package, image_only=image_only)
     except (TextModelError, ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: cannot build the model ({exc})") from exc
@@ -180,10 +202,26 @@ def load_model(name_or_path: str | Path = "default", *, image_only: bool = False
     return model.to(device).eval()
 
 
+def checked_model_id(config: ModelConfig, state: dict[str, torch.Tensor], source: str | Path) -> str:
+    """The model id, proven by the weights: `save_model` writes `<name>-<weights digest>`, and caches are keyed by it.
+
+    A folder whose id does not end in its own weights' digest is refused: it would read (and poison) the cached
+    text embeddings of the model it names, the built-in one included. A folder without an id gets one.
+    """
+    digest = weights_digest(state)
+    if config.model_id is None:
+        return f"{config.name}-{digest}" if MODEL_ID_PATTERN.fullmatch(f"{config.name}-{digest}") else f"model-{digest}"
+    if not config.model_id.endswith(f"-{digest}"):
+        raise ModelError(f"{source}: model_id {config.model_id!r} does not match its weights (their digest is "
+                         f"{digest}); the folder's files were changed or mixed")
+    return config.model_id
+
+
 def _saved_tokenizer(folder: Path, config: ModelConfig) -> str | None:
     """The trained tokenizer's JSON saved beside the weights, when the config needs one."""
     if config.text.tokenizer != "trained":
         return None
     if not (folder / TOKENIZER_FILE).is_file():
         raise ModelError(f"{folder}: the config needs a trained tokenizer but {TOKENIZER_FILE} is missing")
-    return (folder / TOKENIZER_FILE).read_text()
+    read_json_object(folder / TOKENIZER_FILE, ModelError)  # bounded size and nesting before the Rust parser sees it
+    return (folder / TOKENIZER_FILE).read_text(encoding="utf-8")

@@ -92,7 +92,10 @@ class TextTokenizer:
         """Rebuild from `to_json()` output."""
         from tokenizers import Tokenizer
 
-        return cls(Tokenizer.from_str(text), max_length)
+        try:
+            return cls(Tokenizer.from_str(text), max_length)
+        except Exception as exc:  # tokenizers raises plain Exception subclasses
+            raise TextModelError(f"cannot read the trained tokenizer ({str(exc)[:200]})") from exc
 
     @classmethod
     def from_file(cls, path: Path, max_length: int) -> "TextTokenizer":
@@ -167,10 +170,14 @@ def build_backbone(cfg: dict[str, Any], vocab_size: int, pretrained: bool = True
             from transformers import BertConfig, BertModel
 
             folder = minilm_dir(require_weights=pretrained)
-            if pretrained:
-                model = BertModel.from_pretrained(str(folder), add_pooling_layer=False, **overrides)
-            else:  # weights come from a saved model right after
-                model = BertModel(BertConfig.from_pretrained(str(folder), **overrides), add_pooling_layer=False)
+            # Built from the package's config.json and its safetensors by hand, never through from_pretrained:
+            # `overrides` come from a model folder, and from_pretrained's keywords can make it unpickle a file.
+            config = BertConfig.from_json_file(str(folder / "config.json"))
+            for key, value in overrides.items():
+                setattr(config, key, value)
+            model = BertModel(config, add_pooling_layer=False)
+            if pretrained:  # otherwise the weights come from a saved model right after
+                _load_minilm_weights(model, folder / "model.safetensors")
             return model, model.config.hidden_size
         if kind == "distilbert":
             from transformers import DistilBertConfig, DistilBertModel
@@ -188,6 +195,19 @@ def build_backbone(cfg: dict[str, Any], vocab_size: int, pretrained: bool = True
             model = BertModel(BertConfig(**defaults), add_pooling_layer=False)
             return model, model.config.hidden_size
     raise TextModelError(f"unknown text.kind {kind!r}; expected 'minilm', 'distilbert' or 'scratch'")
+
+
+def _load_minilm_weights(model: nn.Module, path: Path) -> None:
+    """The package's pretrained MiniLM weights (safetensors only) into a BertModel built without a pooler."""
+    from safetensors.torch import load_file
+
+    state = {k.removeprefix("bert."): v for k, v in load_file(str(path)).items() if "pooler." not in k}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # position_ids is a constant buffer: older files store it, newer models rebuild it
+    missing, unexpected = ([k for k in keys if not k.endswith("position_ids")] for keys in (missing, unexpected))
+    if missing or unexpected:
+        raise TextModelError(f"{path}: not the MiniLM weights this build expects "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

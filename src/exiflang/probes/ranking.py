@@ -18,6 +18,7 @@ from exiflang.probes.features import l2_normalise
 
 from ..errors import ExiflangError
 from ..imageio import read_npy
+from ..jsonfile import parse_json
 
 
 class CandidateError(ExiflangError):
@@ -66,7 +67,12 @@ def text_cache_folder(model, cache_dir: "Path | str | None" = AUTO_CACHE) -> Pat
         from ..paths import cache_root
 
         cache_dir = cache_root() / "text_embeddings"
-    tower = json.dumps(getattr(getattr(model, "text", None), "cfg", None), sort_keys=True, default=str)
+    text = getattr(model, "text", None)
+    tower = json.dumps(getattr(text, "cfg", None), sort_keys=True, default=str)
+    # The id proves the weights (models.checked_model_id); a trained vocabulary is not in them, so it joins the key.
+    tokenizer = getattr(text, "tokenizer", None)
+    if getattr(getattr(text, "cfg", None), "get", lambda *_: None)("tokenizer") == "trained" and tokenizer is not None:
+        tower += tokenizer.to_json()
     return Path(cache_dir) / f"{model_id}-{hashlib.sha256(tower.encode()).hexdigest()[:8]}"
 
 
@@ -242,10 +248,7 @@ def load_candidates(path: str | Path, text_config=None) -> list[Candidate]:
 
 def _candidates_from_json(raw: str, path: Path, text_config=None) -> list[Candidate]:
     """Parse the JSON forms accepted by `load_candidates`."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CandidateError(f"{path}: invalid JSON ({exc})") from exc
+    data = parse_json(raw, str(path), CandidateError)
     if isinstance(data, dict):
         data = data.get("candidates", data.get("references"))
     if not isinstance(data, list) or not data:
