@@ -165,6 +165,12 @@ def resolve_weights_dir(name_or_path: str | Path) -> Path:
     return path
 
 
+def read_config(name_or_path: str | Path = "default") -> ModelConfig:
+    """A saved model's typed config (built-in name or folder) without reading its weights: its text format, say."""
+    folder = resolve_weights_dir(name_or_path)
+    return ModelConfig.from_dict(_read_json(folder / CONFIG_FILE), str(folder / CONFIG_FILE))
+
+
 def read_calibration(folder: str | Path) -> dict[str, Any] | None:
     """The weights folder's ``calibration.json`` as a dict (None when there is none); `load_model` attaches it as
     ``model.calibration`` and `exiflang.forensics.calibration.for_model` interprets it."""
