@@ -130,3 +130,46 @@ def test_augmented_training_resumes_exactly(index, tmp_path):
     a, b = straight["model"].state_dict(), resumed["model"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["model"].config.extra["train"]["recipe"]["history"]["prob"] == 0.5  # the checkpoint's recipe won
+
+
+def test_original_grid_tags_give_the_camera_grid_offset_used(photos_dir, monkeypatch):
+    """Issue 19: a re-compressed visit names where the camera grid sits relative to the re-compression's grid."""
+    import exiflang.data.patches as patches
+
+    image = _photo(photos_dir)
+    corners = []
+    real_corner = patches.window_corner
+    monkeypatch.setattr(patches, "window_corner", lambda *a: corners.append(real_corner(*a)) or corners[-1])
+    only_jpeg = dict(gamma=False, blur=False, noise=False, double_jpeg=False)
+    cfg = HistoryConfig(prob=1.0, resample=False, original_grid_tags=True, aligned_windows=0.5, **only_jpeg)
+    rng = np.random.default_rng(7)
+    offsets = []
+    for _ in range(40):
+        _, tags = visit_crops(image, 64, 2, cfg, rng)
+        wy, wx = corners[-1]
+        expected = [f"Original JPEG Grid Row Offset: {(-wy) % 8}", f"Original JPEG Grid Column Offset: {(-wx) % 8}"]
+        for crop_tags in tags:
+            assert [t for t in crop_tags if t.startswith("Original")] == expected
+            assert set(crop_tags) <= set(tag_vocabulary())
+        offsets.append(((-wy) % 8, (-wx) % 8))
+    aligned = sum(o == (0, 0) for o in offsets)
+    assert 10 <= aligned <= 32  # about half the windows start on the camera grid, the rest anywhere
+    # Resampling before the re-compression destroys the camera grid: no original-grid tag then.
+    resampled = HistoryConfig(prob=1.0, jpeg=True, resample=True, original_grid_tags=True, **only_jpeg)
+    for _ in range(20):
+        history_tags = visit_crops(image, 64, 1, resampled, rng)[1][0]
+        if any(t.startswith("Resampled") for t in history_tags):
+            assert not any(t.startswith("Original") for t in history_tags)
+
+
+def test_old_recipes_keep_their_draws(photos_dir):
+    """A recipe saved before the new settings existed reads them as off: no new tags, windows anywhere."""
+    image = _photo(photos_dir)
+    old = HistoryConfig.from_dict({k: v for k, v in HistoryConfig(prob=1.0).to_dict().items()
+                                   if k not in ("original_grid_tags", "aligned_windows")})
+    assert not old.original_grid_tags and old.aligned_windows == 0.0
+    rng = np.random.default_rng(11)
+    assert not any(t.startswith("Original") for _ in range(30) for tags in visit_crops(image, 64, 2, old, rng)[1]
+                   for t in tags)
+    with pytest.raises(ValueError, match="aligned_windows"):
+        HistoryConfig.from_dict({**HistoryConfig().to_dict(), "aligned_windows": 2.0})

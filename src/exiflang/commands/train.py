@@ -79,7 +79,7 @@ def _parser_for(f: Any):
 
 
 def _add_history_flags(h: Any) -> None:
-    """The CLI's three history flags (composed into TrainOptions.history by `history_recipe`)."""
+    """The CLI's history flags (composed into TrainOptions.history by `history_recipe`)."""
     from .argtypes import unit_interval
 
     h.add_argument("--history-prob", type=unit_interval, default=0.0, metavar="P",
@@ -92,6 +92,12 @@ def _add_history_flags(h: Any) -> None:
                    help="do not tag crops with their 8x8 JPEG block offset (crops still land at chosen offsets)")
     h.add_argument("--phase-tags", dest="phase_tags", action="store_true", default=None,
                    help="block-phase tags even with --history-prob 0")
+    h.add_argument("--original-grid-tags", action="store_true",
+                   help="tag a re-compressed visit with the camera grid's offset from the re-compression's grid "
+                        "(aligned vs misaligned double compression: a re-saved splice)")
+    h.add_argument("--aligned-windows", type=unit_interval, default=0.0, metavar="P",
+                   help="share of processed windows cut on the camera's 8x8 grid, as when a whole photo is re-saved "
+                        "(default 0: any offset)")
 
 
 def history_recipe(args: argparse.Namespace) -> dict | None:
@@ -101,7 +107,8 @@ def history_recipe(args: argparse.Namespace) -> dict | None:
     from ..data.history import HistoryConfig
 
     off = {op: False for op in args.no_history_op}
-    return HistoryConfig(prob=args.history_prob, phase_tags=args.phase_tags is not False, **off).to_dict()
+    return HistoryConfig(prob=args.history_prob, phase_tags=args.phase_tags is not False, **off,
+                         original_grid_tags=args.original_grid_tags, aligned_windows=args.aligned_windows).to_dict()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,13 @@ pasted region keeps its source's grid, misaligned with the target's, so reading 
 strongest single cue on lossless pastes; crops cut at every offset with one shared text teach the opposite
 (phase invariance). Pixels resampled after their last compression have no grid and get no phase tags.
 
+A re-save after a splice leaves the pasted region's earlier grid misaligned with the last one, while the rest of
+the photo was re-compressed on its own camera grid (aligned double compression). So a processed visit whose last
+step is a re-compression that the camera's grid survived into (no resampling before it) also gets the camera grid's
+offset from the last one (`Original JPEG Grid Row Offset`, `... Column Offset`), and a share of processed windows
+(`HistoryConfig.aligned_windows`) start on the camera's grid, the case of a whole photo re-saved: without both,
+the text never tells aligned from misaligned double compression apart, and 63 of 64 random windows are misaligned.
+
 Values are drawn from small fixed sets (`tag_vocabulary` lists every possible tag string), so a frozen text
 encoder's features for every tag can be computed once. Everything random comes from the generator passed in,
 which the batch builder seeds from (seed, epoch, photo), so a training step stays a pure function of
@@ -54,6 +61,9 @@ class HistoryConfig:
     double_jpeg: bool = True
     phase_tags: bool = True  # the crop's 8x8 block offset as tags
     window: int = 320  # side of the processed window (output pixels) the visit's crops are cut from
+    # Off by default, as in every recipe saved before they existed (so those resume and retrain exactly):
+    original_grid_tags: bool = False  # the camera grid's offset from a re-compression's grid, as tags
+    aligned_windows: float = 0.0  # share of processed windows that start on the camera's grid
 
     @property
     def enabled_ops(self) -> list[str]:
@@ -73,7 +83,11 @@ class HistoryConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown history setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        config = cls(**data)
+        if not 0.0 <= config.aligned_windows <= 1.0:
+            raise ValueError(f"aligned_windows must be in [0, 1], got {config.aligned_windows}")
+        return config
+
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,11 @@ class History:
             return True
         last_jpeg = max((i for i, n in enumerate(names) if n in ("jpeg", "double_jpeg")), default=-1)
         return last_jpeg > names.index("resample")
+
+    @property
+    def keeps_original_grid(self) -> bool:
+        """Whether the camera's grid reached the last re-compression (no resampling before it): double compression."""
+        return self.recompressed and all(name != "resample" for name, _ in self.steps)
 
     @property
     def recompressed(self) -> bool:
@@ -125,6 +144,11 @@ def phase_tags(dy: int, dx: int) -> list[str]:
     return [f"JPEG Block Row Offset: {dy % 8}", f"JPEG Block Column Offset: {dx % 8}"]
 
 
+def original_grid_tags(dy: int, dx: int) -> list[str]:
+    """The camera grid's offset (dy, dx) modulo 8 from the last re-compression's grid (0, 0: aligned)."""
+    return [f"Original JPEG Grid Row Offset: {dy % 8}", f"Original JPEG Grid Column Offset: {dx % 8}"]
+
+
 def tag_vocabulary() -> list[str]:
     """Every tag string a history or a block phase can produce, sorted (for precomputed text features)."""
     tags = {f"Gamma: {g}" for g in GAMMAS}
@@ -134,7 +158,7 @@ def tag_vocabulary() -> list[str]:
     tags |= {f"Recompressed JPEG Quality: {q}" for q in QUALITIES} | {f"Earlier JPEG Quality: {q}" for q in QUALITIES}
     tags |= {f"Recompressed Chroma Subsampling: {s}" for s in SUBSAMPLING}
     for d in range(8):
-        tags |= set(phase_tags(d, d))
+        tags |= set(phase_tags(d, d)) | set(original_grid_tags(d, d))
     return sorted(tags)
 
 
@@ -227,4 +251,4 @@ def estimate_jpeg_quality(pixels: np.ndarray, qualities: tuple[int, ...] = QUALI
 
 
 __all__ = ["HistoryConfig", "History", "OPS", "sample_history", "apply_history", "source_window", "phase_tags",
-           "tag_vocabulary", "estimate_jpeg_quality"]
+           "original_grid_tags", "tag_vocabulary", "estimate_jpeg_quality"]

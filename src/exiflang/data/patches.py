@@ -20,7 +20,8 @@ import torch
 
 from ..errors import ExiflangError
 from ..imageio import ImageLoadError, as_rgb_array, decode_bytes, load_rgb
-from .history import History, HistoryConfig, apply_history, phase_tags, sample_history, source_window, tag_vocabulary
+from .history import (History, HistoryConfig, apply_history, original_grid_tags, phase_tags, sample_history,
+                      source_window, tag_vocabulary)
 
 EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
 
@@ -266,14 +267,26 @@ def crop_phases(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     return [pairs[min(i // 2, len(pairs) - 1)] for i in range(n)]
 
 
+def window_corner(max_y: int, max_x: int, aligned_share: float, rng: np.random.Generator) -> tuple[int, int]:
+    """A processed window's top-left corner in 0..max: on the camera grid (multiples of 8) for a share of visits.
+
+    With `aligned_share` 0 (recipes saved before it existed) exactly the old draws are made.
+    """
+    aligned = aligned_share > 0 and rng.random() < aligned_share
+    if aligned:
+        return 8 * int(rng.integers(max_y // 8 + 1)), 8 * int(rng.integers(max_x // 8 + 1))
+    return int(rng.integers(max_y + 1)), int(rng.integers(max_x + 1))
+
+
 def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig,
                 rng: np.random.Generator) -> tuple[np.ndarray, list[list[str]]]:
     """One visit of a photo under the history recipe: maybe processed, crops at chosen block phases, their tags.
 
     The camera's JPEG grid is taken to start at the stored array's origin (true for camera files and for
-    MCU-aligned lossless crops, as in ../shared/data/photos). A processed visit works on a random window (any
-    offset, so a re-compression is aligned or not with the camera grid by chance); its re-compression grid
-    starts at the window's corner.
+    MCU-aligned lossless crops, as in ../shared/data/photos). A processed visit works on a window that starts on
+    the camera grid for a share `cfg.aligned_windows` of visits (a whole photo re-saved) and anywhere otherwise (a
+    pasted region re-saved with its host); its re-compression grid starts at the window's corner, and the camera
+    grid's offset from it is tagged when the camera grid reached that re-compression (`cfg.original_grid_tags`).
     """
     height, width = image.shape[:2]
     history = sample_history(cfg, rng)
@@ -283,12 +296,15 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig,
         out -= 32
     if history.steps and out < patch + 8:
         history = History()  # the photo is too small for this processing: an unprocessed visit
+    visit_tags: list[str] = []
     if history.steps:
         src = source_window(history, out)
-        wy, wx = int(rng.integers(height - src + 1)), int(rng.integers(width - src + 1))
+        wy, wx = window_corner(height - src, width - src, cfg.aligned_windows, rng)
         pixels = apply_history(image[wy:wy + src, wx:wx + src], history, out, rng)
         # Where the last JPEG grid starts in window coordinates (None: resampled after it, no grid).
         grid = (0, 0) if history.recompressed else ((-wy) % 8, (-wx) % 8) if history.has_grid else None
+        if cfg.original_grid_tags and history.keeps_original_grid:
+            visit_tags = original_grid_tags(-wy, -wx)  # where the camera grid sits, seen from the last one
     else:
         pixels, grid = image, (0, 0)
     h, w = pixels.shape[:2]
@@ -301,7 +317,7 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig,
             y = grid[0] + _phase_position(h - patch - grid[0], py, rng) if h - patch >= grid[0] else 0
             x = grid[1] + _phase_position(w - patch - grid[1], px, rng) if w - patch >= grid[1] else 0
         crops[i] = pixels[y:y + patch, x:x + patch].transpose(2, 0, 1)
-        crop_tags = history.tags()
+        crop_tags = history.tags() + visit_tags
         if cfg.phase_tags and grid is not None:
             crop_tags += phase_tags(y - grid[0], x - grid[1])
         tags.append(crop_tags)

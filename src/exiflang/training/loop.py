@@ -30,7 +30,7 @@ from ..data.patches import (PatchBatches, PatchDataError, PhotoStore, TrainingPh
                            resolve_cache, split_by_camera, split_by_photo, to_float)
 from ..imageio import atomic_write_text
 from ..models import ExifModel, ModelConfig, ModelError, clip_loss, create_model, image_only_loss, save_model
-from ..models.factory import load_saved_state
+from ..models.factory import load_saved_state, saved_state
 from ..models.loss import gather_with_grad
 from .checkpoint import unflatten_optimizer, read_checkpoint, save_checkpoint, set_rng_state
 from .distributed import Dist, all_gather_ints, gather_rng_states, init_distributed, pick_device
@@ -257,6 +257,22 @@ def _build_model(config: ModelConfig, train_texts: list[str], seed: int, feature
     return model
 
 
+def _init_model(name_or_path: str) -> ExifModel:
+    """The saved model a fine-tuning run starts from (its config, id cleared, is the run's)."""
+    from dataclasses import replace
+
+    from ..models import load_model
+
+    try:
+        model = load_model(name_or_path)
+    except ModelError as exc:
+        raise TrainError(f"--init: {exc}") from exc
+    if model.config.text.tokenizer == "trained":
+        raise TrainError(f"--init {name_or_path}: fine-tuning a model with a trained vocabulary is not supported")
+    model.config = replace(model.config, model_id=None)
+    return model
+
+
 def _restore_recipe(opt: TrainOptions) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read the run's checkpoint and put its recipe into `opt`; refuse explicit options that contradict it."""
     ckpt_path = Path(opt.out) / CHECKPOINT
@@ -341,7 +357,10 @@ def prepare(opt: TrainOptions) -> Run:
         torch.set_num_threads(opt.threads)
     amp = device.type == "cuda" if opt.amp is None else bool(opt.amp and device.type == "cuda")
     resume = _restore_recipe(opt) if opt.resume else None
-    config = resolve_config(opt.config if resume is None else resume[1]["model_config"])
+    init = _init_model(opt.init) if opt.init and resume is None else None
+    if init is not None:
+        opt.config = init.config.name  # the recipe records the architecture actually trained
+    config = resolve_config(resume[1]["model_config"] if resume is not None else init.config if init else opt.config)
     photos, n_small = load_photos(opt.index, opt.shards, config.patch_size, config.text_format)
     train_photos, val_photos, cameras = _split_photos(photos, opt.camera_split, opt.val_fraction)
     history = HistoryConfig.from_dict(opt.history) if opt.history is not None else None
@@ -354,7 +373,10 @@ def prepare(opt: TrainOptions) -> Run:
         raise TrainError(str(exc)) from exc
     eval_suffix = phase_tags(0, 0) if history is not None and history.phase_tags else []
     model = _build_model(config, [p.text for p in train_photos], opt.seed, bool(opt.text_features), resume,
-                         Path(opt.out) / CHECKPOINT).to(device).train()
+                         Path(opt.out) / CHECKPOINT)
+    if init is not None:  # fine-tuning: the saved weights replace the random start (the tokenizer is the config's)
+        load_saved_state(model, saved_state(init), opt.init)
+    model = model.to(device).train()
     if opt.objective == "image-only":  # the text side takes no part: keep it out of the optimiser and DDP
         model.text.requires_grad_(False)
         if isinstance(model.log_logit_scale, nn.Parameter):

@@ -18,7 +18,7 @@ OBJECTIVES = ("exif", "image-only")
 CAMERA_SPLITS = ("none", "heldout")
 CACHE_MODES = ("auto", "yes", "no")
 # Options that define what is computed; a resumed run takes them from its checkpoint, not the command line.
-RECIPE_KEYS = ("config", "steps", "photos_per_batch", "crops_per_photo", "lr", "weight_decay", "warmup",
+RECIPE_KEYS = ("config", "init", "steps", "photos_per_batch", "crops_per_photo", "lr", "weight_decay", "warmup",
                "min_lr_ratio", "grad_clip", "objective", "image_only_scale", "val_fraction", "eval_crops", "seed",
                "bn_group", "amp", "history", "patch_patch_weight", "camera_split")
 # Options that say how this process runs, not what it computes: never part of the saved recipe.
@@ -54,6 +54,9 @@ class TrainOptions:
     workers: int | None = _opt(None, "data", "data-loading processes (default: 0 when cached, else 2)", low=0)
     config: str = _opt("small", "model and objective", "model config name (tiny, small, grid, resnet18, paper, ...) "
                        "or a JSON file")
+    init: str | None = _opt(None, "model and objective", "start from a saved model's weights (built-in name such as "
+                            "'default', or a model folder) instead of a random start; its config replaces --config "
+                            "(fine-tuning)", metavar="MODEL")
     objective: str = _opt("exif", "model and objective", "exif: patches vs EXIF text (the method); image-only: crops "
                           "of one photo as positives (CropCLR-style baseline, no EXIF)", choices=OBJECTIVES)
     image_only_scale: float = _opt(10.0, "model and objective", "logit scale (1/temperature) of the image-only loss "
