@@ -171,36 +171,84 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def atomic_write(path: "str | Path", write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place (never half a file).
+class UnsafeOutputError(ExiflangError):
+    """An output path is a symbolic link: exiflang never writes through one (the link's target stays untouched)."""
 
-    The result has the usual umask permissions (0644 under umask 022), whatever mode the writer used:
-    safetensors' writer, for one, creates its files readable by their owner only.
+
+def _refuse_symlink(path: Path) -> None:
+    """Refuse an output path that is a symbolic link, with one line naming it.
+
+    Refused rather than replaced: a link someone put there is theirs to remove, and writing over it silently
+    would hide that it was there. (os.replace over a link would replace the link itself, never its target, so
+    even a link planted after this check cannot redirect the write.)
     """
+    if path.is_symlink():
+        raise UnsafeOutputError(f"{path} is a symbolic link; not writing through it (remove it or use another folder)")
+
+
+def _atomic(path: "str | Path", fill: Callable[[int, Path], None]) -> Path:
+    """Create a new temporary file beside `path`, let `fill(fd, tmp)` write it, then rename it into place.
+
+    The temporary file gets a fresh random name and is created with O_CREAT | O_EXCL | O_NOFOLLOW (tempfile.mkstemp),
+    so a file or link planted at a guessable name cannot redirect the write; the destination is never opened,
+    only renamed over (os.replace replaces a link at `path`, not its target; links there are refused anyway).
+    The result has the usual umask permissions (0644 under umask 022), whatever mode the writer used.
+    """
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _refuse_symlink(path)
+    # the name cut so that a destination name near the 255-byte limit still has a temporary name that fits
+    fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        fill(fd, tmp)
+        # Re-opened without following links: the permissions go to the regular file that is renamed into place.
+        check = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            os.fchmod(check, 0o666 & ~_UMASK)
+        finally:
+            os.close(check)
         os.replace(tmp, path)
     finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
         tmp.unlink(missing_ok=True)
     return path
 
 
+def atomic_write(path: "str | Path", write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a new temporary file beside `path` (for writers that need a file name, such as
+    safetensors'), then rename it into place: never half a file, never through a symbolic link."""
+    return _atomic(path, lambda fd, tmp: write(tmp))
+
+
+def atomic_write_stream(path: "str | Path", write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call `write(fh)` with the open binary temporary file itself (nothing re-opens it by name), then rename it
+    into place. Every report file goes through here (`atomic_write_text`, `atomic_write_npy`, `atomic_save_image`)."""
+    def fill(fd: int, tmp: Path) -> None:
+        with os.fdopen(os.dup(fd), "wb") as fh:
+            write(fh)
+
+    return _atomic(path, fill)
+
+
 def atomic_write_text(path: "str | Path", text: str) -> Path:
     """Write UTF-8 text atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write_stream(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def atomic_write_npy(path: "str | Path", array: np.ndarray) -> Path:
     """np.save into place atomically (np.save given a name would append .npy to the temporary one)."""
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as fh:
-            np.save(fh, array)
+    return atomic_write_stream(path, lambda fh: np.save(fh, array))
 
-    return atomic_write(path, write)
+
+def atomic_save_image(path: "str | Path", image: "np.ndarray | Image.Image", format: str, **options) -> Path:
+    """Save a picture (array or PIL image) atomically in `format` ('PNG', 'JPEG'; the temporary name has no
+    suffix Pillow could go by)."""
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    return atomic_write_stream(path, lambda fh: img.save(fh, format=format, **options))
 
 
 def read_npy(path: "str | Path") -> tuple[np.ndarray | None, str | None]:
@@ -355,6 +403,6 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-__all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "atomic_write_npy", "read_npy", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
-           "ImageTooLargeError", "NotAnImageError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
+__all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "atomic_save_image", "atomic_write_npy", "atomic_write_stream", "read_npy", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
+           "ImageTooLargeError", "NotAnImageError", "UnsafeOutputError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
            "file_sha256", "is_image_file", "load_rgb", "load_rgb_preview", "opened_image", "pixel_sha256", "upright"]

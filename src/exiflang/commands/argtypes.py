@@ -7,6 +7,7 @@ derived flags and every other command's flags speak alike.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,10 +48,39 @@ jpeg_quality = ranged(int, 1, 100)                      # Pillow's JPEG quality 
 
 
 def out_dir(text: str) -> Path:
-    """An output folder: refused at parse time when the path exists and is not a folder (nothing is touched)."""
+    """An output folder, refused at parse time (nothing is touched) when it is empty (that would be the current
+    folder), when the path exists and is not a folder, or when a folder above it is a file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is no folder; give a folder name (. for the current one)")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} exists and is not a folder; give a new or existing folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{text} cannot be created: {parent} is a file, not a folder")
+            break
+    return path
+
+
+def ensure_writable_dir(path: Path, flag: str = "--out") -> Path:
+    """Create the output folder and write (then remove) a probe file in it, before any work: an unwritable
+    folder (/proc/x, a read-only disk, no permission) is then one CommandError line, not a traceback after
+    the analysis ran. The probe is created as the atomic writer creates its temporary files (tempfile.mkstemp)."""
+    import tempfile
+
+    from ..errors import CommandError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc})") from exc
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".exiflang-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CommandError(f"{flag} {path}: cannot write in the folder ({exc.strerror or exc})") from exc
     return path
 
 

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from exiflang.errors import ExiflangError
+
 
 def register(subparsers) -> None:
     """Add the `detect` sub-command."""
@@ -18,7 +20,9 @@ def register(subparsers) -> None:
             "(higher = more likely manipulated). Maps are in the file's stored pixel coordinates; the PNGs "
             "are rotated upright for viewing. --method picks another detector (the same ones as `exiflang bench`): "
             "their reports have the same file names (<stem>.json with score and model_id, .heatmap.npy, "
-            ".overlay.png, .mask.png; no PCA view without embeddings)."
+            ".overlay.png, .mask.png; no PCA view without embeddings). With --out, an image whose report is "
+            "already complete there for the same file content and the same settings is not analysed again "
+            "(an interrupted run picks up where it stopped); --redo analyses everything."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (folders are searched recursively)")
@@ -31,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=out_dir, default=None, metavar="DIR",
                    help="write <stem>.json, <stem>.heatmap.npy, PNGs (overlay, mask, PCA) and index.html (one offline page "
                         "with every result) here; without it only the summary is printed")
+    p.add_argument("--redo", action="store_true",
+                   help="with --out: analyse every image again, even those whose report there is complete for the "
+                        "same file content and settings (by default those are skipped and counted)")
     p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
                    help="in the HTML report (--out), also run `check-exif` on files with EXIF: do the pixels match "
                         "the file's own camera description? (a few seconds per file; default: on)")
@@ -41,7 +48,10 @@ def register(subparsers) -> None:
 
 
 def collect_images(paths: list[str]) -> list[Path]:
-    """Expand files and folders into a sorted list of image files; missing paths are kept so they get reported."""
+    """Expand files and folders into a list of image files, each path once (a file named twice, or given
+    beside its folder, is analysed once); missing paths are kept so they get reported."""
+    import os
+
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -51,17 +61,35 @@ def collect_images(paths: list[str]) -> list[Path]:
             found.extend(sorted(p for p in path.rglob("*") if is_image_file(p)))
         else:
             found.append(path)
-    return found
+    seen: set[str] = set()
+    unique = []
+    for path in found:
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
 
 
 def unique_stems(paths: list[Path]) -> list[str]:
-    """Output stems, with -2, -3, ... appended when two inputs share a file stem."""
-    seen: dict[str, int] = {}
+    """Output stems, one per input and distinct whatever the inputs: a file keeps its stem unless an earlier input
+    has it; a repeat gets -2, -3, ... after it, the first such name that no input has as its own stem and no
+    other input was given. Compared without case (a case-insensitive disk would make A.json and a.json one file).
+    `d1/a.jpg d2/a.jpg a-2.jpg` give a, a-3, a-2."""
+    key = str.casefold
+    taken = {key(path.stem) for path in paths}  # every input's own stem is reserved for it
+    given: set[str] = set()
     stems = []
     for path in paths:
-        n = seen.get(path.stem, 0) + 1
-        seen[path.stem] = n
-        stems.append(path.stem if n == 1 else f"{path.stem}-{n}")
+        stem = path.stem
+        if key(stem) in given:
+            n = 2
+            while key(f"{path.stem}-{n}") in taken:
+                n += 1
+            stem = f"{path.stem}-{n}"
+            taken.add(key(stem))
+        given.add(key(stem))
+        stems.append(stem)
     return stems
 
 
@@ -74,8 +102,9 @@ def format_table(rows: list[dict]) -> str:
         if r["error"]:
             lines.append(f"{name:<40} {'':>11} {'':>7} {'':>8} {'':>8}  FAILED: {r['error']}")
         else:
+            status = "ok (done before, skipped)" if r.get("kept") else "ok"
             lines.append(
-                f"{name:<40} {r['size']:>11} {r['score']:>7.3f} {r['flagged']:>7.1%} {r['seconds']:>8.2f}  ok"
+                f"{name:<40} {r['size']:>11} {r['score']:>7.3f} {r['flagged']:>7.1%} {r['seconds']:>8.2f}  {status}"
             )
     return "\n".join(lines)
 
@@ -88,12 +117,29 @@ def _build_method(args: argparse.Namespace):
                                 seed=args.seed)
 
 
-def _run_method(method, method_name: str, path: Path, out: Path | None, stem: str) -> dict:
+def settings_digest(method_name: str, method) -> str:
+    """A short hash of everything that changes a report: the method, its settings (model id, patches per side,
+    seed through the random model's id, fusion rule, ...) and the exiflang version."""
+    import hashlib
+    import json
+
+    from exiflang import __version__
+    from exiflang.eval.bench import _jsonable
+
+    blob = json.dumps({"method": method_name, "settings": _jsonable(method.settings()), "exiflang": __version__},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class ReportWriteError(ExiflangError):
+    """One image's report could not be written (an OSError or a refused symbolic link): that image failed."""
+
+
+def _run_method(method, method_name: str, path: Path, out: Path | None, stem: str, extra: dict | None = None) -> dict:
     """One image through a bench method; write its report (write_report, or the light report); return a table row."""
     import time
 
-    from exiflang.eval.bench import MethodError, _write_light_report, call_analyse
-    from exiflang.forensics import write_report
+    from exiflang.eval.bench import MethodError, call_analyse
     from exiflang.imageio import load_rgb
 
     pixels, info = load_rgb(path)
@@ -103,33 +149,79 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     if analysis.shape != pixels.shape[:2]:  # a learned map stays per cell: nothing is expanded to pixels here
         raise MethodError(f"{path}: method {method_name} returned a {analysis.shape} map for a {pixels.shape[:2]} image")
     if out is not None:
-        if analysis.result is not None:
-            analysis.result.source, analysis.result.orientation = str(path), info.orientation
-            analysis.result.seconds = seconds
-            write_report(analysis.result, pixels, out, stem)
-        else:
-            _write_light_report(analysis, pixels, out, stem, method.method_id,
-                                info={"method": method_name, "image": str(path), "seconds": round(seconds, 4),
-                                      "orientation": info.orientation,
-                                      "coordinates": "stored pixel array (EXIF Orientation not applied); PNGs are "
-                                                     "rotated upright for display"},
-                                orientation=info.orientation)
+        _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra)
     h, w = analysis.shape
     return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
             "seconds": seconds}
 
 
-def _write_html(args: argparse.Namespace, rows: list[dict], stems: list[str]) -> Path:
-    """The batch's offline HTML page, DIR/index.html, from the per-image files just written (exiflang.report)."""
-    from exiflang.report.html import write_html_report
+def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra) -> None:
+    """The image's report files in out (write_report, or the light report); a failure is a ReportWriteError."""
+    from exiflang.eval.bench import _write_light_report
+    from exiflang.forensics import write_report
+    from exiflang.imageio import UnsafeOutputError
+
+    try:
+        if analysis.result is not None:
+            analysis.result.source, analysis.result.orientation = str(path), info.orientation
+            analysis.result.seconds = seconds
+            write_report(analysis.result, pixels, out, stem, extra)
+        else:
+            _write_light_report(analysis, pixels, out, stem, method.method_id,
+                                info={"method": method_name, "image": str(path), "seconds": round(seconds, 4),
+                                      "orientation": info.orientation,
+                                      "coordinates": "stored pixel array (EXIF Orientation not applied); PNGs are "
+                                                     "rotated upright for display", **(extra or {})},
+                                orientation=info.orientation)
+    except UnsafeOutputError as exc:
+        raise ReportWriteError(f"{path}: report not written: {exc}") from exc
+    except OSError as exc:
+        raise ReportWriteError(f"{path}: cannot write its report in {out} ({exc.strerror or exc})") from exc
+
+
+def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
+    """The table row of an image whose report in out is complete for the same content and settings, else None."""
+    from exiflang.forensics.report import finished_report
+
+    meta = finished_report(out, stem, expect)
+    if meta is None:
+        return None
+    try:
+        size = meta["image_size"]
+        return {"size": f"{int(size['width'])}x{int(size['height'])}", "score": float(meta["score"]),
+                "flagged": float(meta["flagged_fraction"]), "seconds": float(meta.get("seconds") or 0.0),
+                "kept": True}
+    except (TypeError, KeyError, ValueError):
+        return None  # a report without the numbers: analyse again
+
+
+def _input_sha256(path: Path) -> str | None:
+    """The file's content hash (None when it cannot be read: the analysis then says why)."""
+    from exiflang.imageio import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def _write_html(args: argparse.Namespace, rows: list[dict], stems: list[str]) -> tuple[Path | None, int]:
+    """The batch's offline HTML page, DIR/index.html, from the per-image files (exiflang.report): its path (None
+    when it could not be written) and how many of its files failed (each said in one line)."""
+    from exiflang.report.html import ReportError, build_report, save_page
 
     log = lambda message: print(f"exiflang detect: {message}", file=sys.stderr)  # noqa: E731
-    return write_html_report(args.out, [(r["name"], stem, r["error"]) for r, stem in zip(rows, stems)],
-                             model=args.model, device=args.device, exif_check=args.exif_check, log=log)
+    try:
+        report = build_report(args.out, [(r["name"], stem, r["error"]) for r, stem in zip(rows, stems)],
+                              model=args.model, device=args.device, exif_check=args.exif_check, log=log)
+        return save_page(report, args.out), len(report.problems)
+    except ReportError as exc:
+        log(f"HTML report not written: {exc}")
+        return None, 1
 
 
 def run(args: argparse.Namespace) -> int:
-    """Analyse every image; report and skip bad files; exit 1 if any failed."""
+    """Analyse every image (skipping those finished by an earlier run); report bad files; exit 1 if any failed."""
     from tqdm import tqdm
 
     from exiflang.device import resolve_device
@@ -138,29 +230,44 @@ def run(args: argparse.Namespace) -> int:
     from exiflang.forensics import ForensicsError
     from exiflang.imageio import ImageLoadError
 
+    from .argtypes import ensure_writable_dir
+
     args.device = resolve_device(args.device)  # a missing device is one line before any image is read
     images = collect_images(args.paths)
     if not images:
         raise CommandError(f"no images found in {' '.join(args.paths)}")
+    if args.out is not None:
+        ensure_writable_dir(args.out)  # an unwritable --out is one line now, not a traceback after the analysis
     method = _build_method(args)  # the model is resolved once, here
+    digest = settings_digest(args.method, method)
+    stems = unique_stems(images)
     rows = []
-    bar = tqdm(list(zip(images, unique_stems(images))), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)
+    bar = tqdm(list(zip(images, stems)), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)
     for path, stem in bar:
         row = {"name": str(path), "error": None}
+        # what the report records and a later run checks: the file's content hash and the settings' digest
+        expect = None if args.out is None else {"input_sha256": _input_sha256(path), "settings_digest": digest}
+        kept = _kept_row(args.out, stem, expect) if expect and expect["input_sha256"] and not args.redo else None
         try:
-            row.update(_run_method(method, args.method, path, args.out, stem))
-        except (ImageLoadError, ForensicsError, MethodError) as exc:
+            row.update(kept or _run_method(method, args.method, path, args.out, stem, expect))
+        except (ImageLoadError, ForensicsError, MethodError, ReportWriteError) as exc:
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             row["error"] = message
             bar.write(f"exiflang detect: skipped {message}", file=sys.stderr)
         rows.append(row)
     print(format_table(rows))
     failed = sum(1 for r in rows if r["error"])
+    page_failures = 0
     if args.out is not None:
+        n_kept = sum(1 for r in rows if r.get("kept"))
+        if n_kept:
+            print(f"\n{n_kept} of {len(rows)} images skipped: already analysed, their reports in {args.out}/ are "
+                  f"complete for the same file content and settings (--redo analyses them again)")
         pca = ", .pca.png" if args.method in ("exiflang", "random") else ""
         print(f"\nreports in {args.out}/ (<stem>.overlay.png, .mask.png{pca}, .json, .heatmap.npy)")
-        page = _write_html(args, rows, unique_stems(images))
-        print(f"HTML report: {page}")
+        page, page_failures = _write_html(args, rows, stems)  # each failure already said in one line
+        if page is not None:
+            print(f"HTML report: {page}")
     if failed:
         print(f"{failed} of {len(rows)} images failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or page_failures else 0

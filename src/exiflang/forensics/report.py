@@ -1,7 +1,9 @@
 """Reports a person looks at: heatmap overlay, mask, PCA false-colour view; plus the JSON and the raw heatmap.
 
 Files for ``stem`` in ``out_dir``:
-* ``<stem>.json``: score, seconds, grid, model id, image size, flagged fraction, ... (see `result_summary`)
+* ``<stem>.json``: score, seconds, grid, model id, image size, flagged fraction, ... (see `result_summary`); written
+  last, with ``files`` (the report's other files) and what the caller adds (`exiflang detect`: the input's
+  ``input_sha256`` and the ``settings_digest``), so `finished_report` can tell a complete report from a killed one.
 * ``<stem>.heatmap.npy``: float32 in [0, 1], stored-pixel coordinates, high = likely spliced. `write_report` stores
   it per cell of the patch grid ([rows, cols], its real resolution: a few kB however large the photo), and
   says so in the JSON (``heatmap_npy.resolution == "cells"``, with the ``grid``); other detectors' light
@@ -11,6 +13,8 @@ Files for ``stem`` in ``out_dir``:
   JSON; block means of the pixels, `reduce_image`), so the pictures cost the same for a 95 MP photo as for a
   4 MP one. Every overlay PNG carries a colour bar below the picture with its meaning (`with_colour_bar`,
   `save_overlay_png`): 0 = consistent with the rest of the image, 1 = inconsistent (likely spliced).
+
+Every file goes through `exiflang.imageio`'s atomic writers: never half a file, never through a symbolic link.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from exiflang.imageio import as_rgb_array, atomic_write_npy, upright
+from exiflang.imageio import as_rgb_array, atomic_save_image, atomic_write_npy, atomic_write_text, upright
 
 from .consistency import box_sum_full, cover_counts
 from .grid import CellMap, ForensicsError, PatchGrid
@@ -171,8 +175,7 @@ def with_colour_bar(view: np.ndarray, meaning: str = COLOUR_BAR_MEANING, low: st
 def save_overlay_png(path: str | Path, image: np.ndarray, heat: np.ndarray, orientation: int | None = 1) -> Path:
     """Write the heatmap overlay, rotated upright for viewing, with its colour bar and meaning below it."""
     view = upright(overlay(image, heat), orientation)
-    Image.fromarray(with_colour_bar(view)).save(path)
-    return Path(path)
+    return atomic_save_image(path, with_colour_bar(view), "PNG")
 
 
 def mask_view(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -209,25 +212,71 @@ def result_summary(result) -> dict:
     }
 
 
-def write_report(result, image, out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.heatmap.npy`` (per cell) and the PNGs into out_dir; return their paths by kind."""
+REPORT_KINDS = ("heatmap.npy", "overlay.png", "mask.png", "pca.png")  # besides <stem>.json, in writing order
+
+
+def report_paths(out_dir: str | Path, stem: str, kinds=REPORT_KINDS) -> dict[str, Path]:
+    """``<stem>.json`` and ``<stem>.<kind>`` for each kind, in out_dir."""
+    out = Path(out_dir)
+    return {"json": out / f"{stem}.json", **{kind: out / f"{stem}.{kind}" for kind in kinds}}
+
+
+def write_report_json(path: Path, summary: dict, files: dict[str, Path], extra: dict | None = None) -> None:
+    """The report's JSON, written last: its ``files`` list names every file of the report (all written by then),
+    so a JSON on disk means a finished report (`finished_report`). ``extra``: e.g. the input's content hash and
+    the settings digest that `exiflang detect` checks before re-analysing."""
+    summary = {**summary, **(extra or {}), "files": sorted(p.name for kind, p in files.items() if kind != "json")}
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+
+
+def finished_report(out_dir: str | Path, stem: str, expect: dict) -> dict | None:
+    """The JSON of ``<stem>``'s report in out_dir when that report is complete and was made with ``expect``'s values
+    (e.g. ``{"input_sha256": ..., "settings_digest": ...}``), else None.
+
+    Complete: the JSON reads, and every file its ``files`` list names is a regular file there (links are not
+    trusted: the writer refuses them, so a link means the report is not ours).
+    """
+    out = Path(out_dir)
+    path = out / f"{stem}.json"
+    try:
+        if path.is_symlink():
+            return None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(meta, dict) or any(meta.get(key) != value for key, value in expect.items()):
+        return None
+    files = meta.get("files")
+    if not isinstance(files, list) or not files:
+        return None
+    for name in files:
+        if not isinstance(name, str) or Path(name).name != name or not name.startswith(f"{stem}."):
+            return None
+        if (out / name).is_symlink() or not (out / name).is_file():
+            return None
+    return meta
+
+
+def write_report(result, image, out_dir: str | Path, stem: str, extra: dict | None = None) -> dict[str, Path]:
+    """Write ``<stem>.heatmap.npy`` (per cell), the PNGs and last ``<stem>.json`` into out_dir (every file through
+    the atomic writer, which refuses symbolic links); return their paths by kind. ``extra`` goes into the JSON."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rgb = as_rgb_array(image)
     if rgb.shape[:2] != result.image_size:
         raise ValueError(f"image is {rgb.shape[:2]} but the heatmap is {result.image_size}")
-    paths = {kind: out / f"{stem}.{kind}" for kind in ("json", "heatmap.npy", "overlay.png", "mask.png", "pca.png")}
+    paths = report_paths(out, stem)
     atomic_write_npy(paths["heatmap.npy"], np.asarray(result.cell_heatmap, dtype=np.float32))
     step = view_step(*result.image_size)
     view = reduce_image(rgb, step)
     show = lambda a: upright(a, result.orientation)  # noqa: E731 - display-only rotation
     save_overlay_png(paths["overlay.png"], view, result.heatmap_map.view(step), result.orientation)
-    Image.fromarray(show(mask_view(view, result.mask_map.view(step)))).save(paths["mask.png"])
+    atomic_save_image(paths["mask.png"], show(mask_view(view, result.mask_map.view(step))), "PNG")
     pca = result.grid.cells_to_pixels(pca_colours(result.embeddings, result.grid), step)
-    Image.fromarray(show(pca)).save(paths["pca.png"])
+    atomic_save_image(paths["pca.png"], show(pca), "PNG")
     summary = result_summary(result)
     summary["heatmap_npy"] = {"resolution": "cells", "shape": list(result.cell_heatmap.shape),
                               "read_with": "exiflang.forensics.read_heatmap (expands it to [H, W] with 'grid')"}
     summary["view_step"] = step  # the PNGs show step x step pixel blocks per pixel
-    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    write_report_json(paths["json"], summary, paths, extra)
     return paths

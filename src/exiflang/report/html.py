@@ -75,32 +75,46 @@ class ImageEntry:
 # Collecting what the page shows
 # ---------------------------------------------------------------------------------------------------------------
 
-def _safe_id(text: str) -> str:
-    return "img-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "x")
+def _safe_id(stem: str) -> str:
+    """The page anchor of a stem, distinct for distinct stems: the stem itself when it is plain (letters, digits,
+    '_', '-'), else a slug of it plus a hash of the whole, under another prefix (slugs alone would merge 'a b'
+    and 'a-b' into one anchor and send a table row to another image's section)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", stem):
+        return "img-" + stem
+    import hashlib
+
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")
+    return f"imgx-{slug}-{hashlib.sha256(stem.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
-def _write_views(entry: ImageEntry, out: Path) -> None:
-    """``<stem>.view.jpg`` (upright, <= VIEW_MAX) and ``<stem>.thumb.jpg`` (<= THUMB_MAX) of the source image."""
+def _write_views(entry: ImageEntry, out: Path) -> str | None:
+    """``<stem>.view.jpg`` (upright, <= VIEW_MAX) and ``<stem>.thumb.jpg`` (<= THUMB_MAX) of the source image;
+    the line saying why one could not be written (a symbolic link in its place, a full disk), else None."""
     from PIL import Image
 
-    from ..imageio import ImageLoadError, load_rgb_preview, upright
+    from ..imageio import ImageLoadError, atomic_save_image, load_rgb_preview, upright
 
     try:  # decoded reduced where the format allows: a 95 MP photo's view never needs its full pixels
         pixels, info = load_rgb_preview(entry.source, VIEW_MAX)
     except ImageLoadError:
-        return  # the page then shows the overlay in its place
+        return None  # the page then shows the overlay in its place
     img = Image.fromarray(upright(pixels, entry.meta.get("orientation") or info.orientation))
     for kind, limit, quality in (("view", VIEW_MAX, 90), ("thumb", THUMB_MAX, 85)):
         copy = img.copy()
         copy.thumbnail((limit, limit), Image.Resampling.LANCZOS)
         name = f"{entry.stem}.{kind}.jpg"
-        copy.save(out / name, quality=quality)
+        try:
+            atomic_save_image(out / name, copy, "JPEG", quality=quality)
+        except (OSError, ExiflangError) as exc:
+            return f"{out / name}: cannot write the {kind} copy of {entry.source} ({exc})"
         entry.files[kind] = name
+    return None
 
 
 def collect_entries(out_dir: str | Path, items: Iterable[tuple[str, str, str | None]],
-                    write_views: bool = True) -> list[ImageEntry]:
-    """Read back the detector's per-image files for ``(source, stem, error)`` items; write the view copies."""
+                    write_views: bool = True, problems: list[str] | None = None) -> list[ImageEntry]:
+    """Read back the detector's per-image files for ``(source, stem, error)`` items; write the view copies
+    (a view that cannot be written is a line appended to ``problems``; the page shows the overlay instead)."""
     out = Path(out_dir)
     entries = []
     for source, stem, error in items:
@@ -119,7 +133,9 @@ def collect_entries(out_dir: str | Path, items: Iterable[tuple[str, str, str | N
                 if (out / f"{stem}.{kind}.png").is_file():
                     entry.files[kind] = f"{stem}.{kind}.png"
             if write_views:
-                _write_views(entry, out)
+                problem = _write_views(entry, out)
+                if problem and problems is not None:
+                    problems.append(problem)
         entries.append(entry)
     return entries
 
@@ -624,6 +640,7 @@ class Report:
     status: dict[str, Any]
     calibration: Any = None
     run_info: str = ""
+    problems: list[str] = field(default_factory=list)  # view copies that could not be written, one line each
 
     def body(self, prefix: str = "", show_paths: bool = True) -> str:
         return render_body(self.entries, calibration=self.calibration, status=self.status, run_info=self.run_info,
@@ -645,7 +662,11 @@ def build_report(out_dir: str | Path, items: Iterable[tuple[str, str, str | None
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"{out}: cannot create the report folder ({exc})") from exc
-    entries = collect_entries(out, items)
+    problems: list[str] = []
+    entries = collect_entries(out, items, problems=problems)
+    for problem in problems:
+        if log:
+            log(problem)
     status = add_exif(entries, check=exif_check, model=str(model), device=device, log=log)
     calibration = _calibration_for(str(model), device) if any(e.meta.get("probability") is not None
                                                                for e in entries) else None
@@ -654,7 +675,7 @@ def build_report(out_dir: str | Path, items: Iterable[tuple[str, str, str | None
     if command:
         run_info += f": <code>{html.escape(command)}</code>"
     run_info += f". {html.escape(status.get('note') or '')}"
-    return Report(entries, status, calibration, run_info)
+    return Report(entries, status, calibration, run_info, problems)
 
 
 def write_html_report(out_dir: str | Path, items: Iterable[tuple[str, str, str | None]], *, model: str = "default",
@@ -667,10 +688,14 @@ def write_html_report(out_dir: str | Path, items: Iterable[tuple[str, str, str |
 
 
 def save_page(report: Report, out_dir: str | Path, title: str | None = None, show_paths: bool = True) -> Path:
-    """Write a built report as ``out_dir/index.html``."""
+    """Write a built report as ``out_dir/index.html`` (atomically; a symbolic link there is refused, one line)."""
+    from ..imageio import UnsafeOutputError, atomic_write_text
+
     path = Path(out_dir) / INDEX_FILE
     try:
-        path.write_text(report.page(title, show_paths=show_paths), encoding="utf-8")
+        atomic_write_text(path, report.page(title, show_paths=show_paths))
+    except UnsafeOutputError as exc:
+        raise ReportError(str(exc)) from exc
     except OSError as exc:
         raise ReportError(f"{path}: cannot write the report ({exc})") from exc
     return path
