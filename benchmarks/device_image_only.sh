@@ -13,7 +13,8 @@ IO=${IO:-runs/image_only_small}
 if [ ! -f "$IO/model/config.json" ]; then
   python3 -c 'import sys; from exiflang.cli import main; sys.exit(main(sys.argv[1:]))' train --shards "$SHARDS_DIR" --config small --objective image-only --out "$IO" --steps 360 \
     --photos-per-batch 32 --crops-per-photo 2 --lr 2e-3 --warmup 30 --eval-every 60 --ckpt-every 120 --seed 0 \
-    --device cuda --no-amp --no-progress --log-every 30 > "${OUT:-/tmp}/train.log" 2>&1
+    --device cuda --no-amp --no-progress --log-every 30 $( [ -f "$IO/checkpoint.safetensors" ] && echo --resume ) \
+    > "${OUT:-/tmp}/train.log" 2>&1
 fi
 IO=$(cd "$IO" && pwd)
 mkdir -p "${OUT:-/tmp}/image_only_model"

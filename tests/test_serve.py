@@ -186,8 +186,8 @@ def test_answers_only_on_loopback_by_default(server):
             with pytest.raises(OSError):
                 s.connect((address, server.port))
     # a request naming another host (DNS rebinding) is refused too
-    status, _, _ = _get(server.base + "/", headers={"Host": "attacker.example"})
-    assert status == 400
+    status, _, body = _get(server.base + "/", headers={"Host": "attacker.example"})
+    assert status == 403 and "loopback address only" in json.loads(body)["detail"]
     assert "loopback address only" in server.log.read_text()
     if not others and not tcp.is_file():
         pytest.skip("no non-loopback address and no /proc/net/tcp to check the bound address against")

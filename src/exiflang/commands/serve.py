@@ -9,22 +9,30 @@ same report as `exiflang detect --out` writes (heatmap with its colour bar, mask
 probability of manipulation and verdict, the EXIF check, a plain-language explanation). A progress bar follows
 the upload and the analysis. Bound to 127.0.0.1 by default: only this computer can reach it. Nothing leaves the
 machine; uploads live in a temporary folder deleted when the server stops.
+
+Only the app's own page may upload: a browser request from any other web page (its Origin is not the address
+the server was reached at), or one naming a host other than this computer's loopback address, is refused with
+403. Limits, each refused with a one-line JSON message: --max-queued uploads waiting for the analysis (429
+beyond, with Retry-After), --max-files images and --max-upload-mb per upload (413 beyond), --max-megapixels
+per image (that image fails, the others are analysed). --port 0 picks a free port and prints it.
 """
+MAX_QUEUED_LIMIT = 100  # each waiting upload keeps up to --max-upload-mb on disk
 
 
 def register(subparsers) -> None:
     """Add the `serve` sub-command."""
-    from .argtypes import add_device_argument, positive_float, positive_int, tcp_port
+    from .argtypes import add_device_argument, positive_float, positive_int, ranged, tcp_port
 
-    from exiflang.report.web import (DEFAULT_HOST, DEFAULT_MAX_FILES, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_UPLOAD_MB,
-                                     DEFAULT_PORT)
+    from exiflang.report.web import (DEFAULT_HOST, DEFAULT_MAX_FILES, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_QUEUED,
+                                     DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT)
 
     p = subparsers.add_parser("serve", help="local web page: upload photos, get the splice report",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to listen on (default: %(default)s, this computer only; 0.0.0.0 exposes the app "
                         "to the network)")
-    p.add_argument("--port", type=tcp_port, default=DEFAULT_PORT, help="TCP port (default: %(default)s)")
+    p.add_argument("--port", type=tcp_port, default=DEFAULT_PORT,
+                   help="TCP port (default: %(default)s; 0: a free one, printed at start)")
     p.add_argument("--model", default="default", help="model name or weights folder (default: the built-in model)")
     p.add_argument("--per-side", type=positive_int, default=30, help="patches along the longer side (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default: %(default)s)")
@@ -32,8 +40,12 @@ def register(subparsers) -> None:
     p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
                    help="also check each file's EXIF against its pixels (default: on)")
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
-                   help="largest upload (all files together) in MB (default: %(default)g)")
-    p.add_argument("--max-files", type=positive_int, default=DEFAULT_MAX_FILES, help="most images per upload (default: %(default)s)")
+                   help="largest upload (all files together) in MB; larger: 413 (default: %(default)g)")
+    p.add_argument("--max-files", type=positive_int, default=DEFAULT_MAX_FILES,
+                   help="most images per upload; more: 413 (default: %(default)s)")
+    p.add_argument("--max-queued", type=ranged(int, 1, MAX_QUEUED_LIMIT), default=DEFAULT_MAX_QUEUED,
+                   help=f"most uploads waiting for the analysis (one is analysed at a time); more: 429; "
+                        f"1 to {MAX_QUEUED_LIMIT} (default: %(default)s)")
     p.add_argument("--max-megapixels", type=positive_float, default=DEFAULT_MAX_MEGAPIXELS,
                    help="largest image in megapixels (default: %(default)g)")
     p.set_defaults(func=run)
@@ -47,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     args.device = resolve_device(args.device)
     config = ServeConfig(model=args.model, device=args.device, per_side=args.per_side, batch_size=args.batch_size,
                          exif_check=args.exif_check, max_upload_bytes=int(args.max_upload_mb * 1_000_000),
-                         max_files=args.max_files, max_pixels=int(args.max_megapixels * 1_000_000))
+                         max_files=args.max_files, max_pixels=int(args.max_megapixels * 1_000_000),
+                         max_queued=args.max_queued)
     serve(args.host, args.port, config)
     return 0

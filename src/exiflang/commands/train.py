@@ -6,12 +6,14 @@ options are written once. Only the three history flags are composed here into th
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 EPILOG = """examples:
   exiflang train --index runs/index --config small --out runs/default
   exiflang train --index runs/index --config tiny --out runs/t --steps 50 --eval-every 25
   exiflang train --index runs/index --out runs/default --resume          # continue a killed run
+  exiflang train --index runs/index --out runs/default --overwrite       # start that run folder afresh
   torchrun --nproc-per-node 8 -m exiflang train --index IDX --config resnet18 --out runs/r18 --device cuda
 """
 HISTORY_OPS = ["gamma", "blur", "resample", "noise", "jpeg", "double_jpeg"]
@@ -35,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 _add_history_flags(p.add_argument_group("processing history as language"))
             groups[group] = p.add_argument_group(group)
         _add_option(groups[group], f)
+    groups["run"].add_argument(
+        "--overwrite", action="store_true",
+        help="start a new run in a RUN_DIR that already holds a checkpoint or model (they are replaced as the new "
+             "run writes its own; metrics.jsonl goes on with the new run's lines); without it such a RUN_DIR is "
+             "refused unless --resume continues it")
     p.set_defaults(func=run)
 
 
@@ -111,11 +118,25 @@ def history_recipe(args: argparse.Namespace) -> dict | None:
                          original_grid_tags=args.original_grid_tags, aligned_windows=args.aligned_windows).to_dict()
 
 
+def refuse_to_replace_a_run(out: str, resume: bool, overwrite: bool) -> None:
+    """CommandError when a new run would silently replace the checkpoint or model already in `out`."""
+    from ..errors import CommandError
+    from ..training import CHECKPOINT
+
+    if resume and overwrite:
+        raise CommandError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    held = [name for name in (CHECKPOINT, "model/") if (Path(out) / name).exists()]
+    if held and not (resume or overwrite):
+        raise CommandError(f"{out} already holds a training run ({' and '.join(held)}); continue it with --resume, "
+                           f"replace it with --overwrite, or give a new --out")
+
+
 def run(args: argparse.Namespace) -> int:
     """Build TrainOptions from the arguments given and train."""
     from ..training import TrainOptions, train
     from ..training.options import cli_options
 
+    refuse_to_replace_a_run(args.out, bool(getattr(args, "resume", False)), args.overwrite)
     given = {f.name: getattr(args, f.name) for f in cli_options() if hasattr(args, f.name)}
     if not given.get("resume"):
         given["history"] = history_recipe(args)

@@ -14,10 +14,13 @@ folder re-reads only files that are new, or whose size/mtime changed *and* whose
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import stat
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -140,17 +143,24 @@ def walk_files(photo_dir: Path, skip: Path | None = None) -> Iterator[tuple[Path
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (raw line, parsed dict) from a JSON Lines file; a torn last line (killed run) is skipped."""
+    for _, line, rec in _jsonl_lines(path):
+        if rec is not None:
+            yield line, rec
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str, dict[str, Any] | None]]:
+    """Yield (line number, raw line, parsed dict or None when the line is not JSON) for every non-empty line."""
     if not path.is_file():
         return
-    with path.open("r", encoding="utf-8") as fh:
-        for line in fh:
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                yield line, json.loads(line)
+                yield number, line, json.loads(line)
             except json.JSONDecodeError:
-                continue
+                yield number, line, None
 
 
 def _previous_state(out_dir: Path) -> dict[str, tuple[int, int, str]]:
@@ -256,12 +266,16 @@ def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -
     window = max(4, 8 * workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exiflang-index") as pool:
         pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= window:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:  # stopped early (an error, Ctrl+C, SIGTERM): do not judge the queued files first
+            for future in pending:
+                future.cancel()
 
 
 class _Readers:
@@ -327,7 +341,7 @@ class _Writer:
         self.tag_counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
         self.seen_sha: dict[str, str] = {}  # sha256 -> relpath of the accepted photo
-        self.rec_tmp, self.rej_tmp = out_dir / (RECORDS + ".tmp"), out_dir / (REJECTS + ".tmp")
+        self.rec_tmp, self.rej_tmp = _tmp_name(out_dir / RECORDS), _tmp_name(out_dir / REJECTS)
         self.rec_fh = self.rec_tmp.open("w", encoding="utf-8")
         self.rej_fh = self.rej_tmp.open("w", encoding="utf-8")
 
@@ -360,6 +374,65 @@ class _Writer:
         """Close both files."""
         self.rec_fh.close()
         self.rej_fh.close()
+
+    def discard(self) -> None:
+        """Close and delete both temporary files (a failed or stopped run leaves the previous index as it was)."""
+        self.close()
+        self.rec_tmp.unlink(missing_ok=True)
+        self.rej_tmp.unlink(missing_ok=True)
+
+
+def _tmp_name(path: Path) -> Path:
+    """This process's temporary file for `path`, named as `exiflang.imageio.atomic_write` names its own."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+_TMP_NAME = re.compile(r"\.(.+)\.(\d+)\.tmp")
+
+
+def _remove_stale_tmp(out_dir: Path) -> None:
+    """Delete temporary files left in out_dir by runs that were killed (their process no longer exists)."""
+    for path in out_dir.glob(".*.tmp"):
+        found = _TMP_NAME.fullmatch(path.name)
+        if found and not _process_alive(int(found.group(2))) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    """True while a process with this id exists (a run indexing into the same folder right now)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or no pid at all: leave its file alone
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Within the block SIGTERM unwinds the stack (every `finally` runs: temporary files deleted, ExifTool
+    stopped); then the process dies of the signal as it would have.
+
+    Only the main thread receives signals; elsewhere, or where SIGTERM is ignored, the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        yield
+        return
+    received: list[int] = []
+
+    def unwind(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+        received.append(signum)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        if received:  # the default action ends the process with the usual status; a caller's handler runs
+            signal.raise_signal(signal.SIGTERM)
 
 
 def _carry_over(out_dir: Path, plan: _Plan, writer: _Writer) -> dict[str, dict[str, Any]]:
@@ -407,9 +480,11 @@ def build_index(
     timeout: float = DEFAULT_TIMEOUT,
     progress: bool = True,
 ) -> IndexSummary:
-    """Index every file under photo_dir into out_dir (incremental when out_dir holds an earlier index)."""
-    from tqdm import tqdm
+    """Index every file under photo_dir into out_dir (incremental when out_dir holds an earlier index).
 
+    A run stopped by an error, Ctrl+C or SIGTERM leaves the previous index as it was and no temporary files;
+    one killed outright (SIGKILL) leaves its temporary files, which the next run into out_dir deletes.
+    """
     photo_dir = Path(photo_dir).expanduser().resolve()
     out_dir = Path(out_dir).expanduser().resolve()
     if not photo_dir.is_dir():
@@ -417,8 +492,17 @@ def build_index(
     options = options or IndexOptions()
     workers = workers or min(2, os.cpu_count() or 1)
     out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    with _sigterm_unwinds():
+        _remove_stale_tmp(out_dir)
+        return _run_index(photo_dir, out_dir, options, workers, backend, timeout, progress)
 
+
+def _run_index(photo_dir: Path, out_dir: Path, options: IndexOptions, workers: int, backend: str, timeout: float,
+               progress: bool) -> IndexSummary:
+    """One indexing run into out_dir; on any failure or interruption the previous index stays as it was."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
     # Verdicts of an earlier run hold only if it used the same acceptance options.
     previous = _previous_state(out_dir) if _options_match(out_dir, options) else {}
     plan = _plan(photo_dir, out_dir, previous)
@@ -429,18 +513,20 @@ def build_index(
         summary.reader = readers.get().describe()
         stashed = _carry_over(out_dir, plan, writer) if previous else {}
         bar = tqdm(total=len(plan.todo), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True)
-        for kind, entry in _ordered_map(_judge_job(photo_dir, readers, options, stashed), plan.todo, workers):
-            if kind == "same":
-                kind = entry.pop("_kind")
-                summary.n_reused += 1
-            else:
-                summary.n_examined += 1
-            writer.write(kind, entry)
-            bar.update(1)
-            bar.set_postfix(accepted=summary.n_accepted, rejected=summary.n_rejected, refresh=False)
+        verdicts = _ordered_map(_judge_job(photo_dir, readers, options, stashed), plan.todo, workers)
+        with contextlib.closing(verdicts):  # the pool stops before its readers are closed
+            for kind, entry in verdicts:
+                if kind == "same":
+                    kind = entry.pop("_kind")
+                    summary.n_reused += 1
+                else:
+                    summary.n_examined += 1
+                writer.write(kind, entry)
+                bar.update(1)
+                bar.set_postfix(accepted=summary.n_accepted, rejected=summary.n_rejected, refresh=False)
         bar.close()
     except BaseException:
-        writer.close()
+        writer.discard()
         raise
     finally:
         readers.close()
@@ -475,9 +561,28 @@ def _index_file(index_dir: str | Path, name: str) -> Path:
 
 
 def iter_records(index_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """Stream the accepted photos of an index, one dict per photo."""
-    for _, rec in _iter_jsonl(_index_file(index_dir, RECORDS)):
+    """Stream the accepted photos of an index, one dict per photo.
+
+    A cut last line (a copy or a write that was interrupted) is skipped with a warning on stderr naming the file;
+    an unreadable line before others means the file is damaged: IndexReadError.
+    """
+    path = _index_file(index_dir, RECORDS)
+    torn, n_read = None, 0  # torn: number of an unreadable line, fine only as the last one
+    for number, _, rec in _jsonl_lines(path):
+        if torn is not None:
+            raise IndexReadError(f"{path}: line {torn} is not JSON and more lines follow: the index is damaged; "
+                                 f"rebuild it with `exiflang index PHOTO_DIR --out {index_dir}`")
+        if rec is None:
+            torn = number
+            continue
+        n_read += 1
         yield rec
+    if torn is not None:
+        from tqdm import tqdm
+
+        # tqdm.write: the line does not mix with a progress bar
+        tqdm.write(f"warning: {path}: 1 unreadable line (the last, cut short): that photo is left out, "
+                   f"{n_read} are used", file=sys.stderr)
 
 
 def load_records(index_dir: str | Path) -> list[dict[str, Any]]:

@@ -1,16 +1,20 @@
 """One long-lived ExifTool process (`-stay_open`) that reads many files, with a per-file time limit."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import selectors
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ExifReadError
 
@@ -33,6 +37,58 @@ def find_exiftool() -> str | None:
     return shutil.which("exiftool")
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_spawner: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, its one thread)
+_spawner_lock = threading.Lock()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn (Linux) that makes the child receive SIGKILL when its parent dies, even by kill -9.
+
+    ExifTool in -stay_open mode does not exit when its stdin pipe closes: it polls for more input (about
+    100 times a second) forever. None where prctl is unavailable.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent, kill = os.getpid(), int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect: nobody would ever read us
+            os._exit(1)
+
+    return preexec
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """Start a child with pipes on stdin/stdout/stderr that dies with this process (on Linux)."""
+    preexec = _die_with_parent()
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=preexec)
+
+    return start() if preexec is None else _spawner_thread().submit(start).result()
+
+
+def _spawner_thread() -> ThreadPoolExecutor:
+    """The one thread that forks every ExifTool of this process.
+
+    Linux sends the parent-death signal when the *thread* that forked the child ends, not the process: an
+    ExifTool started on a short-lived worker thread would be killed with that thread. This thread lives as long
+    as the process (a forked child makes its own).
+    """
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or _spawner[0] != os.getpid():
+            _spawner = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="exiflang-exiftool-spawn"))
+        return _spawner[1]
+
+
 class ExifToolProcess:
     """A batch ExifTool process: `read(path)` returns ExifTool's JSON object for that file."""
 
@@ -51,10 +107,7 @@ class ExifToolProcess:
     def _start(self) -> subprocess.Popen[bytes]:
         """Start the ExifTool process if it is not running."""
         if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(
-                [self.executable, "-stay_open", "True", "-@", "-", "-common_args", *_COMMON_ARGS],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )
+            self._proc = _spawn([self.executable, "-stay_open", "True", "-@", "-", "-common_args", *_COMMON_ARGS])
             os.set_blocking(self._proc.stdout.fileno(), False)
             # stderr is drained by a thread so that a chatty file can never block ExifTool.
             threading.Thread(target=self._drain, args=(self._proc,), daemon=True).start()

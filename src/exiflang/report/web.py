@@ -4,13 +4,16 @@ FastAPI on uvicorn, bound to 127.0.0.1 by default, so only this computer can rea
 machine: the page loads no outside resource (inline CSS/JS; a Content-Security-Policy that allows only this
 server), uploads are analysed here with the built-in (or given) model and kept in a temporary folder that is
 deleted when the server stops. While bound to loopback, requests naming another host are refused (a guard
-against DNS rebinding).
+against DNS rebinding), and a request that changes state (an upload) is accepted from the app's own page only:
+a browser's ``Origin`` must be the address the request was sent to (403 otherwise), so no other web page the
+user visits can make this machine analyse.
 
 Routes:
 * ``GET /``: the upload page (one or several images; a progress bar for the upload, then for the analysis).
 * ``POST /api/jobs``: multipart ``files``; 202 ``{"job": ID, ...}``. Limits, each refused with a clear message:
-  the request size (413 over ``max_upload_bytes``; 411 without a Content-Length), the number of files (400),
-  and the pixels per image (reported for that file, as a failed analysis).
+  the jobs waiting for the analyser (429 beyond ``max_queued``), the request size (413 over
+  ``max_upload_bytes``; 411 without a Content-Length), the number of files (413 over ``max_files``), and the
+  pixels per image (reported for that file, as a failed analysis).
 * ``GET /api/jobs/ID``: state (queued / running / done / failed), done / total, the current file, per-file
   results (score, probability, verdict, or the error).
 * ``GET /api/jobs/ID/report``: the report's HTML (the same per-image report as `detect --out`'s index.html),
@@ -39,6 +42,7 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_FILES = 20
 DEFAULT_MAX_MEGAPIXELS = 50.0
+DEFAULT_MAX_QUEUED = 4  # uploads waiting for the analyser (one runs at a time); more are refused with 429
 JOBS_KEPT = 20  # older jobs' folders are deleted
 SERVED_SUFFIXES = {".png", ".jpg", ".html", ".json"}
 CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
@@ -71,6 +75,7 @@ class ServeConfig:
     max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1_000_000)
     max_files: int = DEFAULT_MAX_FILES
     max_pixels: int = int(DEFAULT_MAX_MEGAPIXELS * 1_000_000)
+    max_queued: int = DEFAULT_MAX_QUEUED
     loopback_only: bool = True  # refuse requests whose Host header is not a loopback name
     work_dir: Path | None = None  # where uploads and reports go (default: a temporary folder)
 
@@ -106,6 +111,10 @@ def _safe_name(name: str, index: int) -> str:
     return base if base not in (".", "..") else f"upload-{index}"
 
 
+class QueueFullError(ExiflangError):
+    """As many uploads as allowed are already waiting for the analyser."""
+
+
 class Analyser:
     """Runs jobs one at a time on a worker thread (one model in memory, one analysis at a time)."""
 
@@ -118,7 +127,19 @@ class Analyser:
         self._thread = threading.Thread(target=self._work, name="exiflang-serve-analyser", daemon=True)
         self._thread.start()
 
+    def waiting(self) -> int:
+        """Jobs queued and not started yet."""
+        with self._lock:
+            return sum(job.state == "queued" for job in self.jobs.values())
+
+    def check_room(self) -> None:
+        """QueueFullError when `max_queued` jobs are waiting already."""
+        if self.waiting() >= self.config.max_queued:
+            raise QueueFullError(f"the queue is full: {self.config.max_queued} upload(s) already wait for the "
+                                 f"analysis; try again when one has finished (exiflang serve --max-queued)")
+
     def submit(self, names: list[str], blobs: list[bytes]) -> Job:
+        self.check_room()
         job_id = uuid.uuid4().hex[:12]
         folder = self.root / job_id
         paths = []
@@ -321,14 +342,17 @@ def create_app(config: ServeConfig | None = None):
 
 
 def _add_middleware(app, cfg: ServeConfig) -> None:
-    """Host-header check on loopback (DNS rebinding), and headers that keep the page from loading anything else."""
+    """Same-origin guard (Host on loopback, Origin on uploads), and headers that keep the page from loading
+    anything else."""
     from fastapi import Request
+    from fastapi.responses import JSONResponse
 
-    if cfg.loopback_only:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "::1", "[::1]"],
-                           www_redirect=False)
+    @app.middleware("http")
+    async def same_origin_only(request: Request, call_next):
+        problem = request_problem(request.method, request.headers, cfg.loopback_only)
+        if problem:
+            return JSONResponse({"detail": problem}, status_code=403)
+        return await call_next(request)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -338,6 +362,40 @@ def _add_middleware(app, cfg: ServeConfig) -> None:
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def request_problem(method: str, headers, loopback_only: bool) -> str | None:
+    """Why a request must be refused (403), or None.
+
+    * DNS rebinding: while bound to loopback the Host header must name a loopback address (a page of
+      evil.example re-pointed at 127.0.0.1 still sends `Host: evil.example`).
+    * Cross-site requests: a request that changes state (POST, ...) sent by a browser must come from this app's
+      own page, i.e. its `Origin` is the very address the request went to (`http://` + Host: the served host and
+      port, or the local end of a port forward). `Sec-Fetch-Site` is checked where a browser sends no Origin.
+      Clients that are not browsers (curl, scripts) send neither and are let through: a web page cannot.
+    """
+    host = headers.get("host", "")
+    if loopback_only and not is_loopback(_host_name(host)):
+        return f"this server answers requests for its loopback address only, not for host {host!r}"
+    if method.upper() in SAFE_METHODS:
+        return None
+    origin = headers.get("origin")
+    if origin is not None and origin.lower() != f"http://{host}".lower():
+        return f"requests from other web pages are refused (Origin {origin!r} is not http://{host})"
+    fetch_site = headers.get("sec-fetch-site", "same-origin")
+    if origin is None and fetch_site.lower() not in ("same-origin", "none"):
+        return f"requests from other web pages are refused (Sec-Fetch-Site: {fetch_site})"
+    return None
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header: 'localhost:8000' -> 'localhost', '[::1]:8000' -> '::1'."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _add_page_routes(app, cfg: ServeConfig) -> None:
@@ -366,10 +424,16 @@ def _add_upload_route(app, cfg: ServeConfig, analyser: Analyser) -> None:
     from fastapi.responses import JSONResponse
 
     def refuse(status: int, detail: str) -> JSONResponse:
-        return JSONResponse({"detail": detail}, status_code=status)
+        retry = {"Retry-After": "10"} if status == 429 else None  # the queue empties as jobs finish
+        return JSONResponse({"detail": detail}, status_code=status, headers=retry)
 
     @app.post("/api/jobs")
     async def create_job(request: Request):
+        try:
+            analyser.check_room()  # before reading the body: a full queue costs no upload
+        except QueueFullError as exc:
+            await _drain(request, 4 * cfg.max_upload_bytes + 1_000_000)
+            return refuse(429, str(exc))
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
             return refuse(411, "uploads need a Content-Length header (chunked uploads are refused)")
@@ -380,19 +444,26 @@ def _add_upload_route(app, cfg: ServeConfig, analyser: Analyser) -> None:
         try:
             form = await request.form(max_files=cfg.max_files + 1, max_fields=20)
         except Exception as exc:  # noqa: BLE001 - a malformed multipart body: say so instead of a 500
+            if "too many files" in str(exc).lower():  # the parser stops counting past the limit
+                return refuse(413, f"more than {cfg.max_files + 1} files uploaded; at most {cfg.max_files} per "
+                                   f"upload (exiflang serve --max-files)")
             return refuse(400, f"cannot read the upload as multipart form data ({exc})")
         uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
         if not uploads:
             return refuse(400, "choose at least one image to upload (form field 'files')")
         if len(uploads) > cfg.max_files:
-            return refuse(400, f"{len(uploads)} files uploaded; at most {cfg.max_files} per upload "
+            return refuse(413, f"{len(uploads)} files uploaded; at most {cfg.max_files} per upload "
                                f"(exiflang serve --max-files)")
         names, blobs = [], []
         for i, up in enumerate(uploads, 1):
             names.append(up.filename or f"upload-{i}")
             blobs.append(await up.read())
             await up.close()
-        return JSONResponse(analyser.submit(names, blobs).to_dict(), status_code=202)
+        try:
+            job = analyser.submit(names, blobs)
+        except QueueFullError as exc:  # filled up while this upload was read
+            return refuse(429, str(exc))
+        return JSONResponse(job.to_dict(), status_code=202)
 
 
 def _add_job_routes(app, analyser: Analyser) -> None:
@@ -432,37 +503,44 @@ def _add_job_routes(app, analyser: Analyser) -> None:
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, config: ServeConfig | None = None,
           log=print) -> None:
-    """Run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until interrupted (port 0: a free port, printed)."""
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - uvicorn is a dependency
         raise ServeError(f"exiflang serve needs uvicorn ({exc}); run ./setup.sh") from exc
     cfg = config or ServeConfig()
     cfg.loopback_only = is_loopback(host)
-    _check_port_free(host, port)
-    app = create_app(cfg)
-    shown = f"[{host}]" if ":" in host else host
-    log(f"exiflang serve: open http://{shown}:{port}/ in a browser (Ctrl+C stops the server)")
-    if cfg.loopback_only:
-        log("exiflang serve: listening on the loopback address only: nobody else can reach this page")
-    else:
-        log(f"exiflang serve: WARNING: listening on {host}: other machines on the network can upload photos here")
-    threading.Thread(target=_warm_up, args=(cfg,), daemon=True).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    listener = _listen(host, port)  # bound here: a taken port is one clear error, and port 0 gets its number
+    try:
+        app = create_app(cfg)
+        shown = f"[{host}]" if ":" in host else host
+        log(f"exiflang serve: open http://{shown}:{listener.getsockname()[1]}/ in a browser (Ctrl+C stops the server)")
+        if cfg.loopback_only:
+            log("exiflang serve: listening on the loopback address only: nobody else can reach this page")
+        else:
+            log(f"exiflang serve: WARNING: listening on {host}: other machines on the network can upload photos here")
+        threading.Thread(target=_warm_up, args=(cfg,), daemon=True).start()
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """A clear error when the address cannot be listened on (port taken, host not on this machine)."""
+def _listen(host: str, port: int):
+    """A socket listening on host:port, or ServeError saying why not (port taken, host not on this machine)."""
     import socket
 
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host.strip("[]"), port))
-        except OSError as exc:
-            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); is another server running "
-                             f"there? Choose another --port") from exc
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); is another server running "
+                         f"there? Choose another --port") from exc
+    return sock
 
 
 def _warm_up(cfg: ServeConfig) -> None:
@@ -475,5 +553,5 @@ def _warm_up(cfg: ServeConfig) -> None:
         pass  # the first job reports the problem
 
 
-__all__ = ["Analyser", "DEFAULT_HOST", "DEFAULT_PORT", "Job", "ServeConfig", "ServeError", "create_app",
-           "is_loopback", "serve"]
+__all__ = ["Analyser", "DEFAULT_HOST", "DEFAULT_PORT", "Job", "QueueFullError", "ServeConfig", "ServeError",
+           "create_app", "is_loopback", "request_problem", "serve"]

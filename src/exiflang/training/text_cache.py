@@ -11,6 +11,9 @@ from ..imageio import atomic_write
 from ..models import ExifModel
 from .errors import TrainError
 
+# safetensors metadata that marks a file as this cache: only such a file is ever overwritten
+MARKER_KEY, MARKER = "exiflang", "text-features"
+
 
 @torch.no_grad()
 def text_feature_table(model: ExifModel, texts: list[str], device: torch.device, batch: int = 32,
@@ -38,13 +41,41 @@ def _backbone_identity(model: ExifModel) -> str:
                       sort_keys=True)
 
 
+def check_cache_file(path: Path) -> None:
+    """Raise TrainError unless `path` is absent or a text-feature cache (the only file this cache overwrites).
+
+    Caches written before the marker existed are recognised by their `backbone` metadata.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    if not path.exists() and not path.is_symlink():
+        return
+    refuse = "; refusing to overwrite it: give --text-features a new file name (or a cache written by exiflang train)"
+    if not path.is_file():
+        raise TrainError(f"{path}: not a regular file{refuse}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (OSError, SafetensorError, ValueError) as exc:
+        why = " ".join(str(exc).split())
+        raise TrainError(f"{path}: not a text-feature cache (not a safetensors file: {why}){refuse}") from exc
+    if metadata.get(MARKER_KEY) != MARKER and "backbone" not in metadata:
+        what = f"model {metadata['model_id']}" if "model_id" in metadata else "no text-feature marker"
+        raise TrainError(f"{path}: a safetensors file that is not a text-feature cache ({what}){refuse}")
+
+
 def cached_text_features(model: ExifModel, texts: list[str], device: torch.device, path: Path | None,
                          write: bool, progress: bool = False) -> dict[str, torch.Tensor]:
-    """Frozen-backbone features per text, read from / added to a safetensors cache file (keyed by text hash)."""
+    """Frozen-backbone features per text, read from / added to a safetensors cache file (keyed by text hash).
+
+    A file at `path` that is not such a cache (a model's weights, anything else) is refused, never overwritten.
+    """
     from safetensors.torch import load_file, save_file
 
     identity = _backbone_identity(model)
     known: dict[str, torch.Tensor] = {}
+    if path is not None:
+        check_cache_file(path)
     if path is not None and path.is_file():
         from safetensors import safe_open
 
@@ -60,5 +91,6 @@ def cached_text_features(model: ExifModel, texts: list[str], device: torch.devic
         table = text_feature_table(model, missing, device, progress=progress).cpu()
         known.update({_text_key(t): row.clone() for t, row in zip(missing, table)})
         if write and path is not None:
-            atomic_write(path, lambda tmp: save_file(known, str(tmp), metadata={"backbone": identity}))
+            metadata = {MARKER_KEY: MARKER, "backbone": identity}
+            atomic_write(path, lambda tmp: save_file(known, str(tmp), metadata=metadata))
     return {t: known[_text_key(t)].to(device) for t in texts}
