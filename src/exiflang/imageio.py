@@ -200,7 +200,9 @@ def _atomic(path: "str | Path", fill: Callable[[int, Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     _refuse_symlink(path)
     # the name cut so that a destination name near the 255-byte limit still has a temporary name that fits
-    fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
+    # The pid ends the name (`.NAME.RANDOM.PID.tmp`) so that a later run can tell a killed run's leftovers
+    # (exiflang.data.index removes those of dead processes).
+    fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=f".{os.getpid()}.tmp", dir=path.parent)
     tmp = Path(name)
     try:
         fill(fd, tmp)

@@ -342,8 +342,7 @@ class _Writer:
         self.reasons: Counter[str] = Counter()
         self.seen_sha: dict[str, str] = {}  # sha256 -> relpath of the accepted photo
         self.rec_tmp, self.rej_tmp = _tmp_name(out_dir / RECORDS), _tmp_name(out_dir / REJECTS)
-        self.rec_fh = self.rec_tmp.open("w", encoding="utf-8")
-        self.rej_fh = self.rej_tmp.open("w", encoding="utf-8")
+        self.rec_fh, self.rej_fh = _new_text_file(self.rec_tmp), _new_text_file(self.rej_tmp)
 
     def write(self, kind: str, entry: dict[str, Any]) -> None:
         """Append one verdict ("record" or "reject")."""
@@ -383,8 +382,16 @@ class _Writer:
 
 
 def _tmp_name(path: Path) -> Path:
-    """This process's temporary file for `path`, named as `exiflang.imageio.atomic_write` names its own."""
+    """This process's temporary file for `path`, ending in the pid as `exiflang.imageio.atomic_write`'s do."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _new_text_file(path: Path):
+    """Create `path` afresh for writing, never through a symbolic link planted at its name (O_EXCL | O_NOFOLLOW)."""
+    if path.is_file() and not path.is_symlink():
+        path.unlink()  # our own pid's leftover: a killed run whose pid came round again
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 _TMP_NAME = re.compile(r"\.(.+)\.(\d+)\.tmp")
