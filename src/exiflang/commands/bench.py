@@ -123,10 +123,13 @@ def run(args: argparse.Namespace) -> int:
     if shard is not None:
         print(f"shard {args.shard}: {stats.computed} image(s) analysed, {stats.resumed} already done, {stats.errors} error(s)")
         print(camera_overlap_line(overlap))
-        return 0
+        return 1 if stats.errors else 0
     print((args.out / "summary.md").read_text())  # its last lines: the camera-overlap status
     if warning:
         print(warning, file=sys.stderr)  # again after the table, where it is read
     print(f"{stats.computed} image(s) analysed now, {stats.resumed} resumed from {args.out}, "
           f"{stats.cached_embeddings} from the embedding cache, {stats.errors} error(s); summary: {args.out / 'summary.json'}")
-    return 0
+    failed, total = summary["counts"]["errors"], summary["counts"]["images"]
+    if failed:  # each one is in per_image.csv with its error; the others were scored
+        print(f"{failed} of {total} images failed (their errors are in {args.out / 'per_image.csv'})", file=sys.stderr)
+    return 1 if failed else 0

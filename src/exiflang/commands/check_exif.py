@@ -48,6 +48,7 @@ def run(args) -> int:
     """Check the image's EXIF against its pixels and print the calibrated result."""
     from exiflang.device import resolve_device
     from exiflang.exif import ExifReadError, TextConfig, read_exif
+    from exiflang.imageio import ImageTooSmallError
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError, check_exif, load_reference_set, too_little_exif
     from exiflang.probes.features import FeatureError, image_patch_embeddings
@@ -80,6 +81,9 @@ def run(args) -> int:
         result = check_exif(patches, tags, references, model, text_config, explain=not args.no_explain,
                             device=args.device, cache_dir=None if args.no_cache else AUTO_CACHE,
                             progress=say.enabled)
+    except ImageTooSmallError as exc:  # this file failed (exit 1): no verdict from a padded copy of a few pixels
+        print(f"exiflang check-exif: {args.image}: {exc}", file=sys.stderr)
+        return 1
     except (CheckError, FeatureError) as exc:
         raise CommandError(str(exc)) from exc
     if args.json:

@@ -133,10 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from exiflang.device import resolve_device
-    from exiflang.errors import CommandError
-    from exiflang.eval.bench import MethodError
-    from exiflang.forensics import ForensicsError
-    from exiflang.imageio import ImageLoadError
+    from exiflang.errors import CommandError, ExiflangError
 
     args.device = resolve_device(args.device)  # a missing device is one line before any image is read
     images = collect_images(args.paths)
@@ -149,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         row = {"name": str(path), "error": None}
         try:
             row.update(_run_method(method, args.method, path, args.out, stem))
-        except (ImageLoadError, ForensicsError, MethodError) as exc:
+        except ExiflangError as exc:  # any project error of one file (unreadable, too small, ...): the batch goes on
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             row["error"] = message
             bar.write(f"exiflang detect: skipped {message}", file=sys.stderr)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from exiflang.errors import CommandError
 
@@ -94,6 +95,7 @@ def run(args) -> int:
     """Rank the candidates for the image and print the top K (or JSON)."""
     from exiflang.device import resolve_device
     from exiflang.exif import TextConfig
+    from exiflang.imageio import ImageTooSmallError
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError
     from exiflang.probes.features import FeatureError, image_patch_embeddings
@@ -113,6 +115,9 @@ def run(args) -> int:
         candidates = build_candidates(args, text_config)
         say(f"embedding {args.patches} patches of {args.image} ...")
         patches = image_patch_embeddings(args.image, model, args.patches, args.sampling, device=args.device)
+    except ImageTooSmallError as exc:  # this file failed (exit 1): no ranking from a padded copy of a few pixels
+        print(f"exiflang predict-exif: {args.image}: {exc}", file=sys.stderr)
+        return 1
     except (FeatureError, CheckError) as exc:
         raise CommandError(str(exc)) from exc
     say(f"scoring {len(candidates)} candidate texts ...")
