@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 def register(subparsers) -> None:
     """Add the `exif` sub-command."""
-    from .argtypes import positive_float, positive_int, unit_interval
+    from .argtypes import positive_int, timeout_seconds, unit_interval
 
     p = subparsers.add_parser(
         "exif",
@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--makernotes", action="store_true", help="also read maker-specific tags (MakerNotes); they never replace standard tags")
     p.add_argument("--backend", choices=["auto", "exiftool", "pyexiv2"], default="auto",
                    help="EXIF reader: ExifTool if installed, else pyexiv2 (default: %(default)s)")
-    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds allowed per file before giving up on it (default: %(default)s)")
+    p.add_argument("--timeout", type=timeout_seconds, default=10.0,
+                   help=f"seconds allowed per file before giving up on it, {timeout_seconds.limits} (default: %(default)s)")
     text = p.add_argument_group("text format (the paper's ablations)")
     text.add_argument("--no-names", action="store_true", help="values only, without 'Tag Name:' prefixes")
     text.add_argument("--shuffle", type=int, default=None, metavar="SEED", help="order tags by a random permutation with this seed instead of the canonical order")

@@ -21,7 +21,7 @@ tag takes in --candidates INDEX), e.g. --tag ExposureTime --values 1/30 1/125 1/
 
 def register(subparsers) -> None:
     """Add the `predict-exif` sub-command."""
-    from .argtypes import add_device_argument, positive_int
+    from .argtypes import add_device_argument, patch_count, positive_int
 
     p = subparsers.add_parser("predict-exif", help="rank candidate EXIF texts (cameras, tag values) for an image",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,8 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--top", type=positive_int, default=5, metavar="K", help="how many candidates to print (default 5)")
     p.add_argument("--json", action="store_true", help="print the full ranking as JSON (make, model, text, score)")
     p.add_argument("--model", default="default", help="model name or folder (default: the built-in model)")
-    p.add_argument("--patches", type=positive_int, default=16, metavar="K",
-                   help="number of patches averaged over (default 16, on an even grid)")
+    p.add_argument("--patches", type=patch_count, default=16, metavar="K",
+                   help=f"number of patches averaged over, {patch_count.limits} (default 16, on an even grid)")
     p.add_argument("--sampling", choices=("grid", "random"), default="grid",
                    help="patch placement: even grid (default) or uniform random (seeded)")
     add_device_argument(p)
