@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from exiflang.errors import ExiflangError
 from exiflang.eval.baselines import dq as dq_baseline
 from exiflang.eval.baselines import grid as grid_baseline
 from exiflang.forensics import dq, jpeg_grid
@@ -223,27 +224,27 @@ BAD_ARRAYS = [
 
 @pytest.mark.parametrize("func", [grid_analysis, grid_origin, dq_analysis])
 @pytest.mark.parametrize("bad,message", BAD_ARRAYS)
-def test_bad_inputs_raise_value_error(func, bad, message) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_bad_inputs_raise_project_errors(func, bad, message) -> None:
+    with pytest.raises(ExiflangError, match=message):  # one line for the CLI, never a traceback (issue 20)
         func(bad)
 
 
 def test_dq_file_bad_inputs(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ExiflangError, match="no such file"):
         dq_analysis_file(tmp_path / "missing.jpg")
     tiny = tmp_path / "tiny.jpg"
     tiny.write_bytes(jpeg_bytes(np.zeros((12, 40, 3), np.uint8), 90))
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(ExiflangError, match="too small"):
         dq_analysis_file(tiny)
     good = tmp_path / "good.jpg"
     good.write_bytes(jpeg_bytes(textured(64, 96), 90))
-    with pytest.raises(ValueError, match="64x96|96x64"):
+    with pytest.raises(ExiflangError, match="64x96|96x64"):
         dq_analysis_file(good, image=np.zeros((32, 32, 3), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ExiflangError, match="uint8"):
         dq_analysis_file(good, image=np.zeros((64, 96, 3), np.float64))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image at all")
-    with pytest.raises(ValueError, match=r"broken.png: not an image \(text\)"):  # issue 14: says why
+    with pytest.raises(ExiflangError, match=r"broken.png: not an image \(text\)"):  # issue 14: says why
         dq_analysis_file(broken)
 
 

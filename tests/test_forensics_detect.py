@@ -10,7 +10,7 @@ from PIL import Image
 from exiflang.forensics import ForensicsError, detect, embed_patches, make_grid, read_heatmap, write_report
 from exiflang.forensics.synthetic import make_composite
 from exiflang.forensics.report import colour_bar_height
-from exiflang.imageio import ImageLoadError
+from exiflang.imageio import ImageLoadError, ImageTooSmallError
 from test_forensics_support import NoiseStatsModel
 
 
@@ -92,7 +92,7 @@ def test_exif_rotated_file_keeps_stored_coordinates(tmp_path, composite, model):
 def test_bad_inputs_raise_clear_errors(tmp_path, model):
     small = tmp_path / "small.png"
     Image.new("RGB", (20, 300)).save(small)
-    with pytest.raises(ForensicsError, match="smaller than the model's 32x32 patch"):
+    with pytest.raises(ImageTooSmallError, match=r"too small: 20x300 px, the smallest side must be at least 32 px"):
         detect(small, model)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff garbage")

@@ -150,27 +150,27 @@ def test_out_naming_an_existing_file_is_refused_before_any_work(command, casia_d
 
 RANGE_CASES = [
     (["train", "--index", "I", "--out", "O", "--lr", "-1"], "--lr", "must be > 0, got -1"),
-    (["train", "--index", "I", "--out", "O", "--steps", "0"], "--steps", "must be >= 1, got 0"),
-    (["train", "--index", "I", "--out", "O", "--photos-per-batch", "0"], "--photos-per-batch", ">= 1"),
+    (["train", "--index", "I", "--out", "O", "--steps", "0"], "--steps", "must be in [1, 10000000], got 0"),
+    (["train", "--index", "I", "--out", "O", "--photos-per-batch", "0"], "--photos-per-batch", "in [1, 4096]"),
     (["train", "--index", "I", "--out", "O", "--min-lr-ratio", "2"], "--min-lr-ratio", "in [0, 1]"),
     (["train", "--index", "I", "--out", "O", "--history-prob", "1.5"], "--history-prob", "in [0, 1]"),
     (["train", "--index", "I", "--out", "O", "--lr", "nan"], "--lr", "got nan"),
-    (["index", "P", "--out", "O", "--timeout", "0"], "--timeout", "must be > 0, got 0"),
-    (["index", "P", "--out", "O", "--workers", "0"], "--workers", ">= 1"),
-    (["exif", "P", "--timeout", "-3"], "--timeout", "> 0"),
-    (["detect", "P", "--per-side", "0"], "--per-side", ">= 1"),
-    (["detect", "P", "--batch-size", "-1"], "--batch-size", ">= 1"),
+    (["index", "P", "--out", "O", "--timeout", "0"], "--timeout", "must be in (0, 3600], got 0"),
+    (["index", "P", "--out", "O", "--workers", "0"], "--workers", "in [1, 64]"),
+    (["exif", "P", "--timeout", "-3"], "--timeout", "in (0, 3600]"),
+    (["detect", "P", "--per-side", "0"], "--per-side", "in [1, 256]"),
+    (["detect", "P", "--batch-size", "-1"], "--batch-size", "in [1, 4096]"),
     (["bench", "--dataset", "generic:D", "--out", "O", "--threshold", "1.5"], "--threshold", "in [0, 1]"),
     (["bench", "--dataset", "generic:D", "--out", "O", "--percentile", "0"], "--percentile", "in (0, 100]"),
     (["bench", "--dataset", "generic:D", "--out", "O", "--every", "0"], "--every", ">= 1"),
     (["probe", "make", "--test-fraction", "1"], "--test-fraction", "in (0, 1)"),
-    (["probe", "make", "--bins", "1"], "--bins", ">= 2"),
+    (["probe", "make", "--bins", "1"], "--bins", "in [2, 100]"),
     (["serve", "--port", "70000"], "--port", "in [0, 65535]"),
-    (["serve", "--max-upload-mb", "0"], "--max-upload-mb", "> 0"),
+    (["serve", "--max-upload-mb", "0"], "--max-upload-mb", "in (0, 4096]"),
     (["make-splices", "P", "--out", "O", "--jpeg-quality", "101"], "--jpeg-quality", "in [1, 100]"),
     (["make-splices", "P", "--out", "O", "--n", "0"], "--n", ">= 1"),
     (["predict-exif", "P", "--top", "0"], "--top", ">= 1"),
-    (["check-exif", "P", "--patches", "0"], "--patches", ">= 1"),
+    (["check-exif", "P", "--patches", "0"], "--patches", "in [1, 4096]"),
     (["shard", "I", "--out", "O", "--max-mb", "0"], "--max-mb", "> 0"),
     (["detect", "P", "--per-side", "ten"], "--per-side", "expected an integer, got 'ten'"),
 ]
@@ -195,7 +195,7 @@ def test_train_flags_and_train_options_share_one_range_definition(capsys):
 
 def test_index_timeout_zero_is_refused_not_a_run_that_rejects_everything(photo, tmp_path, capsys):
     code, out, err = _cli(capsys, ["index", str(photo.parent), "--out", str(tmp_path / "idx"), "--timeout", "0"])
-    assert code == 2 and "--timeout: must be > 0" in _one_line(err)
+    assert code == 2 and "--timeout: must be in (0, 3600]" in _one_line(err)
     assert not (tmp_path / "idx").exists()
 
 

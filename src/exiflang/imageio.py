@@ -8,7 +8,11 @@ Policy (stated once, used everywhere):
   return is in those coordinates. `upright()` rotates an array for display only.
 * Grayscale, palette, CMYK, 16-bit, LA/RGBA images are converted to 8-bit RGB (alpha is dropped,
   16-bit is scaled down). The conversion is reported in `ImageInfo.converted_from`.
-* Images larger than `MAX_PIXELS` raise `ImageLoadError` (decompression-bomb guard).
+* Images larger than `MAX_PIXELS` raise `ImageLoadError` (decompression-bomb guard); images smaller than an
+  analysis needs raise `ImageTooSmallError` (`check_min_side`: never padded, since invented pixels carry copies
+  of real camera traces, and a verdict read from them would be confident and meaningless).
+* Only regular files are opened (`regular_file_problem`): a device, a FIFO (which would block the reader
+  forever) or a symlink loop is named as such, not "no such file".
 * HEIC/HEIF (every recent iPhone's default format) is decoded by pillow-heif's Pillow opener, registered here
   once, on import. libheif applies the container's rotation/mirror (irot/imir) while decoding and reports
   Orientation 1, so for these files the "stored" array is the upright one (HEVC has no 8x8 JPEG grid to keep).
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import io
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ExiflangError
+from .ranges import MAX_PIXELS  # 100 MP, the limit every loader checks (written once, with the other bounds)
 
 try:  # HEIC/HEIF: pillow-heif registers an opener with Pillow (Image.open then reads .heic/.heif files)
     from pillow_heif import register_heif_opener
@@ -39,7 +46,6 @@ else:
     register_heif_opener()
     HEIF_SUPPORTED = True
 
-MAX_PIXELS = 100_000_000  # 100 MP: larger than any consumer camera frame, small enough to fit in memory.
 # Pillow's decompression-bomb guard at the same limit (its default, 89.5 MP warning / 179 MP error, would give a
 # second limit with a second message); `opened_image` turns its warning and error into ImageTooLargeError.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -54,11 +60,48 @@ CAMERA_RAW_SUFFIXES = frozenset({".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw"
 
 
 class ImageLoadError(ExiflangError):
-    """An image file could not be decoded; the message names the file and the cause."""
+    """An image could not be decoded or used (not a file, not an image, too large, too small); the message says
+    which and why."""
 
 
 class ImageTooLargeError(ImageLoadError):
     """The image has more pixels than the limit (checked from the header, before decoding)."""
+
+
+class ImageTooSmallError(ImageLoadError):
+    """The image decodes but has a side shorter than an analysis needs (see `check_min_side`)."""
+
+
+def check_min_side(height: int, width: int, min_side: int, needs: str) -> None:
+    """Raise ImageTooSmallError when a side of a height x width image is below `min_side` pixels.
+
+    The one wording, whichever analysis refuses: "too small: 10x10000 px, the smallest side must be at least
+    128 px (NEEDS)". Nothing is ever padded up to the minimum instead (see the module policy).
+    """
+    if min(height, width) < min_side:
+        raise ImageTooSmallError(f"too small: {width}x{height} px, the smallest side must be at least {min_side} px "
+                                 f"({needs})")
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+               (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def regular_file_problem(path: "str | Path") -> str | None:
+    """Why `path` is no regular file to read ('no such file', 'symlink loop', 'not a regular file (FIFO)', ...),
+    or None. Decided by os.stat alone: nothing is opened, since opening a FIFO blocks until a writer comes."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "broken symlink (its target does not exist)" if os.path.islink(path) else "no such file"
+        return exc.strerror or str(exc)
+    for is_kind, kind in _FILE_KINDS:
+        if is_kind(mode):
+            return f"not a regular file ({kind})"
+    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 class NotAnImageError(ImageLoadError):
@@ -131,11 +174,16 @@ def opened_image(source: "str | Path | bytes", name: str | None = None, max_pixe
                  decode: bool = True) -> Iterator[Image.Image]:
     """An open PIL image, its size checked against `max_pixels` before decoding; every failure an ImageLoadError.
 
-    `max_pixels` may lower the project's limit, not raise it: Pillow's own guard is set to MAX_PIXELS.
+    `max_pixels` may lower the project's limit, not raise it: Pillow's own guard is set to MAX_PIXELS. A path
+    that is no regular file (`regular_file_problem`) is refused before anything opens it.
     """
     from PIL import UnidentifiedImageError
 
     name = name or str(source)
+    if not isinstance(source, bytes):
+        problem = regular_file_problem(source)
+        if problem:
+            raise ImageLoadError(f"{name}: {problem}")
     try:
         with _pillow_checks(), Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             width, height = img.size
@@ -340,9 +388,7 @@ def _orientation(img: Image.Image) -> int:
 def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image file to its stored HxWx3 uint8 RGB array (no EXIF rotation)."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: no such file")
-    with opened_image(path, str(path), max_pixels) as img:
+    with opened_image(path, str(path), max_pixels) as img:  # refuses what is no regular file, naming what it is
         orientation = _orientation(img)
         arr, converted = _to_rgb8(img)
         return arr, ImageInfo(str(path), img.size[0], img.size[1], img.mode, converted, orientation)
@@ -356,8 +402,6 @@ def load_rgb_preview(path: str | Path, max_side: int, max_pixels: int = MAX_PIXE
     at full size. For display only: analysis always uses `load_rgb`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: no such file")
     with opened_image(path, str(path), max_pixels, decode=False) as img:
         orientation = int(img.getexif().get(0x0112, 1) or 1)
         info = ImageInfo(str(path), img.size[0], img.size[1], img.mode, None, orientation)
@@ -406,5 +450,5 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 
 __all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "atomic_save_image", "atomic_write_npy", "atomic_write_stream", "read_npy", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
-           "ImageTooLargeError", "NotAnImageError", "UnsafeOutputError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
+           "ImageTooLargeError", "ImageTooSmallError", "check_min_side", "regular_file_problem", "NotAnImageError", "UnsafeOutputError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
            "file_sha256", "is_image_file", "load_rgb", "load_rgb_preview", "opened_image", "pixel_sha256", "upright"]

@@ -2,7 +2,8 @@
 
 A bad value is refused at parse time by argparse itself: one usage line naming the flag, exit 2, before any
 work. The ranges are worded by `exiflang.ranges`, the same words `TrainOptions` uses, so `exiflang train`'s
-derived flags and every other command's flags speak alike.
+derived flags and every other command's flags speak alike. Every number that sets memory or time has an upper
+bound (`exiflang.ranges.MAX_*`); a type's `limits` ("in [1, 256]") is what help texts show of it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..device import device_name_problem
-from ..ranges import range_problem
+from ..ranges import (MAX_BATCH_SIZE, MAX_ITERS, MAX_PATCHES, MAX_PER_SIDE, MAX_PIXELS, MAX_REPEATS, MAX_SEED,
+                      MAX_TIMEOUT_S, MAX_UPLOAD_FILES, MAX_UPLOAD_MB, MAX_WORKERS, describe_range, range_problem)
 
 
 def ranged(convert: Callable[[str], Any], low: float | None = None, high: float | None = None, *,
@@ -32,6 +34,7 @@ def ranged(convert: Callable[[str], Any], low: float | None = None, high: float 
         return value
 
     parse.__name__ = convert.__name__  # argparse names the type in its own messages
+    parse.limits = describe_range(meta)  # for help texts: "in [1, 256]"
     return parse
 
 
@@ -45,6 +48,19 @@ percentile = ranged(float, 0.0, 100.0, open_low=True)  # (0, 100]
 tcp_port = ranged(int, 0, 65535)                        # 0: any free port
 at_least_two = ranged(int, 2)                           # bins, classes: one alone says nothing
 jpeg_quality = ranged(int, 1, 100)                      # Pillow's JPEG quality scale
+# Numbers that set memory or time, with their upper bounds (exiflang.ranges):
+per_side_int = ranged(int, 1, MAX_PER_SIDE)            # patches along an image's longer side
+batch_size_int = ranged(int, 1, MAX_BATCH_SIZE)        # patches per forward pass
+patch_count = ranged(int, 1, MAX_PATCHES)               # patches sampled from one image
+worker_count = ranged(int, 1, MAX_WORKERS)              # parallel processes
+iteration_count = ranged(int, 1, MAX_ITERS)             # mean-shift iterations
+repeat_count = ranged(int, 1, MAX_REPEATS)              # repeated measurements (random splits)
+bin_count = ranged(int, 2, MAX_REPEATS)                 # bins: one alone says nothing
+seed_int = ranged(int, 0, MAX_SEED)                     # random seeds (numpy's range)
+timeout_seconds = ranged(float, 0.0, MAX_TIMEOUT_S, open_low=True)  # seconds allowed for one file
+upload_mb = ranged(float, 0.0, MAX_UPLOAD_MB, open_low=True)          # one `serve` upload, in MB
+upload_files = ranged(int, 1, MAX_UPLOAD_FILES)                        # files in one `serve` upload
+megapixels = ranged(float, 0.0, MAX_PIXELS / 1e6, open_low=True)      # the image loader's limit: no higher one holds
 
 
 def out_dir(text: str) -> Path:

@@ -35,7 +35,8 @@ def default_cache_dir() -> Path:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the bench sub-command."""
-    from .argtypes import add_device_argument, non_negative_int, out_dir, percentile, positive_int, unit_interval
+    from .argtypes import (add_device_argument, batch_size_int, iteration_count, out_dir, per_side_int, percentile,
+                           positive_int, seed_int, unit_interval)
 
     p = subparsers.add_parser(
         "bench",
@@ -56,12 +57,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default",
                    help="model name ('default' = built-in weights) or a weights folder, e.g. an image-only run's model "
                         "dir (default: %(default)s)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="initialisation seed of --method random (default: %(default)s)")
-    p.add_argument("--per-side", type=positive_int, default=30, help="patches along the longer side (default: %(default)s, as in the paper)")
-    p.add_argument("--iters", type=positive_int, default=5, help="mean-shift iterations (default: %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"initialisation seed of --method random, {seed_int.limits} (default: %(default)s)")
+    p.add_argument("--per-side", type=per_side_int, default=30,
+                   help=f"patches along the longer side, {per_side_int.limits} (default: %(default)s, as in the paper)")
+    p.add_argument("--iters", type=iteration_count, default=5,
+                   help=f"mean-shift iterations, {iteration_count.limits} (default: %(default)s)")
     p.add_argument("--percentile", type=percentile, default=10.0, help="mean-shift radius percentile (default: %(default)s)")
     p.add_argument("--threshold", type=unit_interval, default=0.5, help="fixed heatmap threshold for f1_fixed/mcc_fixed (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default: %(default)s)")
+    p.add_argument("--batch-size", type=batch_size_int, default=64,
+                   help=f"patches per forward pass, {batch_size_int.limits} (default: %(default)s)")
     add_device_argument(p)
     p.add_argument("--cache-dir", type=out_dir, default=None,
                    help="embedding cache (default: $EXIFLANG_CACHE/embeddings or ~/.cache/exiflang/embeddings)")
@@ -123,10 +128,13 @@ def run(args: argparse.Namespace) -> int:
     if shard is not None:
         print(f"shard {args.shard}: {stats.computed} image(s) analysed, {stats.resumed} already done, {stats.errors} error(s)")
         print(camera_overlap_line(overlap))
-        return 0
+        return 1 if stats.errors else 0
     print((args.out / "summary.md").read_text())  # its last lines: the camera-overlap status
     if warning:
         print(warning, file=sys.stderr)  # again after the table, where it is read
     print(f"{stats.computed} image(s) analysed now, {stats.resumed} resumed from {args.out}, "
           f"{stats.cached_embeddings} from the embedding cache, {stats.errors} error(s); summary: {args.out / 'summary.json'}")
-    return 0
+    failed, total = summary["counts"]["errors"], summary["counts"]["images"]
+    if failed:  # each one is in per_image.csv with its error; the others were scored
+        print(f"{failed} of {total} images failed (their errors are in {args.out / 'per_image.csv'})", file=sys.stderr)
+    return 1 if failed else 0

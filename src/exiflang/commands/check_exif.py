@@ -23,7 +23,7 @@ saw a camera like this one can score its true EXIF low too.
 
 def register(subparsers) -> None:
     """Add the `check-exif` sub-command."""
-    from .argtypes import add_device_argument, non_negative_int, positive_int
+    from .argtypes import add_device_argument, non_negative_int, patch_count
 
     p = subparsers.add_parser("check-exif", help="do the pixels match this file's own EXIF? (calibrated score)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +32,8 @@ def register(subparsers) -> None:
                    help="reference texts of other cameras: an index folder (one text per camera), a .json list or "
                         "a text file; default: the shipped reference set")
     p.add_argument("--model", default="default", help="model name or folder (default: the built-in model)")
-    p.add_argument("--patches", type=positive_int, default=16, metavar="K", help="patches on an even grid (default 16)")
+    p.add_argument("--patches", type=patch_count, default=16, metavar="K",
+                   help=f"patches on an even grid, {patch_count.limits} (default 16)")
     p.add_argument("--tags", type=non_negative_int, default=5, metavar="N", help="how many least-agreeing tags to show (default 5)")
     p.add_argument("--no-explain", action="store_true", help="skip the leave-one-tag-out explanation (faster)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -48,6 +49,7 @@ def run(args) -> int:
     """Check the image's EXIF against its pixels and print the calibrated result."""
     from exiflang.device import resolve_device
     from exiflang.exif import ExifReadError, TextConfig, read_exif
+    from exiflang.imageio import ImageTooSmallError
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError, check_exif, load_reference_set, too_little_exif
     from exiflang.probes.features import FeatureError, image_patch_embeddings
@@ -80,6 +82,9 @@ def run(args) -> int:
         result = check_exif(patches, tags, references, model, text_config, explain=not args.no_explain,
                             device=args.device, cache_dir=None if args.no_cache else AUTO_CACHE,
                             progress=say.enabled)
+    except ImageTooSmallError as exc:  # this file failed (exit 1): no verdict from a padded copy of a few pixels
+        print(f"exiflang check-exif: {args.image}: {exc}", file=sys.stderr)
+        return 1
     except (CheckError, FeatureError) as exc:
         raise CommandError(str(exc)) from exc
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 
 def register(subparsers) -> None:
     """Add the `demo` sub-command."""
-    from .argtypes import add_device_argument, non_negative_int, out_dir
+    from .argtypes import add_device_argument, out_dir, seed_int
 
     p = subparsers.add_parser(
         "demo",
@@ -20,22 +20,25 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="folder for the composite, its true mask and the report")
     p.add_argument("--model", default="default", help="model name or weights folder (default: %(default)s)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the generated scenes (default: %(default)s)")
-    p.add_argument("--size", default="1024x768", metavar="WxH", help="composite size (default: %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help=f"random seed of the generated scenes, {seed_int.limits} (default: %(default)s)")
+    p.add_argument("--size", type=parse_size, default="1024x768", metavar="WxH",
+                   help=f"composite size, each side in [{MIN_SIDE}, {MAX_SIDE}] (default: %(default)s)")
     add_device_argument(p)
     p.set_defaults(func=run)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'1024x768' -> (1024, 768)."""
-    from exiflang.errors import CommandError
+MIN_SIDE, MAX_SIDE = 128, 4096  # one patch of the built-in model; 16 MP, a few seconds of scene rendering
 
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1024x768' -> (1024, 768); an argparse type (a bad size is refused at parse time, exit 2)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise CommandError(f"--size must look like 1024x768, got {text!r}") from exc
-    if w < 1 or h < 1:
-        raise CommandError(f"--size must be positive, got {text!r}")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH such as 1024x768, got {text!r}") from None
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"each side must be in [{MIN_SIDE}, {MAX_SIDE}], got {text!r}")
     return w, h
 
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from exiflang.forensics import Detector, write_report
     from exiflang.forensics.synthetic import make_composite
 
-    width, height = parse_size(args.size)
+    width, height = args.size
     args.device = resolve_device(args.device)
     detector = Detector.load(args.model, args.device)  # a bad model is a one-line error before any work
     print(f"generating a {width}x{height} composite (seed {args.seed}) ...")

@@ -26,12 +26,12 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (folders are searched recursively)")
-    from .argtypes import add_device_argument, non_negative_int, out_dir, positive_int
+    from .argtypes import add_device_argument, batch_size_int, out_dir, per_side_int, seed_int
     from .bench import METHOD_HELP, METHOD_NAMES
 
     p.add_argument("--method", choices=METHOD_NAMES, default="exiflang", help=METHOD_HELP)
     p.add_argument("--model", default="default", help="model name ('default' = built-in weights) or a weights folder (default: %(default)s)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="initialisation seed of --method random (default: %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0, help=f"initialisation seed of --method random, {seed_int.limits} (default: %(default)s)")
     p.add_argument("--out", type=out_dir, default=None, metavar="DIR",
                    help="write <stem>.json, <stem>.heatmap.npy, PNGs (overlay, mask, PCA) and index.html (one offline page "
                         "with every result) here; without it only the summary is printed")
@@ -41,8 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
                    help="in the HTML report (--out), also run `check-exif` on files with EXIF: do the pixels match "
                         "the file's own camera description? (a few seconds per file; default: on)")
-    p.add_argument("--per-side", type=positive_int, default=30, help="patches along the longer side; sets the stride (default: %(default)s, as in the paper)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default: %(default)s)")
+    p.add_argument("--per-side", type=per_side_int, default=30, help=f"patches along the longer side, {per_side_int.limits}; sets the stride, which is never below 1 px (default: %(default)s, as in the paper)")
+    p.add_argument("--batch-size", type=batch_size_int, default=64, help=f"patches per forward pass, {batch_size_int.limits} (default: %(default)s)")
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -225,10 +225,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from exiflang.device import resolve_device
-    from exiflang.errors import CommandError
-    from exiflang.eval.bench import MethodError
-    from exiflang.forensics import ForensicsError
-    from exiflang.imageio import ImageLoadError
+    from exiflang.errors import CommandError, ExiflangError
 
     from .argtypes import ensure_writable_dir
 
@@ -250,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         kept = _kept_row(args.out, stem, expect) if expect and expect["input_sha256"] and not args.redo else None
         try:
             row.update(kept or _run_method(method, args.method, path, args.out, stem, expect))
-        except (ImageLoadError, ForensicsError, MethodError, ReportWriteError) as exc:
+        except ExiflangError as exc:  # any project error of one file (unreadable, too small, ...): the batch goes on
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             row["error"] = message
             bar.write(f"exiflang detect: skipped {message}", file=sys.stderr)

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 def register(subparsers) -> None:
     """Add the `exif` sub-command."""
-    from .argtypes import positive_float, positive_int, unit_interval
+    from .argtypes import positive_int, timeout_seconds, unit_interval
 
     p = subparsers.add_parser(
         "exif",
@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--makernotes", action="store_true", help="also read maker-specific tags (MakerNotes); they never replace standard tags")
     p.add_argument("--backend", choices=["auto", "exiftool", "pyexiv2"], default="auto",
                    help="EXIF reader: ExifTool if installed, else pyexiv2 (default: %(default)s)")
-    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds allowed per file before giving up on it (default: %(default)s)")
+    p.add_argument("--timeout", type=timeout_seconds, default=10.0,
+                   help=f"seconds allowed per file before giving up on it, {timeout_seconds.limits} (default: %(default)s)")
     p.add_argument("--model", default="default",
                    help="print the text as this model reads it: its config's text format ('default' = the built-in "
                         "model; or a weights folder; only config.json is read) (default: %(default)s)")

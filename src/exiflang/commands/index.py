@@ -6,7 +6,7 @@ import argparse
 
 def register(subparsers) -> None:
     """Add the `index` sub-command."""
-    from .argtypes import non_negative_int, out_dir, positive_float, positive_int
+    from .argtypes import non_negative_int, out_dir, positive_int, timeout_seconds, worker_count
 
     p = subparsers.add_parser(
         "index",
@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("photo_dir", metavar="PHOTO_DIR", help="folder of photos (searched recursively; hidden files skipped)")
     p.add_argument("--out", required=True, type=out_dir, metavar="INDEX", help="index folder to create or update")
-    p.add_argument("--workers", type=positive_int, default=None, help="parallel readers, each with its own ExifTool (default: 2, or 1 on a one-core machine)")
+    p.add_argument("--workers", type=worker_count, default=None,
+                   help=f"parallel readers, each with its own ExifTool, {worker_count.limits} (default: 2, or 1 on a one-core machine)")
     p.add_argument("--min-tags", type=non_negative_int, default=11,
                    help="reject photos with fewer usable tags than this (default: %(default)s, the paper's 'more than 10')")
     p.add_argument("--min-size", type=positive_int, default=128, help="reject photos whose shorter side is below this many pixels, one patch (default: %(default)s)")
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--makernotes", action="store_true", help="also store maker-specific tags (MakerNotes)")
     p.add_argument("--keep-private", action="store_true", help="keep GPS, serial-number and owner tags in the records (default: dropped)")
     p.add_argument("--backend", choices=["auto", "exiftool", "pyexiv2"], default="auto", help="EXIF reader (default: %(default)s = ExifTool if installed)")
-    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds allowed per file before it is rejected (default: %(default)s)")
+    p.add_argument("--timeout", type=timeout_seconds, default=10.0,
+                   help=f"seconds allowed per file before it is rejected, {timeout_seconds.limits} (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from exiflang.errors import CommandError
 
@@ -20,7 +21,7 @@ tag takes in --candidates INDEX), e.g. --tag ExposureTime --values 1/30 1/125 1/
 
 def register(subparsers) -> None:
     """Add the `predict-exif` sub-command."""
-    from .argtypes import add_device_argument, positive_int
+    from .argtypes import add_device_argument, patch_count, positive_int
 
     p = subparsers.add_parser("predict-exif", help="rank candidate EXIF texts (cameras, tag values) for an image",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,8 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--top", type=positive_int, default=5, metavar="K", help="how many candidates to print (default 5)")
     p.add_argument("--json", action="store_true", help="print the full ranking as JSON (make, model, text, score)")
     p.add_argument("--model", default="default", help="model name or folder (default: the built-in model)")
-    p.add_argument("--patches", type=positive_int, default=16, metavar="K",
-                   help="number of patches averaged over (default 16, on an even grid)")
+    p.add_argument("--patches", type=patch_count, default=16, metavar="K",
+                   help=f"number of patches averaged over, {patch_count.limits} (default 16, on an even grid)")
     p.add_argument("--sampling", choices=("grid", "random"), default="grid",
                    help="patch placement: even grid (default) or uniform random (seeded)")
     add_device_argument(p)
@@ -94,6 +95,7 @@ def run(args) -> int:
     """Rank the candidates for the image and print the top K (or JSON)."""
     from exiflang.device import resolve_device
     from exiflang.exif import TextConfig
+    from exiflang.imageio import ImageTooSmallError
     from exiflang.models import ModelError, load_model
     from exiflang.probes.check import CheckError
     from exiflang.probes.features import FeatureError, image_patch_embeddings
@@ -113,6 +115,9 @@ def run(args) -> int:
         candidates = build_candidates(args, text_config)
         say(f"embedding {args.patches} patches of {args.image} ...")
         patches = image_patch_embeddings(args.image, model, args.patches, args.sampling, device=args.device)
+    except ImageTooSmallError as exc:  # this file failed (exit 1): no ranking from a padded copy of a few pixels
+        print(f"exiflang predict-exif: {args.image}: {exc}", file=sys.stderr)
+        return 1
     except (FeatureError, CheckError) as exc:
         raise CommandError(str(exc)) from exc
     say(f"scoring {len(candidates)} candidate texts ...")

@@ -30,7 +30,8 @@ log-probabilities summed) and per patch; chance is the training-majority class a
 
 def register(subparsers) -> None:
     """Add the `probe` sub-command."""
-    from .argtypes import add_device_argument, at_least_two, non_negative_int, open_fraction, out_dir, positive_int
+    from .argtypes import (add_device_argument, batch_size_int, bin_count, open_fraction, out_dir, patch_count,
+                           positive_int, repeat_count, seed_int)
 
     p = subparsers.add_parser("probe", help="linear probes: camera properties, distortion, CASIA real/fake",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,20 +44,25 @@ def register(subparsers) -> None:
     p.add_argument("--photos", metavar="DIR",
                    help="folder of camera photos with EXIF (default: the shared photos, ../shared/data/photos)")
     p.add_argument("--casia", metavar="DIR", help="CASIA folder with MANIFEST.csv (default: ../shared/data/casia1)")
-    p.add_argument("--patches", type=positive_int, default=16, metavar="K", help="patches per photo (default 16)")
-    p.add_argument("--distortion-patches", type=positive_int, default=8, metavar="K",
-                   help="patches per distorted version (default 8; every photo is distorted once per bin)")
+    p.add_argument("--patches", type=patch_count, default=16, metavar="K",
+                   help=f"patches per photo, {patch_count.limits} (default 16)")
+    p.add_argument("--distortion-patches", type=patch_count, default=8, metavar="K",
+                   help=f"patches per distorted version, {patch_count.limits} (default 8; every photo is distorted once "
+                        "per bin)")
     p.add_argument("--sampling", choices=("random", "grid"), default="random", help="patch placement (default random)")
-    p.add_argument("--bins", type=at_least_two, default=5, help="distortion bins (default 5, equal-frequency in k1)")
+    p.add_argument("--bins", type=bin_count, default=5,
+                   help=f"distortion bins, {bin_count.limits} (default 5, equal-frequency in k1)")
     p.add_argument("--max-photos", type=positive_int, metavar="N", help="use only the first N photos (quick runs)")
-    p.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="random photo splits averaged (default 3)")
+    p.add_argument("--seeds", type=repeat_count, default=3, metavar="N",
+                   help=f"random photo splits averaged, {repeat_count.limits} (default 3)")
     p.add_argument("--test-fraction", type=open_fraction, default=0.3, help="test share of photos per class (default 0.3)")
     p.add_argument("--split", choices=("auto", "random"), default="auto",
                    help="auto: the model's held-out photos as test when its config lists them; random: always random")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random-weights baseline (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help=f"seed of the random-weights baseline, {seed_int.limits} (default 0)")
     p.add_argument("--cache", type=out_dir, metavar="DIR", help="cache patch features here (reused by later runs)")
     p.add_argument("--json", metavar="OUT", help="also write all results to this JSON file")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default 64)")
+    p.add_argument("--batch-size", type=batch_size_int, default=64,
+                   help=f"patches per forward pass, {batch_size_int.limits} (default 64)")
     add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -21,7 +21,8 @@ MAX_QUEUED_LIMIT = 100  # each waiting upload keeps up to --max-upload-mb on dis
 
 def register(subparsers) -> None:
     """Add the `serve` sub-command."""
-    from .argtypes import add_device_argument, positive_float, positive_int, ranged, tcp_port
+    from .argtypes import (add_device_argument, batch_size_int, megapixels, per_side_int, ranged, tcp_port,
+                           upload_files, upload_mb)
 
     from exiflang.report.web import (DEFAULT_HOST, DEFAULT_MAX_FILES, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_QUEUED,
                                      DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT)
@@ -34,20 +35,22 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=tcp_port, default=DEFAULT_PORT,
                    help="TCP port (default: %(default)s; 0: a free one, printed at start)")
     p.add_argument("--model", default="default", help="model name or weights folder (default: the built-in model)")
-    p.add_argument("--per-side", type=positive_int, default=30, help="patches along the longer side (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default: %(default)s)")
+    p.add_argument("--per-side", type=per_side_int, default=30,
+                   help=f"patches along the longer side, {per_side_int.limits} (default: %(default)s)")
+    p.add_argument("--batch-size", type=batch_size_int, default=64,
+                   help=f"patches per forward pass, {batch_size_int.limits} (default: %(default)s)")
     add_device_argument(p)
     p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
                    help="also check each file's EXIF against its pixels (default: on)")
-    p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
-                   help="largest upload (all files together) in MB; larger: 413 (default: %(default)g)")
-    p.add_argument("--max-files", type=positive_int, default=DEFAULT_MAX_FILES,
-                   help="most images per upload; more: 413 (default: %(default)s)")
+    p.add_argument("--max-upload-mb", type=upload_mb, default=DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest upload (all files together) in MB, {upload_mb.limits}; larger: 413 (default: %(default)g)")
+    p.add_argument("--max-files", type=upload_files, default=DEFAULT_MAX_FILES,
+                   help=f"most images per upload, {upload_files.limits}; more: 413 (default: %(default)s)")
     p.add_argument("--max-queued", type=ranged(int, 1, MAX_QUEUED_LIMIT), default=DEFAULT_MAX_QUEUED,
                    help=f"most uploads waiting for the analysis (one is analysed at a time); more: 429; "
                         f"1 to {MAX_QUEUED_LIMIT} (default: %(default)s)")
-    p.add_argument("--max-megapixels", type=positive_float, default=DEFAULT_MAX_MEGAPIXELS,
-                   help="largest image in megapixels (default: %(default)g)")
+    p.add_argument("--max-megapixels", type=megapixels, default=DEFAULT_MAX_MEGAPIXELS,
+                   help=f"largest image in megapixels, {megapixels.limits} (default: %(default)g)")
     p.set_defaults(func=run)
 
 

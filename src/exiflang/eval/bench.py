@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 import numpy as np
 
 from . import metrics as M
-from .datasets import Dataset, DatasetError, Sample, load_mask
+from .datasets import Dataset, Sample, load_mask
 
 SUMMARY_KEYS = ["pmap", "pmap_strict", "ciou", "ciou_strict", "ciou_single", "f1_best", "mcc_best",
                 "f1_fixed", "mcc_fixed", "pixel_auc", "det_ap", "det_auc"]
@@ -767,14 +767,26 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
 
 
+def _check_unique_stems(samples: list[Sample], stems: list[str]) -> None:
+    """BenchError naming both files when two samples would share output files (``a b.jpg`` and ``a_b.jpg``)."""
+    first_with: dict[str, Path] = {}
+    for sample, stem in zip(samples, stems):
+        if stem not in first_with:
+            first_with[stem] = sample.image
+            continue
+        other = first_with[stem]
+        if other == sample.image:
+            raise BenchError(f"{other} is listed twice in the dataset")
+        raise BenchError(f"{other} and {sample.image} map to the same output name {stem!r}; rename one of them")
+
+
 def _select_samples(dataset: Dataset, every: int, limit: int | None, shard: tuple[int, int] | None):
     """(all scored samples, this shard's samples, their output stems)."""
     # Every k-th image of the loader's order (manipulated then authentic): a subsample keeping the class mix.
     samples = dataset.samples[::every]
     samples = samples[:limit] if limit else samples
     stems = [sample_stem(s, dataset.root) for s in samples]
-    if len(set(stems)) != len(stems):
-        raise BenchError(f"{dataset.root}: two images map to the same output name; rename them")
+    _check_unique_stems(samples, stems)
     if shard is None:
         return samples, samples, stems
     k, n = shard
@@ -797,7 +809,7 @@ def _read_record(path: Path, log: Callable[[str], None] = warn) -> dict | None:
 
 
 def _sample_record(sample, stem: str, method: Any, fixed_threshold: float, per_image: Path, maps_dir: Path | None,
-                   run: BenchRun, skip_errors: tuple) -> dict:
+                   run: BenchRun) -> dict:
     """One image's record: read back when a previous run wrote it, else analysed and written atomically."""
     done = per_image / f"{stem}.json"
     if done.is_file():
@@ -808,10 +820,11 @@ def _sample_record(sample, stem: str, method: Any, fixed_threshold: float, per_i
     try:
         record, cached = _analyse_sample(sample, method, fixed_threshold, maps_dir, stem)
         run.cached_embeddings += int(cached)
-    except skip_errors as exc:  # a bad or too-small image is recorded and skipped, the run goes on
+    except ExiflangError as exc:  # any project error of one image (unreadable, too small, ...): recorded, the run goes on
         record = {"stem": stem, "image": str(sample.image), "label": int(sample.label), "status": "error",
                   "error": str(exc), "score": None, "seconds": 0.0}
         run.errors += 1
+        warn(f"skipped {exc}" if str(sample.image) in str(exc) else f"skipped {sample.image}: {exc}")
     atomic_write(done, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
     run.computed += 1
     return record
@@ -827,10 +840,6 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
     """
     from tqdm import tqdm
 
-    from ..imageio import ImageLoadError
-
-    from ..forensics import ForensicsError
-    skip_errors = (ImageLoadError, DatasetError, M.MetricInputError, ForensicsError, MethodError)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"dataset": dataset_spec or f"{dataset.kind}:{dataset.root}", "method": method.method_id, "every": every,
@@ -845,7 +854,7 @@ def run_bench(dataset: Dataset, method: Any, out_dir: Path, *, dataset_spec: str
     t_start = time.perf_counter()
     bar = tqdm(list(zip(samples, stems)), desc=f"bench {method.method_id}", unit="img", disable=not progress)
     for sample, stem in bar:
-        records.append(_sample_record(sample, stem, method, fixed_threshold, per_image, maps_dir, run, skip_errors))
+        records.append(_sample_record(sample, stem, method, fixed_threshold, per_image, maps_dir, run))
     if shard is not None:
         return {}, run
     summary = summarise(records)

@@ -130,8 +130,11 @@ class ExifReader:
         """Read one file into an ExifRecord (tags + editing-software evidence); raise ExifReadError."""
         path = str(path)
         p = Path(path)
-        if not p.is_file():
-            raise ExifReadError(path, "no such file" if not p.exists() else "not a regular file")
+        from ..imageio import regular_file_problem  # imported here: exiflang.imageio loads Pillow and pillow-heif
+
+        problem = regular_file_problem(p)  # a FIFO is named, never opened (reading it would block)
+        if problem:
+            raise ExifReadError(path, problem)
         if p.stat().st_size == 0:
             raise ExifReadError(path, "file is empty")
         return record_from_json(path, self._read_json(path), self.makernotes)

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from ..ranges import MAX_BATCH_SIZE, MAX_ITERS, MAX_PER_SIDE, range_problem
 from .consistency import mode_consistency_map
-from .grid import DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, embed_patches, model_grid
+from .grid import (DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, embed_patches, is_grid_aligned, model_grid,
+                   per_side_note)
 from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
 from .ncut import normalized_cut
 from .scores import IMAGE_SCORE, candidate_scores
@@ -44,6 +46,7 @@ class DetectionResult:
     # ships a calibration.json; None otherwise.
     probability: float | None = None
     verdict: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the analysis changed from its settings (a capped stride)
 
     @property
     def heatmap_map(self) -> CellMap:
@@ -167,8 +170,10 @@ class Detector:
     def __post_init__(self) -> None:
         from .calibration import for_model
 
-        if self.per_side < 1 or self.batch_size < 1:
-            raise ForensicsError(f"per_side and batch_size must be positive, got {self.per_side} and {self.batch_size}")
+        for name, high in (("per_side", MAX_PER_SIDE), ("batch_size", MAX_BATCH_SIZE), ("iters", MAX_ITERS)):
+            problem = range_problem(getattr(self, name), {"low": 1, "high": high})
+            if problem:
+                raise ForensicsError(f"{name} {problem}")
         self.model = resolve_model(self.model)
         self.model_id = self.model_id or model_identifier(self.model)
         if self.calibration is None:
@@ -190,8 +195,11 @@ class Detector:
 
     def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid) -> DetectionResult:
         """The consistency pipeline on given embeddings (e.g. from a cache), with the calibrated probability."""
-        return self.calibrate(consistency_from_embeddings(embeddings, grid, iters=self.iters,
-                                                          percentile=self.percentile, model_id=self.model_id))
+        result = self.calibrate(consistency_from_embeddings(embeddings, grid, iters=self.iters,
+                                                            percentile=self.percentile, model_id=self.model_id))
+        note = per_side_note(grid, self.per_side, is_grid_aligned(self.model))
+        result.notes += [note] if note else []
+        return result
 
     def detect(self, image_or_path: Any) -> DetectionResult:
         """Detect and localise a splice in an image (path, PIL image or HxWx3 array) with no metadata."""

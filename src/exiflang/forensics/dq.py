@@ -75,8 +75,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, special
 
-from ..imageio import starts_as_jpeg
+from ..imageio import ImageLoadError, check_min_side, regular_file_problem, starts_as_jpeg
 from . import jpeg_grid
+from .errors import ForensicsError
 
 METHOD_ID = "dq-v1"
 # The first AC coefficients in JPEG zig-zag order, as (row = vertical frequency, column = horizontal).
@@ -260,8 +261,9 @@ def dq_analysis(image: np.ndarray) -> DQAnalysis:
 def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAnalysis:
     """DQ analysis of an image file: the file's own DCT coefficients and table when it is a JPEG, else `dq_analysis`."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+    problem = regular_file_problem(path)
+    if problem:
+        raise ImageLoadError(f"{path}: {problem}")
     if image is not None:
         jpeg_grid.luminance(image)  # validates the array
     dct = None
@@ -277,17 +279,14 @@ def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAna
             dct = None
     if dct is None:
         if image is None:
-            from ..imageio import ImageLoadError, load_rgb
+            from ..imageio import load_rgb
 
-            try:
-                image, _ = load_rgb(path)
-            except ImageLoadError as exc:
-                raise ValueError(str(exc)) from exc
+            image, _ = load_rgb(path)
         return dq_analysis(image)
     if image is not None and image.shape[:2] != (height, width):
-        raise ValueError(f"{path}: image array is {image.shape[1]}x{image.shape[0]} but the JPEG is {width}x{height}")
-    if min(height, width) < jpeg_grid.MIN_SIDE:
-        raise ValueError(f"{path}: {width}x{height} px is too small: both sides must be >= {jpeg_grid.MIN_SIDE} px")
+        raise ForensicsError(f"{path}: image array is {image.shape[1]}x{image.shape[0]} but the JPEG is "
+                             f"{width}x{height}")
+    check_min_side(height, width, jpeg_grid.MIN_SIDE, "the double-quantisation analysis")
     rows, cols = height // 8, width // 8
     freqs = ZIGZAG_AC[:N_FREQ]
     c = np.stack([coefs[:rows, :cols, u, v] for u, v in freqs], axis=-1).astype(np.int64)

@@ -16,9 +16,19 @@ by `jpeg_grid.grid_origin`), so every patch of the untouched background has bloc
 grid-aligned training crops had, and a paste that kept another grid stands out. Pixels above/left of the origin
 join the first row/column of cells.
 
-Small-image policy: an image with a side shorter than P is refused with `ForensicsError`
-(reflect-padding would invent content whose traces are copies of real ones, and one patch has
-nothing to be inconsistent with). The grid must hold at least two patches.
+Small-image policy (nothing is padded: reflect-padding would invent content whose traces are copies of real
+ones, and one patch has nothing to be inconsistent with): an image is refused with
+`exiflang.imageio.ImageTooSmallError` ("too small: 10x10000 px, the smallest side must be at least P px") when
+
+* a side is shorter than P (128 px for the built-in model; a JPEG-aligned grid's origin search also needs
+  `jpeg_grid.MIN_SIDE` = 16 px, which every patch size in use exceeds), or
+* the grid holds a single patch: the longer side must reach P + stride, i.e. P + 1 px (P + 8 px, up to P + 15 px
+  with the grid origin's offset, on a JPEG-aligned grid), or a little more where the finest stride would give
+  more than `MAX_CELLS` cells (130 x 128 px for P = 128 at a 1 px stride would be 16,640 cells).
+
+Fine grids: ``per_side`` larger than the image allows would ask for a stride below 1 px (below 8 px on a
+JPEG-aligned grid), or for more than `MAX_CELLS` cells; the stride stops at the finest one allowed instead
+(`grid_stride`), and `per_side_note` words the cap for the report.
 """
 from __future__ import annotations
 
@@ -27,16 +37,17 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from ..errors import ExiflangError
+from ..imageio import ImageTooSmallError, check_min_side
+from .errors import ForensicsError
 
 if TYPE_CHECKING:
     import torch
 
 DEFAULT_PER_SIDE = 30
-
-
-class ForensicsError(ExiflangError):
-    """An image cannot be analysed (too small, bad array, ...); the message names the cause."""
+# Cells a grid may have (`grid_stride`): the consistency maths holds a few cells x cells float64 arrays, about
+# 40 bytes x cells^2 at its peak (0.6 GB and seconds at 4096 cells; every pixel of a 158 x 158 image as a cell,
+# 25,000 cells, would need 24 GB). The built-in model at the default per_side has at most 3,600 cells on any image.
+MAX_CELLS = 4096
 
 
 @dataclass(frozen=True)
@@ -152,17 +163,12 @@ class CellMap:
 
 def make_grid(height: int, width: int, patch: int, per_side: int = DEFAULT_PER_SIDE,
               origin: tuple[int, int] | None = None) -> PatchGrid:
-    """Lay the paper's patch grid over an HxW image (JPEG-aligned from `origin` when given); ForensicsError when
-    the image is too small."""
-    if height < patch or width < patch:
-        raise ForensicsError(
-            f"image is {width}x{height} pixels, smaller than the model's {patch}x{patch} patch; "
-            f"at least {patch}x{patch} is needed"
-        )
-    stride = max(1, (max(height, width) - patch) // max(1, per_side))
+    """Lay the paper's patch grid over an HxW image (JPEG-aligned from `origin` when given); ImageTooSmallError
+    when the image is too small (see the module's small-image policy)."""
+    check_min_side(height, width, patch, f"one {patch}x{patch} model patch")
+    stride, _ = grid_stride(height, width, patch, per_side, aligned=origin is not None)
     oy, ox = 0, 0
     if origin is not None:
-        stride = max(8, int(round(stride / 8)) * 8)
         oy, ox = int(origin[0]) % 8, int(origin[1]) % 8
         if height - oy < patch:
             oy = 0
@@ -170,18 +176,58 @@ def make_grid(height: int, width: int, patch: int, per_side: int = DEFAULT_PER_S
             ox = 0
     gy = (height - oy - patch) // stride + 1
     gx = (width - ox - patch) // stride + 1
-    if gy * gx < 2:
-        raise ForensicsError(
-            f"image is {width}x{height} pixels: only one {patch}x{patch} patch fits, nothing to compare it with"
-        )
+    if gy * gx < 2:  # one patch has nothing to compare with
+        raise ImageTooSmallError(f"too small: {width}x{height} px, the longer side must hold two {patch}x{patch} "
+                                 f"model patches {stride} px apart")
     return PatchGrid(height, width, patch, stride, gy, gx, (oy, ox))
+
+
+def cell_count(height: int, width: int, patch: int, stride: int) -> int:
+    """How many cells a grid of this stride has on an HxW image (at origin (0, 0); an offset origin has no more)."""
+    spread = max(1, patch // stride)
+    return ((height - patch) // stride + spread) * ((width - patch) // stride + spread)
+
+
+def grid_stride(height: int, width: int, patch: int, per_side: int, aligned: bool = False) -> tuple[int, bool]:
+    """The grid's stride, and whether it is coarser than ``per_side`` asked (capped).
+
+    The stride is never finer than 1 px (one 8 px JPEG block on a JPEG-aligned grid, whose stride is a multiple
+    of 8), nor than the finest one with at most `MAX_CELLS` cells: the consistency maths holds a few
+    cells x cells arrays, so a small image at a 1 px stride (every pixel a cell) would need gigabytes.
+    """
+    step = 8 if aligned else 1
+    wanted = (max(height, width) - patch) // max(1, per_side)
+    if aligned:
+        wanted = int(round(wanted / 8)) * 8
+    stride = max(step, wanted)
+    while cell_count(height, width, patch, stride) > MAX_CELLS:
+        stride += step
+    return stride, stride != wanted
+
+
+def per_side_note(grid: PatchGrid, per_side: int, aligned: bool = False) -> str | None:
+    """A note for the report when the grid is coarser than ``per_side`` asked (`grid_stride`), so the longer side
+    holds fewer patches than asked; None otherwise."""
+    _, capped = grid_stride(grid.height, grid.width, grid.patch, per_side, aligned)
+    if not capped:
+        return None
+    finest = 8 if aligned else 1
+    return (f"per_side {per_side} asks for a finer grid than this {grid.width}x{grid.height} image allows; the "
+            f"stride is {grid.stride} px, {max(grid.gy, grid.gx)} patches along the longer side (a stride is at "
+            f"least {finest} px, and a grid has at most {MAX_CELLS} cells)")
+
+
+def is_grid_aligned(model) -> bool:
+    """Whether the model reads the 8x8 JPEG block phase, and so wants a JPEG-aligned grid (its config says so)."""
+    return bool(getattr(getattr(model, "config", None), "grid_aligned", False))
 
 
 def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE) -> PatchGrid:
     """The patch grid a model wants on this image: JPEG-aligned for phase-aware models, the paper's otherwise."""
     patch = int(model.patch_size)
     origin = None
-    if getattr(getattr(model, "config", None), "grid_aligned", False):
+    check_min_side(image.shape[0], image.shape[1], patch, f"one {patch}x{patch} model patch")  # before any search
+    if is_grid_aligned(model):
         from .jpeg_grid import ORIGIN_SAMPLE_PIXELS, grid_origin
 
         origin = grid_origin(image, ORIGIN_SAMPLE_PIXELS) or (0, 0)

@@ -54,8 +54,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
+from ..imageio import check_min_side
+from .errors import ForensicsError
+
 METHOD_ID = "jpeg-grid-v1"
-MIN_SIDE = 16
+MIN_SIDE = 16  # a pixel votes from the 15 x 15 window around it, and no pixel within 7 px of a border votes
 CELL = 8  # pixels per side of a vote-histogram cell
 SMOOTH_CELLS = 4  # 4 x 4 cells = 32 px
 MIN_LOCAL_FRACTION = 0.2
@@ -87,16 +90,15 @@ DCT8 = _dct_matrix()
 
 
 def _check_image(image: np.ndarray) -> None:
-    """Raise ValueError unless image is an HxW or HxWx3 uint8 array with sides >= MIN_SIDE."""
+    """Raise ForensicsError unless image is an HxW or HxWx3 uint8 array, ImageTooSmallError unless its sides are
+    at least MIN_SIDE."""
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected a numpy array, got {type(image).__name__}")
+        raise ForensicsError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image (0..255), got dtype {image.dtype}")
+        raise ForensicsError(f"expected a uint8 image (0..255), got dtype {image.dtype}")
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
-        raise ValueError(f"expected an HxW gray or HxWx3 RGB image, got shape {image.shape}")
-    if min(image.shape[:2]) < MIN_SIDE:
-        height, width = image.shape[:2]
-        raise ValueError(f"image of {width}x{height} px is too small: both sides must be >= {MIN_SIDE} px")
+        raise ForensicsError(f"expected an HxW gray or HxWx3 RGB image, got shape {image.shape}")
+    check_min_side(image.shape[0], image.shape[1], MIN_SIDE, "the JPEG grid analysis")
 
 
 def luminance(image: np.ndarray) -> np.ndarray:

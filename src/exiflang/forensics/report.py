@@ -209,6 +209,7 @@ def result_summary(result) -> dict:
         "grid": result.grid.to_dict(),
         "meanshift_radius": float(result.radius),
         "embedding_dim": int(result.embeddings.shape[1]),
+        "notes": list(getattr(result, "notes", [])),  # e.g. a per_side finer than the image allows, capped
     }
 
 

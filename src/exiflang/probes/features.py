@@ -3,6 +3,11 @@
 Patches are cut from the stored pixel array at native resolution (no resizing), the same way the
 model saw them in training. An optional `transform` (e.g. synthetic lens distortion) is applied to
 the whole image before cropping.
+
+An image with a side shorter than the model's patch (128 px for the built-in model) is refused with
+`exiflang.imageio.ImageTooSmallError` (`image_patch_embeddings`: predict-exif, check-exif) or skipped and listed
+(`extract_features_multi`): it is never mirror-padded up to a patch, since every padded patch would repeat the
+same few real pixels and any camera or EXIF verdict read from it would be confident and meaningless.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from exiflang.imageio import ImageLoadError, as_rgb_array
+from exiflang.imageio import ImageLoadError, as_rgb_array, check_min_side
 
 from ..errors import ExiflangError
 
@@ -62,8 +67,17 @@ def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(norm, 1e-12)
 
 
+def require_patch(image: np.ndarray, patch: int) -> np.ndarray:
+    """The image itself when one patch x patch patch of real pixels fits in it; ImageTooSmallError otherwise."""
+    check_min_side(image.shape[0], image.shape[1], patch, f"one {patch}x{patch} model patch of real pixels")
+    return image
+
+
 def pad_to_patch(image: np.ndarray, patch: int) -> np.ndarray:
-    """Mirror-pad an image that is smaller than one patch (bottom/right), so that at least one patch fits."""
+    """Mirror-pad an image that is smaller than one patch (bottom/right), so that at least one patch fits.
+
+    Only for the CASIA probe's "center-cropped" protocol, which defines its single view that way; analyses of
+    a photo's own pixels use `require_patch` instead."""
     h, w = image.shape[:2]
     if h >= patch and w >= patch:
         return image
@@ -119,7 +133,7 @@ def image_patch_embeddings(image, model, k: int = 16, mode: str = "grid", seed: 
     except ImageLoadError as exc:
         raise FeatureError(str(exc)) from exc
     patch = int(model.patch_size)
-    arr = pad_to_patch(arr, patch)
+    arr = require_patch(arr, patch)  # no padding: a 1x1 image gets no EXIF verdict
     pos = patch_positions(arr.shape[0], arr.shape[1], patch, k, mode, np.random.default_rng(seed))
     return embed_patch_array(model, crop_patches(arr, pos, patch), batch_size, device)
 
@@ -162,17 +176,18 @@ def extract_features_multi(images: Sequence, models: dict, k: int = 16, mode: st
     for i, item in enumerate(tqdm(images, desc=desc, disable=not progress, unit="photo")):
         try:
             arr = as_rgb_array(item)
-        except ImageLoadError as exc:
+            if transform is not None:
+                arr = transform(arr, i)
+            for model in models.values():
+                require_patch(arr, int(model.patch_size))
+        except ImageLoadError as exc:  # unreadable, or too small for a patch (ImageTooSmallError)
             skipped.append((sources[i], str(exc)))
             continue
-        if transform is not None:
-            arr = transform(arr, i)
         for name, model in models.items():
             patch = int(model.patch_size)
-            padded = pad_to_patch(arr, patch)
-            pos = patch_positions(padded.shape[0], padded.shape[1], patch, k, mode, np.random.default_rng([seed, i]))
+            pos = patch_positions(arr.shape[0], arr.shape[1], patch, k, mode, np.random.default_rng([seed, i]))
             st = state[name]
-            st["pending"].append(crop_patches(padded, pos, patch))
+            st["pending"].append(crop_patches(arr, pos, patch))
             st["owner"].extend([i] * len(pos))
             st["boxes"].append(pos)
             if len(st["owner"]) >= batch_size:
@@ -191,7 +206,7 @@ def extract_features_multi(images: Sequence, models: dict, k: int = 16, mode: st
 
 
 __all__ = [
-    "FeatureError", "PatchFeatures", "l2_normalise", "pad_to_patch", "patch_positions", "crop_patches",
+    "FeatureError", "PatchFeatures", "l2_normalise", "pad_to_patch", "require_patch", "patch_positions", "crop_patches",
     "embed_patch_array", "image_patch_embeddings", "extract_features", "extract_features_multi",
     "SAMPLING_MODES",
 ]

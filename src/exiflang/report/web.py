@@ -176,8 +176,8 @@ class Analyser:
                 job.state, job.error = "failed", f"the analysis stopped: {type(exc).__name__}: {exc}"
 
     def _run(self, job: Job) -> None:
-        from exiflang.forensics import Detector, ForensicsError, write_report
-        from exiflang.imageio import ImageLoadError, load_rgb
+        from exiflang.forensics import Detector, write_report
+        from exiflang.imageio import load_rgb
         from exiflang.report.html import build_report, save_page
 
         cfg = self.config
@@ -197,7 +197,7 @@ class Analyser:
                 record.update(ok=True, error=None, score=result.score, probability=result.probability,
                               verdict=result.verdict, flagged=result.flagged_fraction, size=f"{w}x{h}",
                               seconds=round(result.seconds, 3), model_id=result.model_id)
-            except (ImageLoadError, ForensicsError) as exc:
+            except ExiflangError as exc:  # one file's problem (unreadable, too small, unwritable): the job goes on
                 record["error"] = str(exc).replace(str(path), name)
             items.append((str(path), stem, record.get("error")))
             job.results.append(record)

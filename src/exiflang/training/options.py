@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..ranges import range_problem
+from ..ranges import (MAX_CROPS_PER_PHOTO, MAX_PHOTOS_PER_BATCH, MAX_SEED, MAX_STEPS, MAX_THREADS, MAX_WORKERS,
+                      range_problem)
 from .errors import TrainError
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -51,7 +52,8 @@ class TrainOptions:
                              choices=CAMERA_SPLITS)
     cache: str = _opt("auto", "data", "keep decoded photos in memory (auto: when they fit in 4 GiB)",
                       choices=CACHE_MODES)
-    workers: int | None = _opt(None, "data", "data-loading processes (default: 0 when cached, else 2)", low=0)
+    workers: int | None = _opt(None, "data", "data-loading processes (default: 0 when cached, else 2)", low=0,
+                               high=MAX_WORKERS)
     config: str = _opt("small", "model and objective", "model config name (tiny, small, grid, resnet18, paper, ...) "
                        "or a JSON file")
     init: str | None = _opt(None, "model and objective", "start from a saved model's weights (built-in name such as "
@@ -64,32 +66,35 @@ class TrainOptions:
     patch_patch_weight: float = _opt(0.0, "model and objective", "add W x an image-image term beside patch-text: "
                                      "crops with the same text (same photo, history and block phase) are positives "
                                      "(0: off)", low=0.0, metavar="W")
-    steps: int = _opt(2000, "optimisation", "optimiser steps", low=1)
-    photos_per_batch: int = _opt(16, "optimisation", "distinct photos per step over all processes", low=1)
-    crops_per_photo: int = _opt(4, "optimisation", "random full-resolution crops per photo", low=1)
+    steps: int = _opt(2000, "optimisation", "optimiser steps", low=1, high=MAX_STEPS)
+    photos_per_batch: int = _opt(16, "optimisation", "distinct photos per step over all processes", low=1,
+                                 high=MAX_PHOTOS_PER_BATCH)
+    crops_per_photo: int = _opt(4, "optimisation", "random full-resolution crops per photo", low=1,
+                                high=MAX_CROPS_PER_PHOTO)
     lr: float = _opt(1e-3, "optimisation", "peak AdamW learning rate", low=0.0, open_low=True)
     weight_decay: float = _opt(0.05, "optimisation", "AdamW weight decay on weights", low=0.0)
-    warmup: int = _opt(100, "optimisation", "linear warm-up steps before the cosine decay", low=0)
+    warmup: int = _opt(100, "optimisation", "linear warm-up steps before the cosine decay", low=0, high=MAX_STEPS)
     min_lr_ratio: float = _opt(0.02, "optimisation", "learning rate at the end, as a fraction of --lr",
                                low=0.0, high=1.0)
     grad_clip: float = _opt(1.0, "optimisation", "gradient-norm clipping threshold", low=0.0, open_low=True)
     bn_group: int | None = _opt(None, "optimisation", "crops per BatchNorm statistics group (default: the whole "
                                 "per-process batch)", low=1)
-    seed: int = _opt(0, "optimisation", "seed of initialisation, split and crops", low=0)
+    seed: int = _opt(0, "optimisation", "seed of initialisation, split and crops", low=0, high=MAX_SEED)
     out: str = _opt("runs/train", "run", "run folder (metrics, checkpoint, final model)", metavar="RUN_DIR")
     resume: bool = _opt(False, "run", "continue from RUN_DIR/checkpoint.safetensors with the checkpoint's recipe")
     device: str = _opt("auto", "run", "auto, cpu, cuda or cuda:N")
     amp: bool | None = _opt(None, "run", "bfloat16 autocast (default: on for CUDA)")
-    threads: int | None = _opt(None, "run", "CPU threads for torch (default: torch's choice)", low=1)
+    threads: int | None = _opt(None, "run", "CPU threads for torch (default: torch's choice)", low=1,
+                               high=MAX_THREADS)
     eval_every: int = _opt(200, "run", "held-out retrieval every N steps", low=1)
-    eval_crops: int = _opt(8, "run", "crops per held-out photo", low=1)
+    eval_crops: int = _opt(8, "run", "crops per held-out photo", low=1, high=MAX_CROPS_PER_PHOTO)
     ckpt_every: int = _opt(200, "run", "checkpoint every N steps", low=1)
     log_every: int = _opt(10, "run", "metrics line every N steps", low=1)
     text_features: str | None = _opt(None, "run", "cache of frozen text-tower features (default "
                                      "RUN_DIR/text_features.safetensors); reuse one from another run to skip "
                                      "recomputing them", metavar="FILE")
     stop_at: int | None = _opt(None, "run", "stop after this step as if killed, keeping the schedule of --steps "
-                               "(for time-sliced runs)", low=1)
+                               "(for time-sliced runs)", low=1, high=MAX_STEPS)
     progress: bool = _opt(True, "run", "show a progress bar")
     # Processing-history recipe (`exiflang.data.history.HistoryConfig.to_dict()`); None: plain crops and texts.
     history: dict[str, Any] | None = _opt(None, "history", "", cli=False)

@@ -21,12 +21,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ...imageio import check_min_side
+
 KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 METHOD_ID = "noise-v1"
 
 
 def block_noise_levels(image: np.ndarray, block: int = 16) -> np.ndarray:
-    """Log noise level of every block x block square (the right/bottom remainder joins the last block)."""
+    """Log noise level of every block x block square (the right/bottom remainder joins the last block);
+    ImageTooSmallError when a side is shorter than one block."""
+    check_min_side(image.shape[0], image.shape[1], block, f"the noise baseline's {block} px blocks")
     rgb = np.asarray(image, dtype=np.float64)
     gray = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
     residual = np.abs(ndimage.convolve(gray, KERNEL, mode="reflect"))
