@@ -197,8 +197,10 @@ def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
 
 def _input_sha256(path: Path) -> str | None:
     """The file's content hash (None when it cannot be read: the analysis then says why)."""
-    from exiflang.imageio import file_sha256
+    from exiflang.imageio import file_sha256, regular_file_problem
 
+    if regular_file_problem(path):  # a FIFO would block the read; the loader names the problem
+        return None
     try:
         return file_sha256(path)
     except OSError:

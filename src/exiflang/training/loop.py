@@ -257,6 +257,19 @@ def _build_model(config: ModelConfig, train_texts: list[str], seed: int, feature
     return model
 
 
+def _run_config(opt: TrainOptions, resume) -> tuple[ModelConfig, ExifModel | None]:
+    """The architecture this run trains (the checkpoint's, --init's or --config's) and the --init model, if any."""
+    from ..models.factory import resolve_config
+
+    if resume is not None:
+        return resolve_config(resume[1]["model_config"]), None
+    if not opt.init:
+        return resolve_config(opt.config), None
+    init = _init_model(opt.init)
+    opt.config = init.config.name  # the recipe records the architecture actually trained
+    return init.config, init
+
+
 def _init_model(name_or_path: str) -> ExifModel:
     """The saved model a fine-tuning run starts from (its config, id cleared, is the run's)."""
     from dataclasses import replace
@@ -348,7 +361,6 @@ def _continue_from(run: Run, resume: tuple[dict[str, torch.Tensor], dict[str, An
 
 def prepare(opt: TrainOptions) -> Run:
     """Process group, device, data, model, optimiser, scheduler; restored from the checkpoint with `resume`."""
-    from ..models.factory import resolve_config
 
     opt.validate()
     ddp = init_distributed(opt.device)
@@ -357,10 +369,7 @@ def prepare(opt: TrainOptions) -> Run:
         torch.set_num_threads(opt.threads)
     amp = device.type == "cuda" if opt.amp is None else bool(opt.amp and device.type == "cuda")
     resume = _restore_recipe(opt) if opt.resume else None
-    init = _init_model(opt.init) if opt.init and resume is None else None
-    if init is not None:
-        opt.config = init.config.name  # the recipe records the architecture actually trained
-    config = resolve_config(resume[1]["model_config"] if resume is not None else init.config if init else opt.config)
+    config, init = _run_config(opt, resume)
     photos, n_small = load_photos(opt.index, opt.shards, config.patch_size, config.text_format)
     train_photos, val_photos, cameras = _split_photos(photos, opt.camera_split, opt.val_fraction)
     history = HistoryConfig.from_dict(opt.history) if opt.history is not None else None
