@@ -361,7 +361,6 @@ def _continue_from(run: Run, resume: tuple[dict[str, torch.Tensor], dict[str, An
 
 def prepare(opt: TrainOptions) -> Run:
     """Process group, device, data, model, optimiser, scheduler; restored from the checkpoint with `resume`."""
-
     opt.validate()
     ddp = init_distributed(opt.device)
     device = pick_device(opt.device, ddp)
