@@ -33,7 +33,7 @@ def twin_names(text: str) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the make-splices sub-command."""
-    from ..eval.splices import MAX_COMPOSITES, TWIN_GROUPS, TWIN_SPECS
+    from ..eval.splices import MAX_COMPOSITES
     from .argtypes import jpeg_quality, non_negative_int, out_dir, ranged
 
     composites = ranged(int, 1, MAX_COMPOSITES)
@@ -74,6 +74,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--phase", choices=["random", "keep"], default="random",
                    help="random: paste at any offset; keep: paste at dst = src (mod 8) on both axes, so the region keeps "
                         "its source's 8x8 JPEG block phase relative to the target's grid (default: %(default)s)")
+    _add_variant_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_variant_options(p: argparse.ArgumentParser) -> None:
+    """--twins, --paste-fraction, and what to do with a set already in --out (--overwrite / --rebuild)."""
+    from ..eval.splices import TWIN_GROUPS, TWIN_SPECS
+
     p.add_argument("--twins", nargs="?", type=twin_names, const="classic", default=None, metavar="NAMES",
                    help="also write the same composites and controls re-saved, each twin a sub-folder with its own "
                         "manifest.csv (a generic: dataset); all JPEG 4:2:0. Bare --twins: jpeg90/, jpeg75/ and "
@@ -92,7 +100,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="re-create the images of an existing --out folder from its manifest.csv, masks/ and "
                                "PHOTO_DIR (share composites as recipes without the photos); pixels are checked against "
                                "the manifest")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,8 +40,8 @@ Options:
 
   Groups: ``classic`` = jpeg90, jpeg75, resized75_jpeg90 (what bare ``--twins`` always wrote); ``desk`` = jpeg95,
   jpeg90, jpeg75, social, small_image (issue 19's desk regime). Every downscale is Pillow's bicubic resize
-  (which low-passes by the factor, so no aliasing); the masks of ``social`` and ``small_image`` are resized by
-  area (box filter) and a pixel counts as pasted when more than half its area was (> 127 of 255), the
+  (its kernel widened by the factor: an antialiased downscale); the masks of ``social`` and ``small_image`` are resized by
+  area (box filter) and a pixel counts as pasted when at least half its area was (>= 128 of 255), the
   classic ``resized75_jpeg90`` keeps its nearest-neighbour mask so its files stay as before. All twin JPEGs use
   Pillow/libjpeg with 4:2:0 chroma subsampling (the common camera/web setting; note this differs from
   ``jpeg_quality=90``, which keeps 4:4:4), baseline, no optimisation, standard IJG tables scaled to the quality.
@@ -359,7 +359,7 @@ def _twin_pixels(arr: np.ndarray, mask: np.ndarray | None, spec: TwinSpec, facto
     img = img.resize(size, Image.Resampling.BICUBIC)
     if mask is not None:
         resample = Image.Resampling.BOX if spec.mask_resample == "area" else Image.Resampling.NEAREST
-        # Box: each pixel's value is the pasted share of its area (x 255); > 127 keeps the pixels mostly pasted.
+        # Box: each pixel is the pasted share of its area (x 255, rounded); >= 128: at least half of it was pasted.
         small = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, resample)
         mask = np.asarray(small) > 127
     return img, mask
