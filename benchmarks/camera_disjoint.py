@@ -79,11 +79,27 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every (method, twin) benchmark and print the tables."""
+def bench_condition(name: str, folder: Path, rows: list, out: Path) -> list[tuple[str, dict]] | None:
+    """Every method row on one `generic:` folder, each under OUT/<name>/<method slug> (resumable); None when absent."""
     from exiflang.eval.bench import run_bench
     from exiflang.eval.datasets import load_dataset
 
+    if not (folder / "manifest.csv").is_file():
+        print(f"skip {name}: no {folder / 'manifest.csv'}", file=sys.stderr)
+        return None
+    dataset = load_dataset(f"generic:{folder}")
+    results = []
+    for label, method in rows:
+        summary, _ = run_bench(dataset, method, out / name / slug(label), dataset_spec=f"generic:{folder}",
+                               write_maps=False, progress=False)
+        results.append((label, summary))
+        print(f"{name:>18} | {label:<40} p-mAP {summary.get('pmap') or 0:.3f} det AP {summary.get('det_ap') or 0:.3f}",
+              file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every (method, twin) benchmark and print the tables."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--splices", required=True, type=Path, help="make-splices folder with twins")
     p.add_argument("--out", required=True, type=Path, help="bench output root (resumable)")
@@ -104,18 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     for twin, sub in TWINS:
         if twin not in wanted:
             continue
-        folder = args.splices / sub
-        if not (folder / "manifest.csv").is_file():
-            print(f"skip {twin}: no {folder / 'manifest.csv'}", file=sys.stderr)
+        results = bench_condition(twin, args.splices / sub, rows, args.out)
+        if results is None:
             continue
-        dataset = load_dataset(f"generic:{folder}")
-        results = []
-        for label, method in rows:
-            summary, _ = run_bench(dataset, method, args.out / twin / slug(label), dataset_spec=f"generic:{folder}",
-                                   write_maps=False, progress=False)
-            results.append((label, summary))
-            print(f"{twin:>18} | {label:<40} p-mAP {summary.get('pmap') or 0:.3f} det AP {summary.get('det_ap') or 0:.3f}",
-                  file=sys.stderr, flush=True)
         block = f"### {twin}\n\n{table(results)}\n"
         print(block, flush=True)
         text.append(block)

@@ -252,5 +252,5 @@ def test_cli_option_errors_are_one_line(photos_dir, tmp_path, capsys):
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # ranges are checked at parse time (issue 14)
         main(base + ["--n", "0"])
-    assert exc.value.code == 2 and "argument --n: must be >= 1, got 0" in capsys.readouterr().err
+    assert exc.value.code == 2 and "argument --n: must be in [1, 100000], got 0" in capsys.readouterr().err  # bounded (issue 20)
     assert not (tmp_path / "o" / "manifest.csv").exists()

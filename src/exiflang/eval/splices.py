@@ -23,21 +23,49 @@ Options:
   ``dst ≡ src (mod 8)`` on both axes, i.e. the pasted region keeps its source's 8×8 JPEG block phase
   relative to the target's grid (a copy-paste at block-aligned offsets). ``grid_shift_x/y`` record
   ``(dst - src) mod 8`` for every composite either way.
-* ``twins``: beside the lossless set, write the very same composites and controls in sub-folders
-  ``jpeg90/`` (re-saved as JPEG q90), ``jpeg75/`` (q75) and ``resized75_jpeg90/`` (downscaled to
-  ``round(0.75 × size)`` with Pillow's bicubic resampling, mask resized with nearest neighbour and
-  re-binarised, then JPEG q90). All twin JPEGs use Pillow/libjpeg with 4:2:0 chroma subsampling (the
-  common camera/web setting; note this differs from ``jpeg_quality=90``, which keeps 4:4:4), baseline, no
-  optimisation. Each twin folder has its own ``manifest.csv`` (same rows; ``image``/``mask`` point at its own
-  files, ``lossless`` at ``../spliced|authentic/NNNN.png``, ``variant``/``scale``/``image_height``/
-  ``image_width`` describe the twin; placement columns stay in lossless coordinates), so each is a
-  ``generic:`` dataset on its own. The top-level ``manifest.csv`` stays the lossless (or ``jpeg_quality``) set.
+* ``twins``: beside the lossless set, write the very same composites and controls again, each twin in its own
+  sub-folder with its own ``manifest.csv`` (same rows; ``image``/``mask`` point at its own files, ``lossless``
+  at ``../spliced|authentic/NNNN.png``, ``variant``/``scale``/``image_height``/``image_width`` describe the twin;
+  placement columns stay in lossless coordinates), so each is a ``generic:`` dataset on its own. ``True`` (the
+  CLI's bare ``--twins``) is the classic trio; a list or comma-separated string picks twins or groups by name
+  (`TWIN_SPECS`, `TWIN_GROUPS`):
+
+  - ``jpeg95`` / ``jpeg90`` / ``jpeg75``: re-saved as JPEG q95 / q90 / q75, same size;
+  - ``resized75_jpeg90``: downscaled to ``round(0.75 × size)``, then q90 (mask: nearest neighbour);
+  - ``social``: the social-media chain, downscaled by a factor drawn per image in [0.5, 0.8] (from the seed and
+    the image's name, never from the composites' random stream, so the composites stay the same), then q85;
+    the factor is the manifest's ``scale``;
+  - ``small_image``: downscaled so the longer side is 512 px (CASIA v1 is 384×256), then q90; ``scale`` is
+    512 / the longer side.
+
+  Groups: ``classic`` = jpeg90, jpeg75, resized75_jpeg90 (what bare ``--twins`` always wrote); ``desk`` = jpeg95,
+  jpeg90, jpeg75, social, small_image (issue 19's desk regime). Every downscale is Pillow's bicubic resize
+  (its kernel widened by the factor: an antialiased downscale); the masks of ``social`` and ``small_image`` are resized by
+  area (box filter) and a pixel counts as pasted when at least half its area was (>= 128 of 255), the
+  classic ``resized75_jpeg90`` keeps its nearest-neighbour mask so its files stay as before. All twin JPEGs use
+  Pillow/libjpeg with 4:2:0 chroma subsampling (the common camera/web setting; note this differs from
+  ``jpeg_quality=90``, which keeps 4:4:4), baseline, no optimisation, standard IJG tables scaled to the quality.
+  The top-level ``manifest.csv`` stays the lossless (or ``jpeg_quality``) set.
+* ``paste_fraction``: ``(lo, hi)`` makes small (or other-sized) pastes from the *same* (target, source) pairs
+  as the default set of the same seed and options: every composite first draws exactly what the default set
+  draws (so the pair sequence is the default set's), then its region and offsets are drawn again from a stream
+  of its own (seeded by the seed and the composite's index) with an area in [lo, hi], redrawn until the
+  mask's actual fraction lies in [lo, hi]. The authentic controls are the default set's. ``area_range`` in
+  the manifest records the range either way.
+* An ``out_dir`` that already holds a composite set (``manifest.csv``, ``spliced/``, ``authentic/``, ``masks/``
+  or a twin folder with its manifest) is refused unless ``overwrite``: then the old set's own files (those its
+  manifests list, the images of its known sub-folders, the manifests) are removed first, so no stale image of
+  a larger earlier set survives. ``n`` and ``n_authentic`` are bounded by `MAX_COMPOSITES` and by what the
+  photos can supply: at most the number of distinct (target, source) pairs of different cameras, and at most
+  one control per photo.
 
 Everything is deterministic: the same photos, options and seed give byte-identical files.
 """
 from __future__ import annotations
 
 import csv
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,22 +74,71 @@ from PIL import Image
 
 from ..errors import ExiflangError
 from ..data.cameras import SPLIT_NAME, camera_key, cameras_hash, is_heldout
-from ..imageio import IMAGE_SUFFIXES, ImageLoadError, load_rgb, pixel_sha256
+from ..imageio import IMAGE_SUFFIXES, ImageLoadError, atomic_write, load_rgb, pixel_sha256
 
 MIN_AREA, MAX_AREA = 0.05, 0.30
+MAX_COMPOSITES = 100_000  # per set: 1e9 was accepted and filled a disk (issue 20); a benchmark needs hundreds
 MANIFEST_FIELDS = [
     "image", "mask", "label", "lossless", "target", "target_make", "target_model",
     "source", "source_make", "source_model", "area_frac", "src_x", "src_y", "dst_x", "dst_y",
     "height", "width", "seed", "jpeg_quality", "pixel_sha256", "target_camera", "source_camera",
     "camera_filter", "phase", "grid_shift_x", "grid_shift_y", "variant", "scale", "image_height", "image_width",
-    "twins",
+    "twins", "area_range",
 ]
 CAMERA_CHOICES = ("all", "heldout", "train")
 PHASE_CHOICES = ("random", "keep")
 JPEG_BLOCK = 8
-# Twin sub-folder -> (JPEG quality, scale). All twin JPEGs are 4:2:0 (TWIN_SUBSAMPLING, Pillow's code 2).
-TWINS: dict[str, tuple[int, float]] = {"jpeg90": (90, 1.0), "jpeg75": (75, 1.0), "resized75_jpeg90": (90, 0.75)}
-TWIN_SUBSAMPLING = 2
+SET_SUBFOLDERS = ("spliced", "authentic", "masks")  # what every set (and every twin) holds
+TWIN_SUBSAMPLING = 2  # 4:2:0, Pillow's code 2, for every twin JPEG
+
+
+@dataclass(frozen=True)
+class TwinSpec:
+    """How a twin re-saves each image: an optional downscale, then JPEG at `quality` (4:2:0)."""
+
+    quality: int
+    scale: float = 1.0                              # a fixed factor (resized75_jpeg90)
+    scale_range: tuple[float, float] | None = None  # a factor drawn per image (the social-media chain)
+    long_side: int | None = None                    # downscale so the longer side is this (small images)
+    mask_resample: str = "nearest"                  # "nearest" (classic twin) or "area" (box, > half covered)
+
+    def factor(self, height: int, width: int, seed: int, key: str) -> float:
+        """The downscale factor for one image (`key`: its 'spliced|authentic/NNNN'), a pure function of its inputs."""
+        if self.scale_range is not None:
+            lo, hi = self.scale_range
+            # Its own stream, seeded by (seed, image name): the composites' stream is never touched.
+            rng = np.random.default_rng([int(seed), zlib.crc32(key.encode())])
+            return round(float(rng.uniform(lo, hi)), 4)
+        if self.long_side is not None:
+            return min(1.0, self.long_side / max(height, width))
+        return self.scale
+
+    def size(self, height: int, width: int, factor: float) -> tuple[int, int]:
+        """(width, height) after the downscale (the longer side exactly `long_side` for small images)."""
+        if factor == 1.0:
+            return width, height
+        if self.long_side is not None:
+            if width >= height:
+                return self.long_side, max(1, round(height * self.long_side / width))
+            return max(1, round(width * self.long_side / height)), self.long_side
+        return max(1, round(factor * width)), max(1, round(factor * height))
+
+
+# Twin sub-folder -> how it is made. The order of a group is the order they are written and listed.
+TWIN_SPECS: dict[str, TwinSpec] = {
+    "jpeg95": TwinSpec(95),
+    "jpeg90": TwinSpec(90),
+    "jpeg75": TwinSpec(75),
+    "resized75_jpeg90": TwinSpec(90, scale=0.75),
+    "social": TwinSpec(85, scale_range=(0.5, 0.8), mask_resample="area"),
+    "small_image": TwinSpec(90, long_side=512, mask_resample="area"),
+}
+TWIN_GROUPS: dict[str, tuple[str, ...]] = {
+    "classic": ("jpeg90", "jpeg75", "resized75_jpeg90"),
+    "desk": ("jpeg95", "jpeg90", "jpeg75", "social", "small_image"),
+}
+# The classic trio as (quality, scale): what bare --twins writes (kept for the callers that read it).
+TWINS: dict[str, tuple[int, float]] = {t: (TWIN_SPECS[t].quality, TWIN_SPECS[t].scale) for t in TWIN_GROUPS["classic"]}
 
 
 class SpliceError(ExiflangError):
@@ -176,15 +253,25 @@ def paste(target: np.ndarray, source: np.ndarray, region: np.ndarray, src_xy: tu
     return out, mask
 
 
+def _save_image(img: Image.Image, path: Path, **options) -> None:
+    """Save through the one atomic writer (a killed run leaves no half image); the format from the suffix."""
+    fmt = "JPEG" if path.suffix.lower() == ".jpg" else "PNG"
+    atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **options))
+
+
+def _save_mask(mask: np.ndarray, path: Path) -> None:
+    """A boolean mask as a 0/255 PNG."""
+    _save_image(Image.fromarray(mask.astype(np.uint8) * 255), path)
+
+
 def _save(arr: np.ndarray, png: Path, jpeg_quality: int | None) -> Path:
     """Save lossless PNG, and a JPEG re-save when asked; return the file the manifest should name."""
-    png.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(arr)
-    img.save(png, optimize=False)
+    _save_image(img, png, optimize=False)
     if jpeg_quality is None:
         return png
     jpg = png.with_suffix(".jpg")
-    img.save(jpg, quality=int(jpeg_quality), subsampling=0 if jpeg_quality >= 90 else 2)
+    _save_image(img, jpg, quality=int(jpeg_quality), subsampling=0 if jpeg_quality >= 90 else 2)
     return jpg
 
 
@@ -244,15 +331,36 @@ def _aligned_offset(rng: np.random.Generator, max_pos: int, src: int) -> int | N
     return r + JPEG_BLOCK * int(rng.integers((max_pos - r) // JPEG_BLOCK + 1))
 
 
-def _twin_pixels(arr: np.ndarray, mask: np.ndarray | None, scale: float) -> tuple[Image.Image, np.ndarray | None]:
-    """The twin's image (bicubic downscale when scale != 1) and mask (nearest, re-binarised)."""
+def resolve_twins(twins: bool | str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Twin names in writing order: False/None/'' none, True the classic trio, else names and groups (comma list)."""
+    if twins is True:
+        return list(TWIN_GROUPS["classic"])
+    if not twins:
+        return []
+    items = twins.split(",") if isinstance(twins, str) else list(twins)
+    names: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        expanded = TWIN_GROUPS.get(item, (item,))
+        unknown = [t for t in expanded if t not in TWIN_SPECS]
+        if unknown:
+            raise SpliceError(f"unknown twin {item!r} (choose from {', '.join([*TWIN_GROUPS, *TWIN_SPECS])})")
+        names += [t for t in expanded if t not in names]
+    return names
+
+
+def _twin_pixels(arr: np.ndarray, mask: np.ndarray | None, spec: TwinSpec, factor: float) -> tuple[Image.Image, np.ndarray | None]:
+    """The twin's image (bicubic downscale when factor != 1) and mask (resized by the spec's rule, re-binarised)."""
     img = Image.fromarray(arr)
-    if scale == 1.0:
+    if factor == 1.0:
         return img, mask
-    size = (max(1, round(scale * arr.shape[1])), max(1, round(scale * arr.shape[0])))
+    size = spec.size(arr.shape[0], arr.shape[1], factor)
     img = img.resize(size, Image.Resampling.BICUBIC)
     if mask is not None:
-        small = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+        resample = Image.Resampling.BOX if spec.mask_resample == "area" else Image.Resampling.NEAREST
+        # Box: each pixel is the pasted share of its area (x 255, rounded); >= 128: at least half of it was pasted.
+        small = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, resample)
         mask = np.asarray(small) > 127
     return img, mask
 
@@ -262,29 +370,117 @@ def _write_twins(arr: np.ndarray, mask: np.ndarray | None, row: dict, out_dir: P
     kind, name = row["lossless"].split("/")[0], Path(row["lossless"]).stem
     rows = {}
     for twin in twins:
-        quality, scale = TWINS[twin]
-        img, twin_mask = _twin_pixels(arr, mask, scale)
+        spec = TWIN_SPECS[twin]
+        factor = spec.factor(arr.shape[0], arr.shape[1], int(row["seed"]), f"{kind}/{name}")
+        img, twin_mask = _twin_pixels(arr, mask, spec, factor)
         image_rel = f"{kind}/{name}.jpg"
-        (out_dir / twin / kind).mkdir(parents=True, exist_ok=True)
-        img.save(out_dir / twin / image_rel, format="JPEG", quality=quality, subsampling=TWIN_SUBSAMPLING,
-                 optimize=False, progressive=False)
+        _save_image(img, out_dir / twin / image_rel, quality=spec.quality, subsampling=TWIN_SUBSAMPLING,
+                    optimize=False, progressive=False)
         mask_rel = ""
         if twin_mask is not None:
             mask_rel = f"masks/{name}.png"
-            (out_dir / twin / "masks").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(twin_mask.astype(np.uint8) * 255).save(out_dir / twin / mask_rel)
-        rows[twin] = dict(row, image=image_rel, mask=mask_rel, lossless=f"../{row['lossless']}", jpeg_quality=quality,
-                          variant=twin, scale=f"{scale:g}", image_height=img.height, image_width=img.width)
+            _save_mask(twin_mask, out_dir / twin / mask_rel)
+        rows[twin] = dict(row, image=image_rel, mask=mask_rel, lossless=f"../{row['lossless']}",
+                          jpeg_quality=spec.quality, variant=twin, scale=f"{factor:.4g}", image_height=img.height,
+                          image_width=img.width)
     return rows
 
 
 def _write_manifest(path: Path, rows: list[dict]) -> None:
-    """manifest.csv with the standard columns (missing ones empty)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    """manifest.csv with the standard columns (missing ones empty), written atomically."""
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+# ------------------------------------------------------------------------------- an existing set in --out
+def existing_set_marks(out_dir: Path) -> list[str]:
+    """What in out_dir belongs to a composite set already ('manifest.csv', 'spliced/', 'jpeg90/manifest.csv' ...)."""
+    out_dir = Path(out_dir)
+    marks = [name for name in ("manifest.csv",) if (out_dir / name).exists() or (out_dir / name).is_symlink()]
+    marks += [f"{name}/" for name in SET_SUBFOLDERS if (out_dir / name).exists() or (out_dir / name).is_symlink()]
+    marks += [f"{twin}/manifest.csv" for twin in TWIN_SPECS if (out_dir / twin / "manifest.csv").is_file()]
+    return marks
+
+
+# What make-splices writes into a set's folders (and the atomic writer's leftovers of a killed run).
+_SET_FILE = re.compile(r"^(?:\d+\.(?:png|jpg)|\..+\.\d+\.tmp)$")
+
+
+def _manifest_files(folder: Path, root: Path) -> list[Path]:
+    """The files a manifest in `folder` names (image, mask, lossless), those inside `root` only."""
+    try:
+        with (folder / "manifest.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    files = []
+    for row in rows:
+        for col in ("image", "mask", "lossless"):
+            rel = (row.get(col) or "").strip()
+            if not rel:
+                continue
+            path = folder / rel
+            try:
+                inside = path.resolve().is_relative_to(root.resolve())
+            except (OSError, RuntimeError):
+                inside = False
+            if inside and not path.parent.is_symlink():
+                files.append(path)
+    return files
+
+
+def remove_set(out_dir: Path) -> int:
+    """Remove the composite set in out_dir: its manifests' files, its known sub-folders' images, the manifests.
+
+    Nothing else is touched: no recursion below the known sub-folders, no file outside out_dir, no symlinked
+    folder followed (a link is refused). Empty known folders are removed. Returns the number of files removed.
+    """
+    out_dir = Path(out_dir)
+    folders = [out_dir] + [out_dir / t for t in TWIN_SPECS if (out_dir / t / "manifest.csv").is_file()]
+    for folder in folders:
+        for sub in (folder, *(folder / name for name in SET_SUBFOLDERS)):
+            if sub.is_symlink():
+                raise SpliceError(f"{sub} is a symbolic link: not removing or writing through it")
+    doomed: dict[Path, None] = {}
+    for folder in folders:
+        doomed.update(dict.fromkeys(_manifest_files(folder, out_dir)))
+        for name in SET_SUBFOLDERS:
+            if (folder / name).is_dir():
+                doomed.update(dict.fromkeys(p for p in sorted((folder / name).iterdir())
+                                            if _SET_FILE.match(p.name) and (p.is_file() or p.is_symlink())))
+    removed = 0
+    for path in list(doomed) + [f / "manifest.csv" for f in reversed(folders)]:
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed += 1
+    for folder in reversed(folders):
+        for sub in [*(folder / name for name in SET_SUBFOLDERS), *([folder] if folder != out_dir else [])]:
+            if sub.is_dir() and not any(sub.iterdir()):
+                sub.rmdir()
+    return removed
+
+
+def distinct_pairs(photos: list[SourcePhoto]) -> int:
+    """How many ordered (target, source) pairs of photos from different cameras the collection offers."""
+    per_camera: dict[str, int] = {}
+    for p in photos:
+        per_camera[p.camera] = per_camera.get(p.camera, 0) + 1
+    return len(photos) ** 2 - sum(k * k for k in per_camera.values())
+
+
+def check_supply(photos: list[SourcePhoto], n: int, n_authentic: int, camera_filter: str) -> None:
+    """SpliceError when n composites or n_authentic controls ask for more than the photos can supply."""
+    pool = f"the {len(photos)} photo(s) of {len({p.camera for p in photos})} camera(s) (cameras {camera_filter})"
+    pairs = distinct_pairs(photos)
+    if n > pairs:
+        raise SpliceError(f"--n {n}: {pool} offer only {pairs} distinct (target, source) pairs of different cameras")
+    if n_authentic > len(photos):
+        raise SpliceError(f"--n-authentic {n_authentic}: {pool} give at most {len(photos)} distinct authentic controls")
 
 
 def _pick_pair(photos: list[SourcePhoto], rng: np.random.Generator) -> tuple[SourcePhoto, SourcePhoto]:
@@ -294,31 +490,54 @@ def _pick_pair(photos: list[SourcePhoto], rng: np.random.Generator) -> tuple[Sou
     return target, others[int(rng.integers(len(others)))]
 
 
-def _check_settings(n: int, jpeg_quality: int | None, n_authentic: int, placement: str, phase: str) -> None:
-    """SpliceError for a bad count, quality, placement or phase."""
-    if n < 1:
-        raise SpliceError(f"--n must be at least 1, got {n}")
+def _check_settings(n: int, jpeg_quality: int | None, n_authentic: int, placement: str, phase: str,
+                    paste_fraction: tuple[float, float] | None = None) -> None:
+    """SpliceError for a bad count, quality, placement, phase or paste fraction."""
+    if not 1 <= n <= MAX_COMPOSITES:
+        raise SpliceError(f"--n must be in [1, {MAX_COMPOSITES}], got {n}")
+    if not 0 <= n_authentic <= MAX_COMPOSITES:
+        raise SpliceError(f"--n-authentic must be in [0, {MAX_COMPOSITES}], got {n_authentic}")
+    if paste_fraction is not None and not 0 < paste_fraction[0] <= paste_fraction[1] <= MAX_AREA:
+        raise SpliceError(f"paste fraction must be LO,HI with 0 < LO <= HI <= {MAX_AREA:g}, got {paste_fraction}")
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
         raise SpliceError(f"JPEG quality must be in 1..100, got {jpeg_quality}")
     if placement not in ("random", "same"):
         raise SpliceError(f"placement must be 'random' or 'same', got {placement!r}")
     if phase not in PHASE_CHOICES:
         raise SpliceError(f"phase must be 'random' or 'keep', got {phase!r}")
-    if n_authentic < 0:
-        raise SpliceError(f"--n-authentic must be at least 0, got {n_authentic}")
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """One composite's draw: the photos, the region (cropped to its bounding box) and where it is cut and pasted."""
+
+    target: SourcePhoto
+    source: SourcePhoto
+    region: np.ndarray
+    sy: int
+    sx: int
+    dy: int
+    dx: int
 
 
 class _SpliceRun:
     """The state of one make_splices call: settings, the one random stream, decoded photos, manifest rows."""
 
     def __init__(self, out_dir: Path, seed: int, jpeg_quality: int | None, placement: str, phase: str,
-                 camera_filter: str, twin_names: list[str]) -> None:
+                 camera_filter: str, twin_names: list[str], paste_fraction: tuple[float, float] | None = None) -> None:
         self.out_dir, self.seed, self.jpeg_quality = out_dir, seed, jpeg_quality
         self.placement, self.phase, self.camera_filter, self.twin_names = placement, phase, camera_filter, twin_names
+        self.paste_fraction = paste_fraction
         self.rng = np.random.default_rng(seed)
         self.rows: list[dict] = []
         self.twin_rows: dict[str, list[dict]] = {t: [] for t in twin_names}
         self.cache: dict[Path, np.ndarray] = {}
+
+    @property
+    def area_range(self) -> str:
+        """The pasted-area range, as the manifest records it."""
+        lo, hi = self.paste_fraction or (MIN_AREA, MAX_AREA)
+        return f"{lo:g},{hi:g}"
 
     def load(self, p: SourcePhoto) -> np.ndarray:
         """Decoded pixels of a photo (a few kept: targets and sources repeat)."""
@@ -335,7 +554,8 @@ class _SpliceRun:
                 "target_camera": photo.camera, "height": arr.shape[0], "width": arr.shape[1], "seed": self.seed,
                 "jpeg_quality": q or "", "camera_filter": self.camera_filter, "phase": self.phase,
                 "variant": "lossless" if q is None else f"jpeg{q}", "scale": "1",
-                "image_height": arr.shape[0], "image_width": arr.shape[1], "twins": ";".join(self.twin_names)}
+                "image_height": arr.shape[0], "image_width": arr.shape[1], "twins": ";".join(self.twin_names),
+                "area_range": self.area_range}
 
     def emit(self, row: dict, arr: np.ndarray, mask: np.ndarray | None) -> None:
         """Record a written image and write its twins."""
@@ -343,9 +563,9 @@ class _SpliceRun:
         for twin, trow in _write_twins(arr, mask, row, self.out_dir, self.twin_names).items():
             self.twin_rows[twin].append(trow)
 
-    def destination(self, a: np.ndarray, b: np.ndarray, h: int, w: int) -> tuple[int, int, int, int] | None:
+    def destination(self, a: np.ndarray, b: np.ndarray, h: int, w: int,
+                    rng: np.random.Generator) -> tuple[int, int, int, int] | None:
         """(sy, sx, dy, dx): where the region is cut from the source and pasted in the target; None to redraw."""
-        rng = self.rng
         sy, sx = int(rng.integers(a.shape[0] - h + 1)), int(rng.integers(a.shape[1] - w + 1))
         if self.placement == "same" and sy + h <= b.shape[0] and sx + w <= b.shape[1]:
             return sy, sx, sy, sx
@@ -354,36 +574,62 @@ class _SpliceRun:
             return None if dy is None or dx is None else (sy, sx, dy, dx)  # None: no block-aligned position
         return sy, sx, int(rng.integers(b.shape[0] - h + 1)), int(rng.integers(b.shape[1] - w + 1))
 
-    def try_composite(self, photos: list[SourcePhoto], name: str) -> bool:
-        """Draw a pair, a region and offsets; write the composite when it fits (False: draw again)."""
-        target, source = _pick_pair(photos, self.rng)
-        area = float(self.rng.uniform(MIN_AREA, MAX_AREA))
-        try:
-            b, a = self.load(target), self.load(source)
-        except ImageLoadError:
-            return False  # unreadable photo: draw again (deterministic, since the draw sequence is fixed)
-        region = smooth_region(b.shape[0], b.shape[1], area, self.rng)
+    def region_and_offsets(self, target: SourcePhoto, source: SourcePhoto, area_range: tuple[float, float],
+                           rng: np.random.Generator) -> _Draw | None:
+        """Draw a region of the area range and its offsets for this pair (None: it does not fit, draw again)."""
+        area = float(rng.uniform(*area_range))
+        b, a = self.load(target), self.load(source)
+        region = smooth_region(b.shape[0], b.shape[1], area, rng)
         h, w = region.shape
         if h > min(a.shape[0], b.shape[0]) or w > min(a.shape[1], b.shape[1]):
-            return False  # region does not fit in both frames: draw a new pair
-        offsets = self.destination(a, b, h, w)
-        if offsets is None:
+            return None  # region does not fit in both frames
+        offsets = self.destination(a, b, h, w, rng)
+        return None if offsets is None else _Draw(target, source, region, *offsets)
+
+    def draw(self, photos: list[SourcePhoto]) -> _Draw | None:
+        """The default set's next draw from the one stream: a pair, a 5-30 % region, offsets (None: draw again)."""
+        target, source = _pick_pair(photos, self.rng)
+        try:
+            return self.region_and_offsets(target, source, (MIN_AREA, MAX_AREA), self.rng)
+        except ImageLoadError:
+            return None  # unreadable photo: draw again (deterministic, since the draw sequence is fixed)
+
+    def resized_draw(self, base: _Draw, index: int, tries: int = 200) -> _Draw | None:
+        """The same pair as `base` with a region of the paste_fraction range, from the composite's own stream."""
+        lo, hi = self.paste_fraction
+        target = self.load(base.target)
+        rng = np.random.default_rng([self.seed, index, 1])  # independent of the main stream: pairs stay the same
+        for _ in range(tries):
+            d = self.region_and_offsets(base.target, base.source, (lo, hi), rng)
+            if d is not None and lo <= d.region.sum() / (target.shape[0] * target.shape[1]) <= hi:
+                return d
+        return None
+
+    def try_composite(self, photos: list[SourcePhoto], index: int) -> bool:
+        """Draw a pair, a region and offsets; write the composite when it fits (False: draw again)."""
+        d = self.draw(photos)
+        if d is not None and self.paste_fraction is not None:
+            d = self.resized_draw(d, index)
+        if d is None:
             return False
-        sy, sx, dy, dx = offsets
-        composite, mask = paste(b, a, region, (sx, sy), (dx, dy))
+        self.write_composite(d, f"{index:04d}")
+        return True
+
+    def write_composite(self, d: _Draw, name: str) -> None:
+        """Paste, save the composite, its mask and twins, and record its manifest row."""
+        b, a = self.load(d.target), self.load(d.source)
+        composite, mask = paste(b, a, d.region, (d.sx, d.sy), (d.dx, d.dy))
         image = _save(composite, self.out_dir / "spliced" / f"{name}.png", self.jpeg_quality)
-        (self.out_dir / "masks").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(self.out_dir / "masks" / f"{name}.png")
-        row = self.common(target, b)
+        _save_mask(mask, self.out_dir / "masks" / f"{name}.png")
+        row = self.common(d.target, b)
         row.update({
             "image": image.relative_to(self.out_dir).as_posix(), "mask": f"masks/{name}.png", "label": 1,
-            "lossless": f"spliced/{name}.png", "source": source.rel, "source_make": source.make,
-            "source_model": source.model, "source_camera": source.camera, "area_frac": f"{mask.mean():.4f}",
-            "src_x": sx, "src_y": sy, "dst_x": dx, "dst_y": dy, "grid_shift_x": (dx - sx) % JPEG_BLOCK,
-            "grid_shift_y": (dy - sy) % JPEG_BLOCK, "pixel_sha256": pixel_sha256(composite),
+            "lossless": f"spliced/{name}.png", "source": d.source.rel, "source_make": d.source.make,
+            "source_model": d.source.model, "source_camera": d.source.camera, "area_frac": f"{mask.mean():.4f}",
+            "src_x": d.sx, "src_y": d.sy, "dst_x": d.dx, "dst_y": d.dy, "grid_shift_x": (d.dx - d.sx) % JPEG_BLOCK,
+            "grid_shift_y": (d.dy - d.sy) % JPEG_BLOCK, "pixel_sha256": pixel_sha256(composite),
         })
         self.emit(row, composite, mask)
-        return True
 
     def write_authentic(self, photo: SourcePhoto, name: str) -> None:
         """One authentic control, saved the way the composites are."""
@@ -410,27 +656,37 @@ def make_splices(
     progress: bool = True,
     cameras: str | Path = "all",
     phase: str = "random",
-    twins: bool = False,
+    twins: bool | str | list[str] = False,
+    paste_fraction: tuple[float, float] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write n composites and n_authentic controls (default n) to out_dir; return the manifest path.
 
-    ``cameras``, ``phase`` and ``twins``: see the module docstring. With the defaults the composites are the
-    ones earlier versions made for the same seed (same draws, same pixels).
+    ``cameras``, ``phase``, ``twins``, ``paste_fraction`` and ``overwrite``: see the module docstring. With the
+    defaults the composites are the ones earlier versions made for the same seed (same draws, same pixels).
     """
     from tqdm import tqdm
 
     n_authentic = n if n_authentic is None else n_authentic
-    _check_settings(n, jpeg_quality, n_authentic, placement, phase)
+    _check_settings(n, jpeg_quality, n_authentic, placement, phase, paste_fraction)
+    twin_names = resolve_twins(twins)
     photo_dir, out_dir = Path(photo_dir), Path(out_dir)
+    marks = existing_set_marks(out_dir)
+    if marks and not overwrite:
+        raise SpliceError(f"{out_dir} already holds a composite set ({', '.join(marks)}); nothing was changed: "
+                          f"pass --overwrite to replace it or --rebuild to re-create its images from its manifest")
     photos, camera_filter = select_cameras(list_photos(photo_dir), cameras)
-    run = _SpliceRun(out_dir, seed, jpeg_quality, placement, phase, camera_filter, list(TWINS) if twins else [])
+    check_supply(photos, n, n_authentic, camera_filter)
+    if marks:
+        remove_set(out_dir)  # only now: every check has passed
+    run = _SpliceRun(out_dir, seed, jpeg_quality, placement, phase, camera_filter, twin_names, paste_fraction)
     bar = tqdm(total=n + n_authentic, desc="make-splices", unit="img", disable=not progress)
     made, attempts = 0, 0
     while made < n:
         attempts += 1
         if attempts > 50 * n:
             raise SpliceError(f"{photo_dir}: could not place {n} regions after {attempts} tries (photos too small?)")
-        if run.try_composite(photos, f"{made:04d}"):
+        if run.try_composite(photos, made):
             made += 1
             bar.update(1)
     # Authentic controls: the composites' own backgrounds first (the same scene with and without a splice,
@@ -484,7 +740,7 @@ def rebuild_splices(photo_dir: Path, splice_dir: Path, progress: bool = True) ->
         q = r.get("jpeg_quality") or None
         _save(arr, splice_dir / r["lossless"], int(q) if q else None)
         names = [t for t in (r.get("twins") or "").split(";") if t]
-        unknown = [t for t in names if t not in TWINS]
+        unknown = [t for t in names if t not in TWIN_SPECS]
         if unknown:
             raise SpliceError(f"{splice_dir / 'manifest.csv'}: unknown twin set(s) {', '.join(unknown)}")
         for twin, trow in _write_twins(arr, mask, r, splice_dir, names).items():
@@ -495,4 +751,6 @@ def rebuild_splices(photo_dir: Path, splice_dir: Path, progress: bool = True) ->
 
 
 __all__ = ["SpliceError", "SourcePhoto", "list_photos", "select_cameras", "read_camera_list", "smooth_region", "paste",
-           "make_splices", "rebuild_splices", "pixel_sha256", "CAMERA_CHOICES", "PHASE_CHOICES", "TWINS"]
+           "make_splices", "rebuild_splices", "pixel_sha256", "CAMERA_CHOICES", "PHASE_CHOICES", "TWINS",
+           "TwinSpec", "TWIN_SPECS", "TWIN_GROUPS", "resolve_twins", "MAX_COMPOSITES", "distinct_pairs",
+           "check_supply", "existing_set_marks", "remove_set"]
