@@ -273,8 +273,6 @@ UNBOUNDED = {
     ("probe", "--max-photos"): "fewer photos",
     ("shard", "--max-count"): "files per tar; the writer streams",
     ("shard", "--max-mb"): "bytes per tar; the writer streams",
-    ("make-splices", "--n"): "issue 20 row 11, bounded by that change",
-    ("make-splices", "--n-authentic"): "issue 20 row 11, bounded by that change",
     ("make-splices", "--seed"): "a seed",
     ("train", "--eval-every"): "larger is less work",
     ("train", "--ckpt-every"): "larger is less work",

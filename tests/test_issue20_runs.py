@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from cli_helpers import run_cli, stop_process
 from exiflang.cli import main
 
 from photo_helpers import shared_photos
@@ -37,13 +38,7 @@ TRAIN = ["--photos-per-batch", "4", "--crops-per-photo", "2", "--val-fraction", 
 
 
 def _cli(capsys, argv: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; argparse's own exit (bad usage) counts as its status."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(capsys, argv)
 
 
 def _one_line(err: str) -> str:
@@ -337,12 +332,7 @@ def server(tmp_path_factory):
         base = first.split("open ")[1].split("/ in a browser")[0]
         yield SimpleNamespace(base=base, port=int(base.rsplit(":", 1)[1]), log=log, proc=proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

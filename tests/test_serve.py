@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from browser import check_images_loaded, chrome, console_errors, full_screenshot, wait_for
+from cli_helpers import stop_process
 from photo_helpers import shared_photos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,12 +102,7 @@ def server(tmp_path_factory):
             time.sleep(0.3)
         yield SimpleNamespace(base=base, port=port, proc=proc, log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
