@@ -105,7 +105,7 @@ def test_detect_reports_probability_and_verdict(photos_dir):
     from photo_helpers import shared_photos
 
     pixels, _ = load_rgb(shared_photos(photos_dir, 1)[0])
-    result = detect(pixels[:384, :512], "default", per_side=6)
+    result = detect(pixels[:768, :1024], "default", per_side=6)  # 48 independent patches: a verdict is given
     assert 0.0 <= result.probability <= 1.0 and result.verdict in C.VERDICTS
     cal = C.for_model(__import__("exiflang.forensics", fromlist=["resolve_model"]).resolve_model("default"))
     assert result.probability == pytest.approx(cal.probability(result.score))

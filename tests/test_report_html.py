@@ -103,7 +103,9 @@ def test_overlay_png_carries_a_colour_bar(report):
 
 def test_json_reports_probability_and_verdict(report):
     meta = json.loads((report / "second.json").read_text())
-    assert 0 <= meta["probability"] <= 1 and meta["verdict"] in ("likely authentic", "inconclusive", "likely manipulated")
+    assert 0 <= meta["probability"] <= 1
+    assert meta["verdict"] in ("likely authentic", "inconclusive", "likely manipulated", "cannot judge")
+    assert (meta["verdict"] == "cannot judge") == bool(meta["verdict_reason"])  # the reason comes with it
     assert "dissim" in meta["score_definition"] or "score" in meta["score_definition"]
 
 

@@ -95,17 +95,21 @@ def unique_stems(paths: list[Path]) -> list[str]:
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text summary table: one line per image."""
-    header = f"{'image':<40} {'size':>11} {'score':>7} {'flagged':>8} {'seconds':>8}  status"
+    header = (f"{'image':<40} {'size':>11} {'score':>7} {'prob.':>6} {'verdict':<18} {'flagged':>8} {'seconds':>8}"
+              "  status")
     lines = [header, "-" * len(header)]
     for r in rows:
         name = r["name"] if len(r["name"]) <= 40 else "..." + r["name"][-37:]
         if r["error"]:
-            lines.append(f"{name:<40} {'':>11} {'':>7} {'':>8} {'':>8}  FAILED: {r['error']}")
-        else:
-            status = "ok (done before, skipped)" if r.get("kept") else "ok"
-            lines.append(
-                f"{name:<40} {r['size']:>11} {r['score']:>7.3f} {r['flagged']:>7.1%} {r['seconds']:>8.2f}  {status}"
-            )
+            lines.append(f"{name:<40} {'':>11} {'':>7} {'':>6} {'':<18} {'':>8} {'':>8}  FAILED: {r['error']}")
+            continue
+        status = "ok (done before, skipped)" if r.get("kept") else "ok"
+        if r.get("verdict_reason"):
+            status += f"; cannot judge: {r['verdict_reason']}"
+        prob = "" if r.get("probability") is None else f"{r['probability']:.0%}"
+        verdict = r.get("verdict") or "(no calibration)"
+        lines.append(f"{name:<40} {r['size']:>11} {r['score']:>7.3f} {prob:>6} {verdict:<18} {r['flagged']:>7.1%} "
+                     f"{r['seconds']:>8.2f}  {status}")
     return "\n".join(lines)
 
 
@@ -151,8 +155,10 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     if out is not None:
         _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra)
     h, w = analysis.shape
+    result = analysis.result
     return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
-            "seconds": seconds}
+            "seconds": seconds, "probability": getattr(result, "probability", None),
+            "verdict": getattr(result, "verdict", None), "verdict_reason": getattr(result, "verdict_reason", None)}
 
 
 def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra) -> None:
@@ -190,7 +196,8 @@ def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
         size = meta["image_size"]
         return {"size": f"{int(size['width'])}x{int(size['height'])}", "score": float(meta["score"]),
                 "flagged": float(meta["flagged_fraction"]), "seconds": float(meta.get("seconds") or 0.0),
-                "kept": True}
+                "probability": meta.get("probability"), "verdict": meta.get("verdict"),
+                "verdict_reason": meta.get("verdict_reason"), "kept": True}
     except (TypeError, KeyError, ValueError):
         return None  # a report without the numbers: analyse again
 

@@ -45,7 +45,8 @@ class DetectionResult:
     # Calibrated probability of manipulation and its verdict band (forensics.calibration), when the model
     # ships a calibration.json; None otherwise.
     probability: float | None = None
-    verdict: str | None = None
+    verdict: str | None = None  # one of calibration.VERDICTS, or calibration.CANNOT_JUDGE
+    verdict_reason: str | None = None  # why the verdict is "cannot judge", in plain words
     notes: list[str] = field(default_factory=list)  # what the analysis changed from its settings (a capped stride)
 
     @property
@@ -223,9 +224,15 @@ class Detector:
 
     def calibrate(self, result: DetectionResult) -> DetectionResult:
         """Fill ``result.probability`` and ``result.verdict`` from the model's calibration (if it ships one)."""
+        from .calibration import CANNOT_JUDGE, too_little_to_judge
+
         if self.calibration is not None:
             result.probability = self.calibration.probability(result.score)
             result.verdict = self.calibration.verdict(result.probability)
+            # The probability stays for those who study it; the reader gets no verdict the analysis cannot support.
+            result.verdict_reason = too_little_to_judge(*result.image_size, self.model.patch_size)
+            if result.verdict_reason:
+                result.verdict = CANNOT_JUDGE
         return result
 
 

@@ -37,6 +37,23 @@ VERDICTS = ("likely authentic", "inconclusive", "likely manipulated")
 DEFAULT_THRESHOLDS = (0.25, 0.75)
 
 
+# The fourth outcome, beside the three bands: the analysis had too little to go on for any verdict (issue 21).
+CANNOT_JUDGE = "cannot judge"
+# Fewer independent (non-overlapping) model patches than this: no verdict. Measured on camera-disjoint composites
+# (docs/RESULTS.md, "Desk regime"): at 1024x768 (48 patches of 128 px) the score separates spliced from
+# authentic (detection AP 0.79-0.91), at 512x384 (12 patches) it does not; 16 sits between the two.
+MIN_INDEPENDENT_PATCHES = 16
+
+
+def too_little_to_judge(height: int, width: int, patch: int) -> str | None:
+    """Why an image is too small for a verdict ("too small: 6 independent 128-px patches ..."), or None."""
+    n = (int(height) // int(patch)) * (int(width) // int(patch))
+    if n >= MIN_INDEPENDENT_PATCHES:
+        return None
+    return (f"too small: {n} independent {patch}-px patches (a verdict needs at least {MIN_INDEPENDENT_PATCHES}; "
+            f"on images this small spliced and authentic scores overlap)")
+
+
 class CalibrationError(ExiflangError):
     """A calibration file is missing fields, has the wrong format or belongs to another model."""
 
@@ -252,5 +269,5 @@ def for_model(model: Any) -> Calibration | None:
     return cal
 
 
-__all__ = ["Band", "CALIBRATION_FILE", "Calibration", "CalibrationError", "DEFAULT_THRESHOLDS", "VERDICTS",
+__all__ = ["Band", "CANNOT_JUDGE", "MIN_INDEPENDENT_PATCHES", "too_little_to_judge", "CALIBRATION_FILE", "Calibration", "CalibrationError", "DEFAULT_THRESHOLDS", "VERDICTS",
            "brier", "default_bands", "fit", "for_model", "measure_bands", "reliability_table"]

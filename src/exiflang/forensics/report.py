@@ -196,6 +196,7 @@ def result_summary(result) -> dict:
         # the score's calibration shipped with the model (forensics.calibration); None without one
         "probability": None if getattr(result, "probability", None) is None else round(float(result.probability), 6),
         "verdict": getattr(result, "verdict", None),
+        "verdict_reason": getattr(result, "verdict_reason", None),
         "flagged_fraction": round(result.flagged_fraction, 6),
         "mask_fraction": round(float(result.mask_fraction), 6),
         "polarity_flipped": bool(result.flipped),

@@ -314,7 +314,7 @@ table.bands th, table.bands td, table.rel th, table.rel td { border: 1px solid v
 .v-likely-manipulated { background: #fbe3e1; color: var(--red); }
 .v-inconclusive { background: #fdf0d5; color: var(--amber); }
 .v-likely-authentic { background: #e2f2e6; color: var(--green); }
-.v-uncalibrated, .v-failed { background: var(--panel); color: var(--muted); }
+.v-uncalibrated, .v-failed, .v-cannot-judge { background: var(--panel); color: var(--muted); }
 .v-consistent { background: #e2f2e6; color: var(--green); } .v-uncertain { background: #fdf0d5; color: var(--amber); }
 .v-inconsistent { background: #fbe3e1; color: var(--red); }
 section.image { border-top: 2px solid var(--line); margin-top: 2em; }
@@ -427,7 +427,11 @@ def plain_language(entry: ImageEntry, calibration=None) -> str:
     flagged = entry.number("flagged_fraction")
     method = meta.get("method") or "exiflang"
     out = []
-    if p is not None and verdict == "likely manipulated":
+    if verdict == "cannot judge":
+        out.append(f"The analysis cannot judge this picture: {html.escape(str(meta.get('verdict_reason') or ''))}. "
+                   f"The heatmap is shown for what it is worth, but neither a pasted region nor its absence can be "
+                   f"read from it; look for other evidence (the original file, other copies, the metadata checks).")
+    elif p is not None and verdict == "likely manipulated":
         out.append(f"Parts of this picture do not look as if they came through the same camera and processing as "
                    f"the rest: its probability of manipulation is {p:.0%}. The heatmap shows where the model sees "
                    f"the difference (yellow, about {_percent(flagged)} of the picture); check whether that region "

@@ -1,0 +1,43 @@
+"""Issue 21, item 2: no verdict where the analysis cannot support one (a CASIA-sized image), said with its reason.
+
+The CASIA splice of the issue (384x256: 6 independent 128-px patches) was called "likely authentic, 4 %" although
+its own map outlined the pasted paper; it now gets "cannot judge" and the reason, in the API, the JSON and the CLI
+table, while a full-size camera photo still gets one of the three calibrated verdicts.
+"""
+from __future__ import annotations
+
+import json
+
+from exiflang.cli import main
+from exiflang.forensics import detect
+from exiflang.forensics.calibration import CANNOT_JUDGE, VERDICTS, too_little_to_judge
+
+SPLICE = "tampered/Sp_D_NNN_A_txt0020_txt0018_0130.jpg"
+
+
+def test_too_little_to_judge_counts_independent_patches():
+    assert too_little_to_judge(768, 1024, 128) is None  # 6 x 8 = 48 patches
+    assert "6 independent 128-px patches" in too_little_to_judge(256, 384, 128)
+    assert "12 independent" in too_little_to_judge(384, 512, 128)
+    assert too_little_to_judge(512, 512, 128) is None  # exactly 16
+
+
+def test_a_casia_splice_gets_cannot_judge_and_a_photo_a_verdict(casia_dir, photos_dir):
+    small = detect(casia_dir / SPLICE)
+    assert small.verdict == CANNOT_JUDGE and "6 independent" in small.verdict_reason
+    assert small.probability is not None  # kept for those who study the score
+    photo = next(p for p in sorted(photos_dir.rglob("*.jpg")) if "iPhone" in p.name)
+    full = detect(photo)
+    assert full.verdict in VERDICTS and full.verdict_reason is None
+
+
+def test_the_json_and_the_table_say_it(casia_dir, tmp_path, capsys):
+    code = main(["detect", str(casia_dir / SPLICE), "--out", str(tmp_path), "--no-exif-check"])
+    out = capsys.readouterr().out
+    assert code == 0
+    row = next(line for line in out.splitlines() if "Sp_D_NNN" in line)
+    assert "cannot judge" in row and "too small: 6 independent" in row
+    meta = json.loads((tmp_path / "Sp_D_NNN_A_txt0020_txt0018_0130.json").read_text())
+    assert meta["verdict"] == CANNOT_JUDGE and "6 independent" in meta["verdict_reason"]
+    page = (tmp_path / "index.html").read_text()
+    assert "cannot judge this picture" in page and "v-cannot-judge" in page
