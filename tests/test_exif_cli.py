@@ -33,3 +33,12 @@ def test_one_option_changes_one_setting_of_the_models_format(casia_dir, capsys):
 def test_exif_with_a_missing_model_is_one_line(casia_dir, capsys, tmp_path):
     assert main(["exif", "--model", str(tmp_path / "none"), str(casia_dir / SPLICE)]) == 2
     assert "no such model folder" in capsys.readouterr().err
+
+
+def test_camera_name_does_not_repeat_the_make():
+    from exiflang.exif import camera_name
+
+    assert camera_name("Canon", "Canon PowerShot S400") == "Canon PowerShot S400"
+    assert camera_name("NIKON CORPORATION", "NIKON D50") == "NIKON D50"
+    assert camera_name("Apple", "iPhone 13") == "Apple iPhone 13"
+    assert camera_name(None, "X100") == "X100" and camera_name("Sony", "") == "Sony" and camera_name("", None) == "?"

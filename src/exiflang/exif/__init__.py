@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from .errors import ExifReadError
 from .reader import ExifReader, ExifRecord, read_exif
-from .text import TextConfig, exif_to_text
+from .text import TextConfig, camera_name, exif_to_text
 
-__all__ = ["read_exif", "ExifReader", "ExifRecord", "ExifReadError", "exif_to_text", "TextConfig"]
+__all__ = ["read_exif", "ExifReader", "ExifRecord", "ExifReadError", "exif_to_text", "TextConfig", "camera_name"]

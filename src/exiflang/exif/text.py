@@ -252,4 +252,15 @@ def exif_to_text(
     return cfg.separator.join(parts)
 
 
-__all__ = ["TextConfig", "exif_to_text", "normalize_value", "clean_value", "official_value", "selected_tags"]
+__all__ = ["TextConfig", "exif_to_text", "normalize_value", "clean_value", "official_value", "selected_tags",
+           "camera_name"]
+
+
+def camera_name(make: str | None, model: str | None) -> str:
+    """A camera as a reader names it: "Canon PowerShot S400", not "Canon Canon PowerShot S400" (many models
+    repeat their make), "NIKON D50" from ("NIKON CORPORATION", "NIKON D50"); "?" for what is missing."""
+    make, model = (make or "").strip(), (model or "").strip()
+    if not model:
+        return make or "?"
+    first = make.split()[0].lower() if make else ""
+    return model if not make or model.lower().startswith(first) else f"{make} {model}"

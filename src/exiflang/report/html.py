@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import quote
 
 from ..errors import ExiflangError
+from ..exif import camera_name
 
 VIEW_MAX = 1600  # longest side of the original's copy shown on the page
 THUMB_MAX = 160  # longest side of the table thumbnails
@@ -232,8 +233,12 @@ def _run_checks(entries: Sequence[ImageEntry], full, text_config, device: str,
             continue
         e.check = {**result.to_dict(5), "seconds": round(time.perf_counter() - t1, 2)}
     seconds = time.perf_counter() - t0
+    checked = sum(1 for e in entries if e.check)
+    skipped = len(entries) - checked
+    plural = lambda n: f"{n} file{'s' * (n != 1)}"  # noqa: E731
     return {"check": "ran", "seconds": round(seconds, 2),
-            "note": f"EXIF check ran on {len(entries)} file(s) with EXIF in {seconds:.1f} s"}
+            "note": f"EXIF check ran on {plural(checked)} with EXIF in {seconds:.1f} s"
+                    + (f"; {plural(skipped)} could not be checked (each says why)" if skipped else "")}
 
 
 def add_exif(entries: Sequence[ImageEntry], *, check: bool = True, model: str = "default", device: str = "cpu",
@@ -543,11 +548,12 @@ def _exif_html(e: ImageEntry, status: dict[str, Any]) -> str:
     if e.check:
         c = e.check
         best = c.get("best_reference") or {}
+        own = camera_name(e.exif_tags.get("Make"), e.exif_tags.get("Model"))
         parts.append(f"<p>check-exif verdict: {_verdict_badge(c['verdict'])} — the own EXIF "
-                     f"({html.escape(e.exif_tags.get('Make', '?'))} {html.escape(e.exif_tags.get('Model', '?'))}) "
+                     f"({html.escape(own)}) "
                      f"beats {c['percentile']:.0%} of {c['n_references']} other cameras' texts; z = {c['z']:+.2f}"
-                     + (f"; best-matching other camera: {html.escape(str(best.get('make', '')))} "
-                        f"{html.escape(str(best.get('model', '')))}" if best else "") + ".</p>")
+                     + (f"; best-matching other camera: "
+                        f"{html.escape(camera_name(best.get('make'), best.get('model')))}" if best else "") + ".</p>")
         tags = c.get("least_agreeing_tags") or []
         if tags:
             items = "".join(f"<li><code>{html.escape(t['tag'])}: {html.escape(str(t['value']))}</code> "
