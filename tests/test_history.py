@@ -173,3 +173,15 @@ def test_old_recipes_keep_their_draws(photos_dir):
                    for t in tags)
     with pytest.raises(ValueError, match="aligned_windows"):
         HistoryConfig.from_dict({**HistoryConfig().to_dict(), "aligned_windows": 2.0})
+
+
+def test_a_step_with_the_new_settings_is_a_pure_function_of_seed_and_step(photos_dir):
+    paths = sorted(photos_dir.rglob("*.jpg"))[:4]
+    photos = []
+    for i, path in enumerate(paths):
+        arr = load_rgb(path)[0]
+        photos.append(TrainingPhoto(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
+    cfg = HistoryConfig(prob=1.0, original_grid_tags=True, aligned_windows=0.5)
+    first = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=9, history=cfg)[3]
+    again = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=9, history=cfg)[3]
+    assert torch.equal(first["pixels"], again["pixels"]) and torch.equal(first["segments"], again["segments"])
