@@ -94,11 +94,7 @@ def test_phase_tags_give_the_crop_offset_from_the_grid(photos_dir):
 
 
 def test_crop_texts_append_tags_to_the_exif_text(photos_dir):
-    paths = sorted(photos_dir.rglob("*.jpg"))[:6]
-    photos = []
-    for i, path in enumerate(paths):
-        arr = load_rgb(path)[0]
-        photos.append(TrainingPhoto(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
+    photos = _training_photos(photos_dir, 6)
     batches = PatchBatches(PhotoStore(photos, cache=True), 64, 3, 4, seed=5, history=HistoryConfig(prob=1.0))
     batch = batches[2]
     texts = [batches.crop_text(row) for row in batch["segments"].tolist()]
@@ -176,12 +172,17 @@ def test_old_recipes_keep_their_draws(photos_dir):
 
 
 def test_a_step_with_the_new_settings_is_a_pure_function_of_seed_and_step(photos_dir):
-    paths = sorted(photos_dir.rglob("*.jpg"))[:4]
-    photos = []
-    for i, path in enumerate(paths):
-        arr = load_rgb(path)[0]
-        photos.append(TrainingPhoto(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
+    photos = _training_photos(photos_dir, 4)
     cfg = HistoryConfig(prob=1.0, original_grid_tags=True, aligned_windows=0.5)
     first = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=9, history=cfg)[3]
     again = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=9, history=cfg)[3]
     assert torch.equal(first["pixels"], again["pixels"]) and torch.equal(first["segments"], again["segments"])
+
+
+def _training_photos(photos_dir, n: int) -> list:
+    """The first n shared photos as training photos with made-up cameras (M0, M1, ...)."""
+    photos = []
+    for i, path in enumerate(sorted(photos_dir.rglob("*.jpg"))[:n]):
+        arr = load_rgb(path)[0]
+        photos.append(TrainingPhoto(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
+    return photos
