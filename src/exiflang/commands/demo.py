@@ -45,12 +45,12 @@ def parse_size(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     """Make the composite, detect, write the report, print the score and p-AP against the known mask."""
     import numpy as np
-    from PIL import Image
     from sklearn.metrics import average_precision_score
 
     from exiflang.device import resolve_device
     from exiflang.forensics import Detector, write_report
     from exiflang.forensics.synthetic import make_composite
+    from exiflang.imageio import atomic_save_image
 
     width, height = args.size
     args.device = resolve_device(args.device)
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"generating a {width}x{height} composite (seed {args.seed}) ...")
     composite, truth = make_composite(height, width, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(composite).save(args.out / "demo_composite.png")
-    Image.fromarray((truth * 255).astype(np.uint8)).save(args.out / "demo_truth_mask.png")
+    atomic_save_image(args.out / "demo_composite.png", composite, "PNG")
+    atomic_save_image(args.out / "demo_truth_mask.png", (truth * 255).astype(np.uint8), "PNG")
     result = detector.detect(composite)
     paths = write_report(result, composite, args.out, "demo_composite")
     p_ap = float(average_precision_score(truth.ravel(), result.heatmap.ravel()))

@@ -151,8 +151,9 @@ def run(args) -> int:
     except (ModelError, TaskError, ProbeError, FeatureError, DistortionError, CasiaError) as exc:
         raise CommandError(str(exc)) from exc
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+        from exiflang.imageio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     return 0
 

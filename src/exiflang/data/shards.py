@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ExiflangError
+from ..imageio import atomic_write_text
 from .patches import PatchDataError, TrainingPhoto, photos_from_records
 
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -71,7 +72,7 @@ def write_shards(records: list[dict[str, Any]], out_dir: str | Path, max_count: 
         if tar is not None:
             tar.close()
     manifest = {"n_samples": sum(s["n"] for s in shards), "shards": shards, "layout": "webdataset: <key>.jpg, <key>.json"}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

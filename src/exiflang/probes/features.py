@@ -47,10 +47,12 @@ class PatchFeatures:
 
     def save(self, path: str | Path) -> None:
         """Write to an .npz file (for benchmark caches)."""
-        np.savez_compressed(
-            path, features=self.features, photo_index=self.photo_index, boxes=self.boxes,
+        from ..imageio import atomic_write_stream
+
+        atomic_write_stream(path, lambda fh: np.savez_compressed(
+            fh, features=self.features, photo_index=self.photo_index, boxes=self.boxes,
             sources=np.array(self.sources), skipped=np.array(self.skipped, dtype=str).reshape(-1, 2),
-        )
+        ))
 
     @classmethod
     def load(cls, path: str | Path) -> "PatchFeatures":
