@@ -41,3 +41,19 @@ def test_the_json_and_the_table_say_it(casia_dir, tmp_path, capsys):
     assert meta["verdict"] == CANNOT_JUDGE and "6 independent" in meta["verdict_reason"]
     page = (tmp_path / "index.html").read_text()
     assert "cannot judge this picture" in page and "v-cannot-judge" in page
+
+
+def test_a_probability_says_where_it_was_not_measured(photos_dir, tmp_path):
+    """The calibration was fitted on lossless 1024x768 composites at 30 per side; other images are told so."""
+    from PIL import Image
+
+    photo = next(p for p in sorted(photos_dir.rglob("*.jpg")) if "iPhone" in p.name)
+    as_jpeg = detect(photo)
+    assert as_jpeg.verdict_caveat == "it is a JPEG (the calibration saw only lossless images)"
+    lossless = tmp_path / "photo.png"
+    Image.open(photo).save(lossless)
+    assert detect(lossless).verdict_caveat is None  # like the fit set: no caveat
+    small = tmp_path / "small.png"
+    Image.open(photo).resize((512, 384)).save(small)
+    coarse = detect(small, per_side=15)
+    assert "longer side is 512 px" in coarse.verdict_caveat and "15 patches per side" in coarse.verdict_caveat

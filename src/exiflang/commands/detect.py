@@ -106,6 +106,8 @@ def format_table(rows: list[dict]) -> str:
         status = "ok (done before, skipped)" if r.get("kept") else "ok"
         if r.get("verdict_reason"):
             status += f"; cannot judge: {r['verdict_reason']}"
+        elif r.get("verdict_caveat"):
+            status += f"; probability not measured on images like this: {r['verdict_caveat']}"
         prob = "" if r.get("probability") is None else f"{r['probability']:.0%}"
         verdict = r.get("verdict") or "(no calibration)"
         lines.append(f"{name:<40} {r['size']:>11} {r['score']:>7.3f} {prob:>6} {verdict:<18} {r['flagged']:>7.1%} "
@@ -158,7 +160,8 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     result = analysis.result
     return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
             "seconds": seconds, "probability": getattr(result, "probability", None),
-            "verdict": getattr(result, "verdict", None), "verdict_reason": getattr(result, "verdict_reason", None)}
+            "verdict": getattr(result, "verdict", None), "verdict_reason": getattr(result, "verdict_reason", None),
+            "verdict_caveat": getattr(result, "verdict_caveat", None)}
 
 
 def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra) -> None:
@@ -197,7 +200,8 @@ def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
         return {"size": f"{int(size['width'])}x{int(size['height'])}", "score": float(meta["score"]),
                 "flagged": float(meta["flagged_fraction"]), "seconds": float(meta.get("seconds") or 0.0),
                 "probability": meta.get("probability"), "verdict": meta.get("verdict"),
-                "verdict_reason": meta.get("verdict_reason"), "kept": True}
+                "verdict_reason": meta.get("verdict_reason"), "verdict_caveat": meta.get("verdict_caveat"),
+                "kept": True}
     except (TypeError, KeyError, ValueError):
         return None  # a report without the numbers: analyse again
 

@@ -208,9 +208,11 @@ class EmbeddingMethod:
         return emb, grid, False
 
     def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
-        """Embed (or read cached embeddings) and run the consistency pipeline (``path`` is not used)."""
+        """Embed (or read cached embeddings) and run the consistency pipeline (``path``: was the file a JPEG)."""
+        from ..imageio import starts_as_jpeg
+
         emb, grid, cached = self._embeddings(image)
-        result = self.detector.analyse_embeddings(emb, grid)
+        result = self.detector.analyse_embeddings(emb, grid, lossy=starts_as_jpeg(path) if path else None)
         return Analysis(result.heatmap_map, float(result.score), result, cached)
 
 

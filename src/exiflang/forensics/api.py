@@ -47,6 +47,8 @@ class DetectionResult:
     probability: float | None = None
     verdict: str | None = None  # one of calibration.VERDICTS, or calibration.CANNOT_JUDGE
     verdict_reason: str | None = None  # why the verdict is "cannot judge", in plain words
+    # how this image differs from what the probability was calibrated on (None: it is like the fit set)
+    verdict_caveat: str | None = None
     notes: list[str] = field(default_factory=list)  # what the analysis changed from its settings (a capped stride)
 
     @property
@@ -194,17 +196,18 @@ class Detector:
         grid = grid or self.grid(image)
         return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid)
 
-    def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid) -> DetectionResult:
-        """The consistency pipeline on given embeddings (e.g. from a cache), with the calibrated probability."""
+    def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid, lossy: bool | None = None) -> DetectionResult:
+        """The consistency pipeline on given embeddings (e.g. from a cache), with the calibrated probability;
+        `lossy`: the file was a JPEG (None: unknown, e.g. an array)."""
         result = self.calibrate(consistency_from_embeddings(embeddings, grid, iters=self.iters,
-                                                            percentile=self.percentile, model_id=self.model_id))
+                                                            percentile=self.percentile, model_id=self.model_id), lossy)
         note = per_side_note(grid, self.per_side, is_grid_aligned(self.model))
         result.notes += [note] if note else []
         return result
 
     def detect(self, image_or_path: Any) -> DetectionResult:
         """Detect and localise a splice in an image (path, PIL image or HxWx3 array) with no metadata."""
-        from exiflang.imageio import as_rgb_array, load_rgb
+        from exiflang.imageio import as_rgb_array, load_rgb, starts_as_jpeg
 
         t0 = time.perf_counter()
         source, orientation = None, 1
@@ -216,15 +219,16 @@ class Detector:
         t1 = time.perf_counter()
         embeddings, grid = self.embed(image)
         t2 = time.perf_counter()
-        result = self.analyse_embeddings(embeddings, grid)
+        result = self.analyse_embeddings(embeddings, grid, lossy=starts_as_jpeg(source))
         result.seconds = time.perf_counter() - t0
         result.timings.update(load_s=t1 - t0, embed_s=t2 - t1)
         result.source, result.orientation = source, orientation
         return result
 
-    def calibrate(self, result: DetectionResult) -> DetectionResult:
-        """Fill ``result.probability`` and ``result.verdict`` from the model's calibration (if it ships one)."""
-        from .calibration import CANNOT_JUDGE, too_little_to_judge
+    def calibrate(self, result: DetectionResult, lossy: bool | None = None) -> DetectionResult:
+        """Fill ``result.probability`` and ``result.verdict`` from the model's calibration (if it ships one), and
+        say where the image is unlike the images the calibration was measured on (``verdict_caveat``)."""
+        from .calibration import CANNOT_JUDGE, too_little_to_judge, unmeasured_conditions
 
         if self.calibration is not None:
             result.probability = self.calibration.probability(result.score)
@@ -233,6 +237,7 @@ class Detector:
             result.verdict_reason = too_little_to_judge(*result.image_size, self.model.patch_size)
             if result.verdict_reason:
                 result.verdict = CANNOT_JUDGE
+            result.verdict_caveat = unmeasured_conditions(self.calibration, *result.image_size, self.per_side, lossy)
         return result
 
 

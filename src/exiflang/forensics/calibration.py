@@ -55,6 +55,25 @@ def too_little_to_judge(height: int, width: int, patch: int) -> str | None:
             f"on images this small spliced and authentic scores overlap)")
 
 
+# What the shipped calibrations were fitted and measured on (benchmarks/fit_calibration.py): lossless composites of
+# the held-out cameras' 1024x768 photos. A probability shown for another kind of image was not measured there.
+FITTED_LONG_SIDE = 1024
+
+
+def unmeasured_conditions(cal: "Calibration", height: int, width: int, per_side: int,
+                          lossy: bool | None) -> str | None:
+    """Why this image is unlike the calibration's fit set (JPEG, another size, another grid), in plain words, or None."""
+    reasons = []
+    if lossy:
+        reasons.append("it is a JPEG (the calibration saw only lossless images)")
+    long_side = max(int(height), int(width))
+    if not 0.8 * FITTED_LONG_SIDE <= long_side <= 1.25 * FITTED_LONG_SIDE:
+        reasons.append(f"its longer side is {long_side} px (the calibration saw {FITTED_LONG_SIDE} px)")
+    if cal.per_side and int(per_side) != int(cal.per_side):
+        reasons.append(f"it was analysed at {per_side} patches per side (the calibration at {cal.per_side})")
+    return "; ".join(reasons) or None
+
+
 class CalibrationError(ExiflangError):
     """A calibration file is missing fields, has the wrong format or belongs to another model."""
 
@@ -272,5 +291,5 @@ def for_model(model: Any) -> Calibration | None:
     return cal
 
 
-__all__ = ["Band", "CANNOT_JUDGE", "MIN_INDEPENDENT_PATCHES", "too_little_to_judge", "CALIBRATION_FILE", "Calibration", "CalibrationError", "DEFAULT_THRESHOLDS", "VERDICTS",
+__all__ = ["Band", "CANNOT_JUDGE", "FITTED_LONG_SIDE", "unmeasured_conditions", "MIN_INDEPENDENT_PATCHES", "too_little_to_judge", "CALIBRATION_FILE", "Calibration", "CalibrationError", "DEFAULT_THRESHOLDS", "VERDICTS",
            "brier", "default_bands", "fit", "for_model", "measure_bands", "reliability_table"]

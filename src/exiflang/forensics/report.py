@@ -197,6 +197,7 @@ def result_summary(result) -> dict:
         "probability": None if getattr(result, "probability", None) is None else round(float(result.probability), 6),
         "verdict": getattr(result, "verdict", None),
         "verdict_reason": getattr(result, "verdict_reason", None),
+        "verdict_caveat": getattr(result, "verdict_caveat", None),
         "flagged_fraction": round(result.flagged_fraction, 6),
         "mask_fraction": round(float(result.mask_fraction), 6),
         "polarity_flipped": bool(result.flipped),

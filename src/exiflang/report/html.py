@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from ..errors import ExiflangError
 from ..exif import camera_name
+from ..forensics.calibration import FITTED_LONG_SIDE
 
 VIEW_MAX = 1600  # longest side of the original's copy shown on the page
 THUMB_MAX = 160  # longest side of the table thumbnails
@@ -452,6 +453,12 @@ def plain_language(entry: ImageEntry, calibration=None) -> str:
         out.append(f"This detector ({html.escape(str(method))}) has no calibrated probability: compare its score "
                    f"only with other images scored by the same detector. The heatmap shows where it sees "
                    f"inconsistencies (yellow).")
+    if verdict != "cannot judge" and meta.get("verdict_caveat"):
+        out.append(f"<b>Read the probability with care:</b> it was measured on lossless composites of "
+                   f"{FITTED_LONG_SIDE}-px photos, and this picture differs: "
+                   f"{html.escape(str(meta['verdict_caveat']))}. On re-saved and resized composites the score still "
+                   f"ranks spliced above authentic more often than not (docs/RESULTS.md), but the percentage above "
+                   f"was not measured on pictures like this one.")
     out.append("This is evidence, not proof. A high score can also come from large flat, dark or saturated areas "
                "(sky, walls, text overlays), strong local retouching or a camera unlike any the model learned from. "
                "A low score does not prove that the photo is authentic: a splice between two photos of the same "
