@@ -41,7 +41,7 @@ DEFAULT_THRESHOLDS = (0.25, 0.75)
 CANNOT_JUDGE = "cannot judge"
 # Fewer independent (non-overlapping) model patches than this: no verdict. Measured with the shipped default
 # (docs/RESULTS.md, "Desk regime" and "CASIA"): camera-disjoint composites of 512x384 re-saved at q90 (12 patches
-# of 128 px) still separate (detection AUC of the score well above chance, AP 0.79), while CASIA v1's 384x256
+# of 128 px, measured at 15 patches per side) still separate (detection AUC 0.78, AP 0.79), while CASIA v1's 384x256
 # splices (6 patches) do not (detection AUC 0.52, AP 0.63 against a base rate of 0.60); 8 sits between the two.
 MIN_INDEPENDENT_PATCHES = 8
 
