@@ -61,6 +61,7 @@ MAX_PHOTOS_PER_BATCH = 4096  # distinct photos in one training step
 MAX_STEPS = 10_000_000  # training steps (and any step number: warm-up, --stop-at)
 MAX_ITERS = 100  # mean-shift iterations (each one goes over every pair of patches)
 MAX_REPEATS = 100  # repeated runs of a measurement (random splits, distortion bins)
+MAX_QUEUED = 100  # `serve` uploads waiting for the analyser (each keeps up to --max-upload-mb on disk)
 MAX_SEED = 2**32 - 1  # numpy's seed range (torch takes it too); a larger one is an OverflowError, not a seed
 MAX_TIMEOUT_S = 3600.0  # seconds allowed for one file
 MAX_UPLOAD_MB = 4096.0  # one `serve` upload, held in memory

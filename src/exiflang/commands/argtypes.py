@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..device import device_name_problem
-from ..ranges import (MAX_BATCH_SIZE, MAX_ITERS, MAX_PATCHES, MAX_PER_SIDE, MAX_PIXELS, MAX_REPEATS, MAX_SEED,
-                      MAX_TIMEOUT_S, MAX_UPLOAD_FILES, MAX_UPLOAD_MB, MAX_WORKERS, describe_range, range_problem)
+from ..ranges import (MAX_BATCH_SIZE, MAX_ITERS, MAX_PATCHES, MAX_PER_SIDE, MAX_PIXELS, MAX_QUEUED, MAX_REPEATS,
+                      MAX_SEED, MAX_TIMEOUT_S, MAX_UPLOAD_FILES, MAX_UPLOAD_MB, MAX_WORKERS, describe_range, range_problem)
 
 
 def ranged(convert: Callable[[str], Any], low: float | None = None, high: float | None = None, *,
@@ -60,6 +60,7 @@ seed_int = ranged(int, 0, MAX_SEED)                     # random seeds (numpy's 
 timeout_seconds = ranged(float, 0.0, MAX_TIMEOUT_S, open_low=True)  # seconds allowed for one file
 upload_mb = ranged(float, 0.0, MAX_UPLOAD_MB, open_low=True)          # one `serve` upload, in MB
 upload_files = ranged(int, 1, MAX_UPLOAD_FILES)                        # files in one `serve` upload
+queued_uploads = ranged(int, 1, MAX_QUEUED)                            # `serve` uploads waiting at once
 megapixels = ranged(float, 0.0, MAX_PIXELS / 1e6, open_low=True)      # the image loader's limit: no higher one holds
 
 

@@ -16,12 +16,11 @@ the server was reached at), or one naming a host other than this computer's loop
 beyond, with Retry-After), --max-files images and --max-upload-mb per upload (413 beyond), --max-megapixels
 per image (that image fails, the others are analysed). --port 0 picks a free port and prints it.
 """
-MAX_QUEUED_LIMIT = 100  # each waiting upload keeps up to --max-upload-mb on disk
 
 
 def register(subparsers) -> None:
     """Add the `serve` sub-command."""
-    from .argtypes import (add_device_argument, batch_size_int, megapixels, per_side_int, ranged, tcp_port,
+    from .argtypes import (add_device_argument, batch_size_int, megapixels, per_side_int, queued_uploads, tcp_port,
                            upload_files, upload_mb)
 
     from exiflang.report.web import (DEFAULT_HOST, DEFAULT_MAX_FILES, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_QUEUED,
@@ -46,9 +45,9 @@ def register(subparsers) -> None:
                    help=f"largest upload (all files together) in MB, {upload_mb.limits}; larger: 413 (default: %(default)g)")
     p.add_argument("--max-files", type=upload_files, default=DEFAULT_MAX_FILES,
                    help=f"most images per upload, {upload_files.limits}; more: 413 (default: %(default)s)")
-    p.add_argument("--max-queued", type=ranged(int, 1, MAX_QUEUED_LIMIT), default=DEFAULT_MAX_QUEUED,
-                   help=f"most uploads waiting for the analysis (one is analysed at a time); more: 429; "
-                        f"1 to {MAX_QUEUED_LIMIT} (default: %(default)s)")
+    p.add_argument("--max-queued", type=queued_uploads, default=DEFAULT_MAX_QUEUED,
+                   help=f"most uploads waiting for the analysis (one is analysed at a time), {queued_uploads.limits}; "
+                        f"more: 429 (default: %(default)s)")
     p.add_argument("--max-megapixels", type=megapixels, default=DEFAULT_MAX_MEGAPIXELS,
                    help=f"largest image in megapixels, {megapixels.limits} (default: %(default)g)")
     p.set_defaults(func=run)
