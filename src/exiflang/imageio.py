@@ -123,6 +123,16 @@ def starts_as_jpeg(path: "str | Path | None") -> bool:
         return False
 
 
+def jpeg_quantization(path: "str | Path | None") -> dict[int, list[int]] | None:
+    """A JPEG file's quantisation tables from its header (table id -> 64 steps, natural row-major order), or None
+    for a file that is not a JPEG. Nothing is decoded: the tables are read with the header."""
+    if not starts_as_jpeg(path):
+        return None
+    with opened_image(path, str(path), decode=False) as img:
+        tables = getattr(img, "quantization", None) or {}
+        return {int(k): [int(v) for v in table] for k, table in tables.items() if len(table) == 64} or None
+
+
 def is_image_file(path: Path) -> bool:
     """Whether a path names a file with one of the image suffixes."""
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
@@ -449,6 +459,6 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-__all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "atomic_save_image", "atomic_write_npy", "atomic_write_stream", "read_npy", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
+__all__ = ["CAMERA_RAW_SUFFIXES", "starts_as_jpeg", "jpeg_quantization", "atomic_save_image", "atomic_write_npy", "atomic_write_stream", "read_npy", "HEIF_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "ImageInfo", "ImageLoadError",
            "ImageTooLargeError", "ImageTooSmallError", "check_min_side", "regular_file_problem", "NotAnImageError", "UnsafeOutputError", "as_rgb_array", "atomic_write", "atomic_write_text", "decode_bytes",
            "file_sha256", "is_image_file", "load_rgb", "load_rgb_preview", "opened_image", "pixel_sha256", "upright"]

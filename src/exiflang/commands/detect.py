@@ -157,11 +157,11 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     if out is not None:
         _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra)
     h, w = analysis.shape
-    result = analysis.result
+    # The learned method's verdict lives on its DetectionResult; a fusion's in its extra details.
+    found = {k: getattr(analysis.result, k, None) for k in ("probability", "verdict", "verdict_reason", "verdict_caveat")}
+    found.update({k: v for k, v in (analysis.extra or {}).items() if k in found and v is not None})
     return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
-            "seconds": seconds, "probability": getattr(result, "probability", None),
-            "verdict": getattr(result, "verdict", None), "verdict_reason": getattr(result, "verdict_reason", None),
-            "verdict_caveat": getattr(result, "verdict_caveat", None)}
+            "seconds": seconds, **found}
 
 
 def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra) -> None:

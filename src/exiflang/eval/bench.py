@@ -339,9 +339,13 @@ class FusionMethod:
     method_id: str = ""
 
     def __post_init__(self) -> None:
-        from ..forensics.fusion import METHOD_ID, FusionRule
+        from ..forensics.fusion import METHOD_ID
+        from ..forensics.fusion_bands import BandFusion, ConditionalFusion
 
-        self.rule = self.rule or FusionRule.load()
+        # A given FusionRule is used for every file (tuning, tests); by default the shipped per-band rules.
+        self.bands = (ConditionalFusion({"any": BandFusion(self.rule)}) if self.rule is not None
+                      else ConditionalFusion.load())
+        self.rule = self.rule or self.bands.rule_for_band("lossless")
         self.grid, self.dq = GridMethod(), DQMethod()
         self.method_id = self.method_id or f"{METHOD_ID}+{self.learned.method_id}"
 
@@ -357,9 +361,7 @@ class FusionMethod:
 
     def settings(self) -> dict:
         """Settings that change results (the rule's numbers included)."""
-        from dataclasses import asdict
-
-        return {"model_id": self.method_id, "learned": self.learned.settings(), "rule": asdict(self.rule)}
+        return {"model_id": self.method_id, "learned": self.learned.settings(), "rule": self.bands.to_dict()}
 
     def components(self, image: np.ndarray, path: Path | None = None) -> dict[str, Analysis]:
         """The three component analyses of one image."""
@@ -368,11 +370,21 @@ class FusionMethod:
 
     def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
         """Run the three methods and fuse their maps and scores."""
-        from ..forensics.fusion import fuse
+        from ..forensics.condition import read_condition
+        from ..forensics.fusion_bands import fuse_file
+        from ..forensics.reliability import measure_reliability
 
         parts = self.components(image, path)
-        heat, score = fuse(self.rule, *((parts[k].heatmap, parts[k].score) for k in ("learned", "grid", "dq")))
+        detector = self.learned.detector
+        condition = read_condition(*image.shape[:2], path, detector.model.patch_size)
+        reliability = measure_reliability(image, detector.model.patch_size)
+        heat, score, decision = fuse_file(self.bands, *((parts[k].heatmap, parts[k].score) for k in ("learned", "grid", "dq")),
+                                          condition, detector.model_id, detector.per_side, detector.model.patch_size,
+                                          reliability)
         extra = {f"{k}_score": float(v.score) for k, v in parts.items()}
+        extra.update(condition=condition.to_dict(), probability=decision.probability, verdict=decision.verdict,
+                     verdict_reason=decision.reason, verdict_caveat=decision.caveat,
+                     reliability=reliability.to_dict())
         return Analysis(heat, score, cached=parts["learned"].cached, extra=extra)
 
 

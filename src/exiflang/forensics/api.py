@@ -50,6 +50,7 @@ class DetectionResult:
     # how this image differs from what the probability was calibrated on (None: it is like the fit set)
     verdict_caveat: str | None = None
     notes: list[str] = field(default_factory=list)  # what the analysis changed from its settings (a capped stride)
+    reliability: Any = None  # forensics.reliability.Reliability of the analysed pixels (None: not measured)
 
     @property
     def heatmap_map(self) -> CellMap:
@@ -196,11 +197,18 @@ class Detector:
         grid = grid or self.grid(image)
         return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid)
 
-    def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid, lossy: bool | None = None) -> DetectionResult:
+    def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid, lossy: bool | None = None,
+                           image: np.ndarray | None = None) -> DetectionResult:
         """The consistency pipeline on given embeddings (e.g. from a cache), with the calibrated probability;
-        `lossy`: the file was a JPEG (None: unknown, e.g. an array)."""
-        result = self.calibrate(consistency_from_embeddings(embeddings, grid, iters=self.iters,
-                                                            percentile=self.percentile, model_id=self.model_id), lossy)
+        `lossy`: the file was a JPEG (None: unknown, e.g. an array); `image`: its pixels, whose reliability
+        (flat, clipped regions) is measured and can withhold the verdict."""
+        from .reliability import measure_reliability
+
+        result = consistency_from_embeddings(embeddings, grid, iters=self.iters, percentile=self.percentile,
+                                             model_id=self.model_id)
+        if image is not None:
+            result.reliability = measure_reliability(image, self.model.patch_size)
+        result = self.calibrate(result, lossy)
         note = per_side_note(grid, self.per_side, is_grid_aligned(self.model))
         result.notes += [note] if note else []
         return result
@@ -219,7 +227,7 @@ class Detector:
         t1 = time.perf_counter()
         embeddings, grid = self.embed(image)
         t2 = time.perf_counter()
-        result = self.analyse_embeddings(embeddings, grid, lossy=starts_as_jpeg(source))
+        result = self.analyse_embeddings(embeddings, grid, lossy=starts_as_jpeg(source), image=image)
         result.seconds = time.perf_counter() - t0
         result.timings.update(load_s=t1 - t0, embed_s=t2 - t1)
         result.source, result.orientation = source, orientation
@@ -228,13 +236,15 @@ class Detector:
     def calibrate(self, result: DetectionResult, lossy: bool | None = None) -> DetectionResult:
         """Fill ``result.probability`` and ``result.verdict`` from the model's calibration (if it ships one), and
         say where the image is unlike the images the calibration was measured on (``verdict_caveat``)."""
-        from .calibration import CANNOT_JUDGE, too_little_to_judge, unmeasured_conditions
+        from .calibration import CANNOT_JUDGE, MIN_INDEPENDENT_PATCHES, too_little_to_judge, unmeasured_conditions
+        from .reliability import too_little_texture
 
         if self.calibration is not None:
             result.probability = self.calibration.probability(result.score)
             result.verdict = self.calibration.verdict(result.probability)
             # The probability stays for those who study it; the reader gets no verdict the analysis cannot support.
-            result.verdict_reason = too_little_to_judge(*result.image_size, self.model.patch_size)
+            result.verdict_reason = too_little_to_judge(*result.image_size, self.model.patch_size) or (
+                too_little_texture(result.reliability, MIN_INDEPENDENT_PATCHES) if result.reliability else None)
             if result.verdict_reason:
                 result.verdict = CANNOT_JUDGE
             result.verdict_caveat = unmeasured_conditions(self.calibration, *result.image_size, self.per_side, lossy)

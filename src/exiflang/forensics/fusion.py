@@ -13,8 +13,16 @@ and stored in `fusion_rule.json` beside this file):
   is what a paste into a re-saved image is).
 * **Image score**: each method's score is calibrated on the validation *authentic* images (robust z-score:
   (s - median) / (1.4826 MAD)); the fused score is the largest of the grid z-score and
-  ``learned_weight * z_learned + (1 - learned_weight) * z_dq``: an image is suspicious when either the grid
-  detector or the camera/compression evidence says so.
+  ``score_weight * z_learned + (1 - score_weight) * z_dq`` (``score_weight`` defaults to ``learned_weight``),
+  plus ``map_weight`` times the z-scored contrast of the fused map (`map_contrast`): an image is suspicious
+  when the grid detector or the camera/compression evidence says so, more so when its map singles out a region.
+
+**Per condition (format 2).** One rule does not fit every file: the grid detector is blind once a file is
+re-saved, double quantisation needs one, and the learned map weakens with compression and size. The shipped
+file holds one rule per condition band (`forensics.condition`: lossless, JPEG high / mid / low quality, small
+images), each tuned on the validation composites whose files fall in that band, with a calibration of the
+fused score fitted there (`ConditionalFusion`, written by `benchmarks/tune_desk_fusion.py`). A band whose
+validation composites show the score separating too little gives the reader "cannot judge", with the reason.
 """
 from __future__ import annotations
 
@@ -35,6 +43,8 @@ class FusionRule:
     grid_gate: float = 3.0
     grid_weight: float = 1.0
     learned_weight: float = 0.5
+    score_weight: float | None = None  # the learned share of the score (None: learned_weight)
+    map_weight: float = 0.0  # weight of the fused map's z-scored contrast in the score
     calibration: dict = field(default_factory=dict)  # method -> {"median": m, "scale": s} on val authentic
     learned_score: str = "gap"  # the learned model's image score (forensics.scores), chosen on the same composites
     provenance: str = "untuned defaults"
@@ -58,6 +68,15 @@ def calibrated(rule: FusionRule, method: str, score: float) -> float:
     return (float(score) - cal["median"]) / max(cal["scale"], 1e-9)
 
 
+def map_contrast(heat: np.ndarray) -> float:
+    """How much a map singles out a region: the mean of its hottest 5 % minus its median (0 for a flat map)."""
+    v = np.asarray(heat, dtype=np.float32).ravel()
+    if v.size == 0:
+        return 0.0
+    top = np.partition(v, int(0.95 * (v.size - 1)))[int(0.95 * (v.size - 1)):]
+    return float(top.mean() - np.median(v))
+
+
 def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.ndarray, float],
          dq: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
     """(heatmap, score) of the fusion from the (heatmap, score) of the learned, grid and dq methods."""
@@ -66,9 +85,13 @@ def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.nda
     heat = rest
     if s_g >= rule.grid_gate:
         heat = rule.grid_weight * np.asarray(h_g, np.float32) + (1 - rule.grid_weight) * rest
-    z_rest = rule.learned_weight * calibrated(rule, "learned", s_l) + (1 - rule.learned_weight) * calibrated(rule, "dq", s_d)
+    heat = np.clip(heat, 0.0, 1.0).astype(np.float32)
+    sw = rule.learned_weight if rule.score_weight is None else rule.score_weight
+    z_rest = sw * calibrated(rule, "learned", s_l) + (1 - sw) * calibrated(rule, "dq", s_d)
     score = max(calibrated(rule, "grid", s_g), z_rest)
-    return np.clip(heat, 0.0, 1.0).astype(np.float32), float(score)
+    if rule.map_weight:
+        score += rule.map_weight * calibrated(rule, "contrast", map_contrast(heat))
+    return heat, float(score)
 
 
-__all__ = ["FusionRule", "RULE_FILE", "METHOD_ID", "calibrated", "fuse"]
+__all__ = ["FusionRule", "RULE_FILE", "METHOD_ID", "calibrated", "fuse", "map_contrast"]

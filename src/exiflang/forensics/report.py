@@ -212,6 +212,8 @@ def result_summary(result) -> dict:
         "meanshift_radius": float(result.radius),
         "embedding_dim": int(result.embeddings.shape[1]),
         "notes": list(getattr(result, "notes", [])),  # e.g. a per_side finer than the image allows, capped
+        # where the evidence is weak (flat, clipped): forensics.reliability; None when it was not measured
+        "reliability": result.reliability.to_dict() if getattr(result, "reliability", None) is not None else None,
     }
 
 

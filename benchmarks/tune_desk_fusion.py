@@ -1,0 +1,314 @@
+"""Tune the fusion per condition band on VALIDATION desk composites, fit each band's calibration there, and
+measure everything on the TEST desk composites (never used for a choice), old rule beside new, in one run.
+
+    .venv/bin/python benchmarks/tune_desk_fusion.py --val runs/deskval --test runs/desk \
+        --cache-dir runs/emb_cache15 --per-side 15 [--write]
+
+`--val` and `--test` are roots made by `benchmarks/desk_regime.py` (or its `build_sets`): `composites/` with the
+desk twins and `small_pastes/` with its q90 twin; the test root is the desk table's (held-out cameras, seed 0),
+the validation root another seed (1) of the same held-out cameras. Every image is analysed once per root by
+the learned model (embeddings cached), the JPEG-grid and the double-quantisation detectors; the component maps
+(every 4th pixel) and scores are cached under ROOT/components_ps<per-side>/, so a rerun only re-tunes.
+
+For each band of `forensics.condition`, decided from each file itself (never from the twin's name):
+1. robust z-scores of each method's score on the band's validation authentic images;
+2. a grid search of the band's rule (grid gate and weight, learned share of the map and of the score, weight
+   of the map's contrast) for the best mean over the band's twins of p-mAP + detection AP;
+3. Platt scaling of the fused score on the band's validation images; the "likely manipulated" cut is the
+   larger of probability 0.75 and the probability of the band's 97.5th-percentile authentic score (so at most
+   2.5 % of validation authentic images get that verdict); the band's validation AUC decides whether it judges
+   at all (`forensics.fusion_bands.MIN_AUC`).
+Then on the test root, per condition (twin): p-mAP / det AP of the learned map, the format-1 rule and the new
+per-band rule, and the verdict counts of the learned default's calibration and of the new one. The
+held-out cameras' own photos as the cameras wrote them, and after a social-media chain, are scored too
+(`--photos`): authentic only, so only their false alarms are counted. With `--write` the per-band rule goes to
+src/exiflang/forensics/fusion_rule.json.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_fusion import _ap, robust_calibration  # noqa: E402
+
+STEP = 4
+SETS = [("lossless", "composites", "."), ("jpeg95", "composites", "jpeg95"), ("jpeg90", "composites", "jpeg90"),
+        ("jpeg75", "composites", "jpeg75"), ("social", "composites", "social"),
+        ("small_image", "composites", "small_image"), ("small_pastes", "small_pastes", "."),
+        ("small_pastes_jpeg90", "small_pastes", "jpeg90")]
+GRID = dict(gate=(1.0, 3.0, 1e9), grid_weight=(0.75, 1.0), learned=(0.0, 0.25, 0.5, 0.75, 1.0),
+            score=(0.0, 0.25, 0.5, 0.75, 1.0), map=(0.0, 0.5))
+
+
+def components(method, image_path: Path, mask_path, label: int, cache: Path) -> dict:
+    """One image's component maps (every STEP-th pixel), scores and file condition, cached as .npz."""
+    from exiflang.eval.datasets import Sample, load_mask
+    from exiflang.forensics.condition import read_condition
+    from exiflang.imageio import load_rgb
+
+    if cache.is_file():
+        with np.load(cache) as z:
+            return _row(z)
+    image, _ = load_rgb(image_path)
+    h, w = image.shape[:2]
+    cond = read_condition(h, w, image_path)
+    mask = load_mask(Sample(image_path, mask_path, label), (h, w)) if mask_path else np.zeros((h, w), bool)
+    parts = method.components(image, image_path)
+    arrays = {f"heat_{k}": np.asarray(v.heatmap, np.float32)[::STEP, ::STEP].astype(np.float16)
+              for k, v in parts.items()}
+    arrays.update({f"score_{k}": np.float64(v.score) for k, v in parts.items()})
+    arrays.update(mask=mask[::STEP, ::STEP], label=np.int64(label), height=np.int64(h), width=np.int64(w),
+                  quality=np.int64(cond.jpeg_quality or 0), lossy=np.int64(bool(cond.lossy)),
+                  standard=np.int64(bool(cond.standard_tables)))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(cache)
+    with np.load(cache) as z:
+        return _row(z)
+
+
+def _row(z) -> dict:
+    from exiflang.forensics.condition import read_condition  # noqa: F401 - same module as the band rule
+    from exiflang.forensics.condition import FileCondition
+
+    h, w = int(z["height"]), int(z["width"])
+    cond = FileCondition(h, w, (h // 128) * (w // 128), bool(z["lossy"]), int(z["quality"]) or None,
+                         bool(z["standard"]) if int(z["lossy"]) else None)
+    return {"label": int(z["label"]), "mask": z["mask"].astype(bool), "condition": cond, "band": cond.band,
+            "heat": {k: z[f"heat_{k}"].astype(np.float32) for k in ("learned", "grid", "dq")},
+            "score": {k: float(z[f"score_{k}"]) for k in ("learned", "grid", "dq")}}
+
+
+def collect(root: Path, method, per_side: int, every: int = 1) -> dict[str, list[dict]]:
+    """Rows per twin of a desk root, every `every`-th image of the loader's order (spliced, then authentic: a
+    subsample keeps the class mix), analysing what the cache lacks, with progress on stderr."""
+    from exiflang.eval.datasets import load_dataset
+
+    out = {}
+    for name, set_name, sub in SETS:
+        folder = root / set_name / sub
+        if not (folder / "manifest.csv").is_file():
+            continue
+        samples = load_dataset(f"generic:{folder}").samples[::every]
+        rows, t0 = [], time.time()
+        for i, s in enumerate(samples):
+            cache = root / f"components_ps{per_side}" / name / f"{Path(s.image).parent.name}__{Path(s.image).stem}.npz"
+            rows.append(components(method, Path(s.image), s.mask, int(s.label), cache))
+            if (i + 1) % 20 == 0:
+                print(f"{root.name} {name}: {i + 1}/{len(samples)} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+        out[name] = rows
+    return out
+
+
+def fused(rule, r: dict) -> tuple[np.ndarray, float]:
+    from exiflang.forensics.fusion import fuse
+
+    return fuse(rule, *((r["heat"][k], r["score"][k]) for k in ("learned", "grid", "dq")))
+
+
+def measure(rule_of, rows: list[dict], maps: bool = True) -> tuple[float, float, float]:
+    """(p-mAP, det AP, det AUC) of a rule (a function row -> rule) over rows (p-mAP NaN unless `maps`)."""
+    from exiflang.eval.metrics import detection_metrics
+
+    aps, scores = [], []
+    for r in rows:
+        heat, score = fused(rule_of(r), r)
+        scores.append(score)
+        if maps and r["label"] == 1 and r["mask"].any():
+            aps.append(_ap(heat, r["mask"]))
+    det = detection_metrics(np.asarray(scores), np.asarray([r["label"] for r in rows]))
+    return float(np.mean(aps)) if aps else float("nan"), float(det["det_ap"]), float(det["det_auc"])
+
+
+def tune_band(base, rows_by_twin: dict[str, list[dict]]):
+    """The best rule for one band's validation rows. The map and the score are separate choices (the gate and
+    the map weights change only the map; the score's weights only the score): first the map with the best mean
+    p-mAP over the band's twins, then, on that map, the score with the best mean detection AP."""
+    from exiflang.forensics.fusion import map_contrast
+
+    authentic = [r for rows in rows_by_twin.values() for r in rows if r["label"] == 0]
+    cal = {k: robust_calibration([r["score"][k] for r in authentic]) for k in ("learned", "grid", "dq")}
+    base = replace(base, calibration=cal, map_weight=0.0)
+    best, best_value = None, -1.0
+    for gate, gw, lw in itertools.product(GRID["gate"], GRID["grid_weight"], GRID["learned"]):
+        rule = replace(base, grid_gate=gate, grid_weight=gw, learned_weight=lw)
+        value = float(np.mean([measure(lambda r: rule, rows, maps=True)[0] for rows in rows_by_twin.values()]))
+        if value > best_value:
+            best, best_value = rule, value
+    contrast = robust_calibration([map_contrast(fused(best, r)[0]) for r in authentic])
+    best = replace(best, calibration={**cal, "contrast": contrast})
+    choice, best_value = best, -1.0
+    for sw, mw in itertools.product(GRID["score"], GRID["map"]):
+        rule = replace(best, score_weight=sw, map_weight=mw)
+        value = float(np.mean([measure(lambda r: rule, rows, maps=False)[1] for rows in rows_by_twin.values()]))
+        if value > best_value:
+            choice, best_value = rule, value
+    return choice
+
+
+def fit_band(rule, rows: list[dict], model_id: str, per_side: int):
+    """Platt calibration of the band's fused score, its cuts, and the validation AUC."""
+    from exiflang.eval.metrics import detection_metrics
+    from exiflang.forensics.calibration import fit
+
+    scores = np.asarray([fused(rule, r)[1] for r in rows])
+    labels = np.asarray([r["label"] for r in rows])
+    auc = float(detection_metrics(scores, labels)["det_auc"])
+    cal = fit(scores, labels, "platt", model_id=model_id, score="fusion", per_side=per_side)
+    high = max(0.75, cal.probability(float(np.quantile(scores[labels == 0], 0.975))) + 1e-6)
+    cal = fit(scores, labels, "platt", thresholds=(0.25, min(high, 0.999)), model_id=model_id, score="fusion",
+              per_side=per_side, provenance={"fit_set": "validation desk composites of this band"})
+    return cal, auc, int((labels == 0).sum()), int((labels == 1).sum())
+
+
+def held_out_photos(photos: Path, out: Path) -> dict[str, list[dict]]:
+    """Authentic rows for the held-out cameras' photos as the cameras wrote them, and after a social-media chain
+    (bicubic downscale by a factor in 0.5-0.8 from the file name's hash, then q85)."""
+    import hashlib
+
+    from PIL import Image
+
+    from exiflang.eval.splices import list_photos, select_cameras
+    from exiflang.imageio import load_rgb
+
+    chosen, _ = select_cameras(list_photos(photos), "heldout")
+    social = out / "social_photos"
+    social.mkdir(parents=True, exist_ok=True)
+    pairs = {"camera files": [], "camera files, social chain": []}
+    for p in chosen:
+        path = Path(p.path)
+        dst = social / (hashlib.sha256(str(path).encode()).hexdigest()[:16] + ".jpg")
+        if not dst.is_file():
+            image, _ = load_rgb(path)
+            f = 0.5 + 0.3 * int(hashlib.sha256(path.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            small = Image.fromarray(image).resize((round(image.shape[1] * f), round(image.shape[0] * f)), Image.BICUBIC)
+            small.save(dst, "JPEG", quality=85)
+        pairs["camera files"].append(path)
+        pairs["camera files, social chain"].append(dst)
+    return pairs
+
+
+def verdict_counts(decisions: list, labels: list[int]) -> str:
+    """'A% / S% / C%': authentic called likely manipulated, spliced called likely authentic, cannot judge."""
+    from exiflang.forensics.calibration import CANNOT_JUDGE
+
+    v, y = np.asarray([d or "none" for d in decisions]), np.asarray(labels)
+    fa = (v[y == 0] == "likely manipulated").mean() if (y == 0).any() else float("nan")
+    miss = (v[y == 1] == "likely authentic").mean() if (y == 1).any() else float("nan")
+    return f"{100 * fa:.0f} % / {'-' if np.isnan(miss) else f'{100 * miss:.0f} %'} / {100 * (v == CANNOT_JUDGE).mean():.0f} %"
+
+
+def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, model_id: str, per_side: int) -> str:
+    """p-mAP / det AP and verdict counts per test condition, old beside new."""
+    from exiflang.forensics.calibration import CANNOT_JUDGE, too_little_to_judge
+
+    lines = ["| condition | learned map | fusion, one rule (format 1) | fusion per band (new) | verdicts, learned "
+             "default (today) | verdicts, fusion per band (new) | bands |", "|---|---|---|---|---|---|---|"]
+    for twin, rows in test.items():
+        cells = []
+        for rule_of in (None, lambda r: old_rule, lambda r: fusion.rule_for(r["condition"])):
+            if rule_of is None:
+                cells.append(_learned_only(rows))
+            else:
+                cells.append(measure(rule_of, rows))
+        today = []
+        for r in rows:
+            c = r["condition"]
+            small = too_little_to_judge(c.height, c.width, 128)
+            today.append(CANNOT_JUDGE if small else learned_cal.verdict(learned_cal.probability(r["score"]["learned"])))
+        new = [fusion.decide(fused(fusion.rule_for(r["condition"]), r)[1], r["condition"], model_id, per_side, 128).verdict
+               for r in rows]
+        labels = [r["label"] for r in rows]
+        bands = ", ".join(sorted({r["band"] for r in rows}))
+        lines.append(f"| {twin} | " + " | ".join(f"{a:.3f} / {d:.3f}" for a, d, _ in cells)
+                     + f" | {verdict_counts(today, labels)} | {verdict_counts(new, labels)} | {bands} |")
+    return "\n".join(lines)
+
+
+def _learned_only(rows: list[dict]) -> tuple[float, float, float]:
+    from exiflang.eval.metrics import detection_metrics
+
+    aps = [_ap(r["heat"]["learned"], r["mask"]) for r in rows if r["label"] == 1 and r["mask"].any()]
+    det = detection_metrics(np.asarray([r["score"]["learned"] for r in rows]), np.asarray([r["label"] for r in rows]))
+    return float(np.mean(aps)) if aps else float("nan"), float(det["det_ap"]), float(det["det_auc"])
+
+
+def photo_rows(method, pairs: dict[str, list[Path]], cache_root: Path) -> dict[str, list[dict]]:
+    """Authentic rows (no mask) of the held-out cameras' photos and their social-chain copies."""
+    out = {}
+    for name, paths in pairs.items():
+        sub = name.replace(",", "").replace(" ", "_")
+        out[name] = [components(method, p, None, 0, cache_root / sub / (p.parent.name + "__" + p.stem + ".npz"))
+                     for p in paths]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from exiflang.eval.bench import FusionMethod, build_method
+    from exiflang.forensics.calibration import for_model
+    from exiflang.forensics.condition import BANDS
+    from exiflang.forensics.fusion import RULE_FILE, FusionRule
+    from exiflang.forensics.fusion_bands import BandFusion, ConditionalFusion
+    from exiflang.imageio import atomic_write_text
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--val", type=Path, default=Path("runs/deskval"))
+    p.add_argument("--test", type=Path, default=Path("runs/desk"))
+    p.add_argument("--photos", type=Path, default=Path("../shared/data/photos"))
+    p.add_argument("--model", default="default")
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/emb_cache15"))
+    p.add_argument("--per-side", type=int, default=15)
+    p.add_argument("--val-every", type=int, default=1, help="tune on every k-th validation image (time)")
+    p.add_argument("--write", action="store_true", help=f"write the per-band rule to {RULE_FILE}")
+    args = p.parse_args(argv)
+    old_rule = FusionRule.load(RULE_FILE) if '"grid_gate"' in RULE_FILE.read_text()[:4000] else FusionRule()
+    learned = build_method("exiflang", args.model, args.cache_dir, per_side=args.per_side)
+    method = FusionMethod(learned, rule=old_rule)
+    model_id = learned.method_id.split("+")[-1]
+    val = collect(args.val, method, args.per_side, args.val_every)
+    test = collect(args.test, method, args.per_side)
+    test.update(photo_rows(method, held_out_photos(args.photos, args.test), args.test / f"components_ps{args.per_side}"))
+
+    bands, lines = {}, ["| band | validation twins (images) | rule | validation AUC | 'likely manipulated' from p |",
+                        "|---|---|---|---|---|"]
+    for band in BANDS:
+        by_twin = {t: [r for r in rows if r["band"] == band] for t, rows in val.items()}
+        by_twin = {t: rows for t, rows in by_twin.items() if len({r["label"] for r in rows}) == 2}
+        if not by_twin:
+            lines.append(f"| {band} | none | - | - | - |")
+            continue
+        rule = tune_band(replace(old_rule, learned_score=old_rule.learned_score), by_twin)
+        pooled = [r for rows in by_twin.values() for r in rows]
+        cal, auc, n_a, n_m = fit_band(rule, pooled, model_id, args.per_side)
+        bands[band] = BandFusion(rule, cal, auc, n_a, n_m)
+        lines.append(f"| {band} | " + ", ".join(f"{t} ({len(r)})" for t, r in by_twin.items())
+                     + f" | gate {rule.grid_gate:g}, grid {rule.grid_weight}, map learned {rule.learned_weight}, score "
+                       f"learned {rule.score_weight}, contrast {rule.map_weight} | {auc:.3f} | {cal.bands[2].low:.3f} |")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    fusion = ConditionalFusion(bands, old_rule.learned_score, model_id, args.per_side, provenance=(
+        f"benchmarks/tune_desk_fusion.py on {args.val} (validation desk composites, held-out cameras), model "
+        f"{model_id}, {args.per_side} patches per side, {stamp}"))
+    learned_cal = for_model(learned.model)
+    print(f"## Per-band fusion rules, tuned on `{args.val}` ({stamp})\n\n" + "\n".join(lines))
+    print(f"\n## Test `{args.test}` (never used for a choice), {args.per_side} patches per side; p-mAP / det AP "
+          f"(maps compared every {STEP}th pixel); verdicts: authentic called likely manipulated / spliced called "
+          f"likely authentic / cannot judge\n")
+    print(test_tables(test, fusion, old_rule, learned_cal, model_id, args.per_side))
+    if args.write:
+        import json
+
+        atomic_write_text(RULE_FILE, json.dumps(fusion.to_dict(), indent=2) + "\n")
+        print(f"\nwrote {RULE_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

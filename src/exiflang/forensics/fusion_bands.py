@@ -1,0 +1,159 @@
+"""The shipped fusion, per condition band: which rule fuses the maps of a file, and what its score means.
+
+`fusion_rule.json` (format 2, written by `benchmarks/tune_desk_fusion.py`) holds, for each band of
+`forensics.condition` (lossless, JPEG high / mid / low quality, small images): the fusion rule tuned on the
+validation composites whose files fall in that band, a calibration of the fused score fitted on the same
+composites (`forensics.calibration.Calibration`, Platt), how well the score separated spliced from authentic
+there (AUC), and whether a verdict may be given at all. The verdict of an image is decided here, from the file's
+own condition, so the reader is never shown a probability fitted on another kind of file.
+
+A format-1 file (one rule, no calibration) is read as that rule for every band, with no verdict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..jsonfile import read_json
+from .calibration import CANNOT_JUDGE, MIN_INDEPENDENT_PATCHES, Calibration, CalibrationError, too_little_to_judge
+from .condition import BAND_WORDS, BANDS, FileCondition
+from .fusion import RULE_FILE, FusionRule
+from .reliability import too_little_texture
+
+FORMAT = "exiflang-fusion-2"
+# Below this validation AUC of the fused score in a band, the band gives "cannot judge": spliced and authentic
+# files of that kind score too much alike for any verdict to be a promise (chosen before fitting).
+MIN_AUC = 0.70
+
+
+class FusionRuleError(CalibrationError):
+    """The fusion rule file is missing fields or has wrong ones."""
+
+
+@dataclass
+class BandFusion:
+    """One band's rule, calibration and the validation measurement behind them."""
+
+    rule: FusionRule
+    calibration: Calibration | None = None
+    auc: float | None = None  # validation detection AUC of the fused score in this band
+    n_authentic: int = 0
+    n_manipulated: int = 0
+
+    @property
+    def judges(self) -> bool:
+        """Whether this band may give a verdict: calibrated, and its score separated on validation."""
+        return self.calibration is not None and self.auc is not None and self.auc >= MIN_AUC
+
+    def to_dict(self) -> dict:
+        return {"rule": {f.name: getattr(self.rule, f.name) for f in fields(self.rule)},
+                "calibration": self.calibration.to_dict() if self.calibration else None, "auc": self.auc,
+                "n_authentic": self.n_authentic, "n_manipulated": self.n_manipulated}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BandFusion":
+        known = {f.name for f in fields(FusionRule)}
+        rule = FusionRule(**{k: v for k, v in dict(data["rule"]).items() if k in known})
+        cal = Calibration.from_dict(data["calibration"]) if data.get("calibration") else None
+        auc = data.get("auc")
+        return cls(rule, cal, None if auc is None else float(auc), int(data.get("n_authentic", 0)),
+                   int(data.get("n_manipulated", 0)))
+
+
+@dataclass
+class Decision:
+    """What the reader is told about one image: probability, verdict, and why or with what caveat."""
+
+    probability: float | None = None
+    verdict: str | None = None
+    reason: str | None = None  # why "cannot judge"
+    caveat: str | None = None  # how this image differs from what the verdict was measured on
+
+
+@dataclass
+class ConditionalFusion:
+    """The per-band rules (see the module docstring)."""
+
+    bands: dict[str, BandFusion]
+    learned_score: str = "dissim"
+    model_id: str = ""
+    per_side: int | None = None
+    provenance: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def rule_for(self, condition: FileCondition) -> FusionRule:
+        """The rule of the file's band."""
+        return self.rule_for_band(condition.band)
+
+    def rule_for_band(self, band: str) -> FusionRule:
+        """The band's rule (the lossless one where the band has none, else the first)."""
+        found = self.bands.get(band) or self.bands.get("lossless") or next(iter(self.bands.values()))
+        return found.rule
+
+    def decide(self, score: float, condition: FileCondition, model_id: str, per_side: int, patch: int,
+               reliability=None) -> Decision:
+        """Probability and verdict of a fused score for a file in `condition`, or "cannot judge" and why
+        (`reliability`: a forensics.reliability.Reliability of its pixels, when measured)."""
+        band = self.bands.get(condition.band)
+        if band is None or band.calibration is None:
+            return Decision(caveat=f"no calibration was fitted for {BAND_WORDS[condition.band]}: no verdict")
+        if self.model_id and model_id and not model_id.endswith(self.model_id):
+            return Decision(caveat=f"the fusion was calibrated with model {self.model_id}, not {model_id}: no verdict")
+        p = band.calibration.probability(score)
+        caveat = (f"analysed at {per_side} patches per side, calibrated at {self.per_side}"
+                  if self.per_side and per_side != self.per_side else None)
+        small = too_little_to_judge(condition.height, condition.width, patch) or (
+            too_little_texture(reliability, MIN_INDEPENDENT_PATCHES) if reliability is not None else None)
+        if small:
+            return Decision(p, CANNOT_JUDGE, small, caveat)
+        if not band.judges:
+            return Decision(p, CANNOT_JUDGE, (
+                f"on {BAND_WORDS[condition.band]} spliced and authentic images score too much alike (validation "
+                f"AUC {band.auc:.2f} on {band.n_manipulated} + {band.n_authentic} composites; a verdict needs "
+                f"{MIN_AUC:.2f})"), caveat)
+        return Decision(p, band.calibration.verdict(p), None, caveat)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "learned_score": self.learned_score, "model_id": self.model_id,
+                "per_side": self.per_side, "provenance": self.provenance, "extra": self.extra,
+                "bands": {name: band.to_dict() for name, band in self.bands.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ConditionalFusion":
+        if data.get("format") != FORMAT:  # format 1: one rule for every file, no calibration
+            known = {f.name for f in fields(FusionRule)}
+            rule = FusionRule(**{k: v for k, v in data.items() if k in known})
+            return cls({band: BandFusion(rule) for band in BANDS}, rule.learned_score, provenance=rule.provenance)
+        try:
+            bands = {str(k): BandFusion.from_dict(v) for k, v in dict(data["bands"]).items() if k in BANDS}
+            per_side = data.get("per_side")
+            return cls(bands, str(data.get("learned_score", "dissim")), str(data.get("model_id", "")),
+                       None if per_side is None else int(per_side), str(data.get("provenance", "")),
+                       dict(data.get("extra") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FusionRuleError(f"fusion rule file lacks a field or has a wrong one ({str(exc)[:200]})") from None
+
+    @classmethod
+    def load(cls, path: str | Path = RULE_FILE) -> "ConditionalFusion":
+        """Read the rule file (the shipped one by default); built-in defaults when it does not exist."""
+        path = Path(path)
+        if not path.is_file():
+            return cls({band: BandFusion(FusionRule()) for band in BANDS}, "gap")
+        data = read_json(path, FusionRuleError)
+        if not isinstance(data, dict) or not (data.get("bands") or "grid_gate" in data):
+            raise FusionRuleError(f"{path}: not a fusion rule file")
+        return cls.from_dict(data)
+
+
+
+
+
+def fuse_file(fusion: ConditionalFusion, learned: tuple, grid: tuple, dq: tuple, condition: FileCondition,
+              model_id: str, per_side: int, patch: int = 128, reliability=None) -> tuple:
+    """(heatmap, score, Decision) of one file: its band's rule fuses the (heatmap, score) of the three methods,
+    its band's calibration reads the fused score."""
+    from .fusion import fuse
+
+    heat, score = fuse(fusion.rule_for(condition), learned, grid, dq)
+    return heat, score, fusion.decide(score, condition, model_id, per_side, patch, reliability)
+__all__ = ["BandFusion", "ConditionalFusion", "Decision", "FORMAT", "FusionRuleError", "MIN_AUC", "fuse_file"]
