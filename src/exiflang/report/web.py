@@ -176,6 +176,7 @@ class Analyser:
                 job.state, job.error = "failed", f"the analysis stopped: {type(exc).__name__}: {exc}"
 
     def _run(self, job: Job) -> None:
+        from exiflang.exif.provenance import provenance_checks
         from exiflang.forensics import Detector, write_report
         from exiflang.imageio import load_rgb
         from exiflang.report.html import build_report, save_page
@@ -192,11 +193,12 @@ class Analyser:
                 pixels, info = load_rgb(path, max_pixels=cfg.max_pixels)
                 result = detector.detect(pixels)
                 result.source, result.orientation = str(path), info.orientation
-                write_report(result, pixels, job.folder, stem)
+                checks = provenance_checks(path, pixels)  # the file's own metadata (issue 22)
+                write_report(result, pixels, job.folder, stem, {"provenance": checks})
                 h, w = result.image_size
                 record.update(ok=True, error=None, score=result.score, probability=result.probability,
                               verdict=result.verdict, flagged=result.flagged_fraction, size=f"{w}x{h}",
-                              seconds=round(result.seconds, 3), model_id=result.model_id)
+                              seconds=round(result.seconds, 3), model_id=result.model_id, provenance=checks)
             except ExiflangError as exc:  # one file's problem (unreadable, too small, unwritable): the job goes on
                 record["error"] = str(exc).replace(str(path), name)
             items.append((str(path), stem, record.get("error")))
