@@ -125,7 +125,7 @@ def format_provenance(rows: list[dict]) -> str:
         if flagged:
             lines.append(f"{r['name']}:")
             lines.extend(f"  {c['status']:<13} {c['id']:<11} {c['text']}" for c in flagged)
-    return "\n".join(["", "provenance and metadata checks (those not ok):", *lines]) if lines else ""
+    return "\n".join(["", "metadata checks: warnings, and checks that could not be made:", *lines]) if lines else ""
 
 
 def _build_method(args: argparse.Namespace):

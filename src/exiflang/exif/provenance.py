@@ -180,6 +180,7 @@ _THUMBNAIL_TEXT = {
     "crop": "the EXIF thumbnail shows a wider frame: the picture is a crop made after the thumbnail was written",
     "other": "the EXIF thumbnail shows another picture: the pixels were replaced or the EXIF comes from "
              "another file",
+    "flat": "the picture or its EXIF thumbnail is too flat (nearly one colour) to compare the two",
 }
 
 
@@ -203,7 +204,8 @@ def thumbnail_check(path: str | Path, pixels: np.ndarray) -> Check:
     elif found.outcome == "edited":
         e = found.evidence
         text += f" (region row {e['region_row'] + 1}, column {e['region_col'] + 1} of {e['grid']}x{e['grid']})"
-    return Check("thumbnail", OK if found.outcome == "match" else WARNING, text, evidence)
+    status = {"match": OK, "flat": NOT_AVAILABLE}.get(found.outcome, WARNING)
+    return Check("thumbnail", status, text, evidence)
 
 
 def credentials_check(path: str | Path, trust_anchors: str | None = None) -> Check:

@@ -8,7 +8,8 @@ the picture looked like before it was cropped, retouched or replaced. `compare_t
 * ``edited``: same frame, but one region of the picture differs from the thumbnail (changed after it was
   written, e.g. an object pasted in or removed);
 * ``crop``: the picture is a part of the thumbnail's frame (cropped after the thumbnail was written);
-* ``other``: the thumbnail shows something else.
+* ``other``: the thumbnail shows something else;
+* ``flat``: the picture (or thumbnail) is too flat to line up with the other.
 
 Both are compared in grey at the thumbnail's scale (about 160 px), after removing the black bars some cameras
 add to fit a 4:3 thumbnail, and with the picture's brightness and contrast fitted to the thumbnail's.
@@ -33,14 +34,16 @@ EDIT_DIFF = 0.08
 EDIT_RATIO = 4.0
 GRID = 8  # regions per side for the edit test
 MAX_CHANGED = 0.3  # a picture differing in more of its regions than this is another picture, not an edit
-ASPECT_TOLERANCE = 0.03  # |log(aspect ratio)| below which two frames have the same shape
+ASPECT_TOLERANCE = 0.03
+FLAT_PICTURE_STD = 0.03  # a picture or thumbnail flatter than this (grey std, 0..1) cannot be compared
+FLAT_STD = 0.01  # grey standard deviation (0..1) below which a window is flat: no correlation is measured there  # |log(aspect ratio)| below which two frames have the same shape
 
 
 @dataclass
 class ThumbnailComparison:
     """What the thumbnail says about the picture."""
 
-    outcome: str  # match / edited / crop / other
+    outcome: str  # match / edited / crop / other / flat
     correlation: float  # of the best placement found
     thumbnail_size: tuple[int, int]  # (width, height) as stored, before the black bars are removed
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -146,14 +149,18 @@ def _ncc_map(image: np.ndarray, template: np.ndarray) -> np.ndarray:
     from scipy.signal import correlate
 
     th, tw = template.shape
-    t = template - template.mean()
+    image = image.astype(np.float64)
+    t = template.astype(np.float64) - template.mean()
     num = correlate(image, t, mode="valid", method="fft")
     pad = np.pad(image, ((1, 0), (1, 0)))
     s1, s2 = pad.cumsum(0).cumsum(1), (pad * pad).cumsum(0).cumsum(1)
     box = lambda s: s[th:, tw:] - s[:-th, tw:] - s[th:, :-tw] + s[:-th, :-tw]  # noqa: E731 - window sums
     n = th * tw
-    var = np.maximum(box(s2) - box(s1) ** 2 / n, 0.0)
-    return num / np.maximum(np.sqrt(var * float((t * t).sum())), 1e-9)
+    var = box(s2) - box(s1) ** 2 / n  # the window's variance times n
+    t_energy = float((t * t).sum())
+    flat = (var < n * FLAT_STD ** 2) | (t_energy < n * FLAT_STD ** 2)  # a flat window or template matches nothing
+    ncc = num / np.sqrt(np.maximum(var, 1e-12) * max(t_energy, 1e-12))
+    return np.where(flat, 0.0, np.clip(ncc, -1.0, 1.0))
 
 
 def _best_crop(thumb: np.ndarray, pic_grey: np.ndarray) -> tuple[float, dict[str, Any]]:
@@ -184,6 +191,8 @@ def compare_thumbnail(thumbnail: np.ndarray, picture: np.ndarray) -> ThumbnailCo
     th, tw = thumb.shape
     ph, pw = pic_grey.shape
     evidence: dict[str, Any] = {"thumbnail_box": list(box)}
+    if float(_resize(pic_grey, tw, th).std()) < FLAT_PICTURE_STD or float(thumb.std()) < FLAT_PICTURE_STD:
+        return ThumbnailComparison("flat", 0.0, size, evidence)  # nothing to line up: a blank wall, a dark frame
     if abs(np.log((tw / th) / (pw / ph))) < ASPECT_TOLERANCE:
         r, found = _changed_regions(thumb, _resize(pic_grey, tw, th))
         if r >= SAME_FRAME_R and found:
