@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-# Thresholds, measured on real files (docs/results/provenance.md): a camera thumbnail of the same frame
-# correlates at r >= 0.95 with the reduced picture; the 388 shared photos (1024x768 centre crops whose EXIF
-# thumbnail shows the uncropped frame) find their crop window at r >= 0.8; unrelated scenes stay below 0.6.
+# Thresholds. SAME_FRAME_R: a thumbnail made from the picture itself correlates at about 0.99 (tests). CROP_R:
+# on the shared photos (1024x768 centre crops whose thumbnail shows the uncropped frame) most find their crop
+# window above it, but another photo's thumbnail is also taken for a crop in about a fifth of pairs (many
+# shared photos are the same colour chart): docs/results/provenance.md, benchmarks/thumbnail_check.py.
 SAME_FRAME_R = 0.9
 CROP_R = 0.8
 # A region whose mean absolute difference (after the brightness fit, 0..1 grey) is above this, and above
