@@ -75,8 +75,12 @@ def test_demo_reports_against_its_known_mask(tmp_path, fake_model, capsys):
     p_ap = float(out.split("p-AP")[1].split()[0])
     chance = float(out.split("chance = ")[1].split(")")[0])
     assert p_ap > 2 * chance  # the noise-statistics encoder finds the differently processed region
-    for name in ("demo_composite.png", "demo_truth_mask.png", "demo_composite.overlay.png", "demo_composite.json"):
+    for name in ("demo_composite.png", "demo_truth_mask.png", "demo_composite.overlay.png", "demo_composite.json",
+                 "index.html", "batch-summary.csv"):
         assert (tmp_path / name).is_file()
+    page = (tmp_path / "index.html").read_text()  # the demo's page (issue 22): its image and its metadata checks
+    assert "demo_composite.overlay.png" in page and "no EXIF metadata at all" in page
+    assert f"HTML report     {tmp_path / 'index.html'}" in out
 
 
 def test_builtin_default_model_runs(tmp_path):

@@ -61,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
     atomic_save_image(args.out / "demo_composite.png", composite, "PNG")
     atomic_save_image(args.out / "demo_truth_mask.png", (truth * 255).astype(np.uint8), "PNG")
     result = detector.detect(composite)
-    paths = write_report(result, composite, args.out, "demo_composite")
+    from exiflang.exif.provenance import provenance_checks
+    from exiflang.report.html import write_html_report
+
+    source = args.out / "demo_composite.png"
+    paths = write_report(result, composite, args.out, "demo_composite",
+                         {"provenance": provenance_checks(source, composite)})
+    page = write_html_report(args.out, [(str(source), "demo_composite", None)], model=args.model,
+                             device=args.device, exif_check=False, title="exiflang demo: a composite made here")
     p_ap = float(average_precision_score(truth.ravel(), result.heatmap.ravel()))
     iou = float((result.mask & truth).sum() / max((result.mask | truth).sum(), 1))
     print(f"model           {result.model_id}")
@@ -71,5 +78,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"seconds         {result.seconds:.2f}")
     print(f"look at         {paths['overlay.png']}  (heatmap over the photo; bright = likely spliced)")
     print(f"                {paths['mask.png']}, {paths['pca.png']}, {args.out / 'demo_truth_mask.png'}")
+    print(f"HTML report     {page}")
     print("your own photos: exiflang detect PHOTO.jpg --out report/")
     return 0

@@ -115,6 +115,19 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_provenance(rows: list[dict]) -> str:
+    """One line per provenance check that is not ok, under its image's name ('' when every check is ok)."""
+    from exiflang.exif.provenance import not_ok
+
+    lines = []
+    for r in rows:
+        flagged = not_ok(r.get("provenance"))
+        if flagged:
+            lines.append(f"{r['name']}:")
+            lines.extend(f"  {c['status']:<13} {c['id']:<11} {c['text']}" for c in flagged)
+    return "\n".join(["", "metadata checks: warnings, and checks that could not be made:", *lines]) if lines else ""
+
+
 def _build_method(args: argparse.Namespace):
     """The detector named by --method (the same registry as `exiflang bench`; the default is the learned one)."""
     from exiflang.eval.bench import build_method
@@ -146,9 +159,12 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     import time
 
     from exiflang.eval.bench import MethodError, call_analyse
+    from exiflang.exif.provenance import provenance_checks
     from exiflang.imageio import load_rgb
 
     pixels, info = load_rgb(path)
+    checks = provenance_checks(path, pixels)  # the file's own metadata first (issue 22): software, thumbnail, C2PA, ...
+    extra = {**(extra or {}), "provenance": checks}
     t0 = time.perf_counter()
     analysis = call_analyse(method, pixels, path)
     seconds = time.perf_counter() - t0
@@ -161,7 +177,7 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     found = {k: getattr(analysis.result, k, None) for k in ("probability", "verdict", "verdict_reason", "verdict_caveat")}
     found.update({k: v for k, v in (analysis.extra or {}).items() if k in found and v is not None})
     return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
-            "seconds": seconds, **found}
+            "seconds": seconds, **found, "provenance": checks}
 
 
 def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra) -> None:
@@ -201,7 +217,7 @@ def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
                 "flagged": float(meta["flagged_fraction"]), "seconds": float(meta.get("seconds") or 0.0),
                 "probability": meta.get("probability"), "verdict": meta.get("verdict"),
                 "verdict_reason": meta.get("verdict_reason"), "verdict_caveat": meta.get("verdict_caveat"),
-                "kept": True}
+                "provenance": meta.get("provenance"), "kept": True}
     except (TypeError, KeyError, ValueError):
         return None  # a report without the numbers: analyse again
 
@@ -266,6 +282,9 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"exiflang detect: skipped {message}", file=sys.stderr)
         rows.append(row)
     print(format_table(rows))
+    provenance = format_provenance(rows)
+    if provenance:
+        print(provenance)
     failed = sum(1 for r in rows if r["error"])
     page_failures = 0
     if args.out is not None:

@@ -92,7 +92,8 @@ def _spawner_thread() -> ThreadPoolExecutor:
 class ExifToolProcess:
     """A batch ExifTool process: `read(path)` returns ExifTool's JSON object for that file."""
 
-    def __init__(self, executable: str | None = None, makernotes: bool = False, timeout: float = 10.0):
+    def __init__(self, executable: str | None = None, makernotes: bool = False, timeout: float = 10.0,
+                 tag_args: list[str] | None = None):
         self.executable = executable or find_exiftool()
         if not self.executable:
             raise FileNotFoundError("exiftool not found (install libimage-exiftool-perl or set $EXIFTOOL)")
@@ -100,6 +101,8 @@ class ExifToolProcess:
         # -fast2 skips MakerNote parsing and trailer scans (about 30% less CPU, identical EXIF output on the
         # shared photos); with MakerNotes requested only -fast (no trailer scan) is safe.
         self.tag_args = _TAG_ARGS + (["-MakerNotes:all", "-fast"] if makernotes else ["-fast2"])
+        if tag_args is not None:  # another selection (exif.provenance reads XMP, IPTC and the thumbnail's IFD too)
+            self.tag_args = list(tag_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: deque[bytes] = deque(maxlen=200)
         self._lock = threading.Lock()

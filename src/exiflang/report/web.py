@@ -21,7 +21,6 @@ Routes:
 """
 # No `from __future__ import annotations` here: FastAPI reads the route handlers' annotations (Request) at run time.
 
-import html
 import ipaddress
 import json
 import queue
@@ -176,6 +175,7 @@ class Analyser:
                 job.state, job.error = "failed", f"the analysis stopped: {type(exc).__name__}: {exc}"
 
     def _run(self, job: Job) -> None:
+        from exiflang.exif.provenance import provenance_checks
         from exiflang.forensics import Detector, write_report
         from exiflang.imageio import load_rgb
         from exiflang.report.html import build_report, save_page
@@ -192,11 +192,12 @@ class Analyser:
                 pixels, info = load_rgb(path, max_pixels=cfg.max_pixels)
                 result = detector.detect(pixels)
                 result.source, result.orientation = str(path), info.orientation
-                write_report(result, pixels, job.folder, stem)
+                checks = provenance_checks(path, pixels)  # the file's own metadata (issue 22)
+                write_report(result, pixels, job.folder, stem, {"provenance": checks})
                 h, w = result.image_size
                 record.update(ok=True, error=None, score=result.score, probability=result.probability,
                               verdict=result.verdict, flagged=result.flagged_fraction, size=f"{w}x{h}",
-                              seconds=round(result.seconds, 3), model_id=result.model_id)
+                              seconds=round(result.seconds, 3), model_id=result.model_id, provenance=checks)
             except ExiflangError as exc:  # one file's problem (unreadable, too small, unwritable): the job goes on
                 record["error"] = str(exc).replace(str(path), name)
             items.append((str(path), stem, record.get("error")))
@@ -215,100 +216,11 @@ def _mb(n_bytes: float) -> str:
 
 
 def _page(cfg: ServeConfig) -> str:
-    from .html import CSS, JS
+    from .render import render_app
 
     limits = (f"Up to {cfg.max_files} images per upload, {_mb(cfg.max_upload_bytes)} in all, "
               f"{cfg.max_pixels / 1_000_000:g} megapixels each. JPEG, PNG, TIFF, WebP, HEIC/HEIF, …")
-    app_js = APP_JS.replace("MAX_BYTES", str(int(cfg.max_upload_bytes))).replace("MAX_FILES", str(int(cfg.max_files)))
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
-        f"<title>exiflang: splice check</title><style>{CSS}{APP_CSS}</style></head><body><main>"
-        "<h1>exiflang: is this photo spliced?</h1>"
-        "<p>Upload one or several photos. Each one is analysed <b>on this computer</b> by the exiflang model: "
-        "it looks for regions whose camera traces do not match the rest of the picture, and checks the file's "
-        "EXIF against its pixels. Nothing is sent anywhere else; uploads are deleted when the server stops.</p>"
-        '<form id="upload-form" action="/api/jobs" method="post" enctype="multipart/form-data">'
-        '<input type="file" id="files" name="files" multiple accept="image/*,.heic,.heif">'
-        '<button type="submit" id="analyse">Analyse</button></form>'
-        f'<p class="muted">{html.escape(limits)}</p>'
-        '<div id="progress-box"><progress id="progress" value="0" max="1"></progress>'
-        '<span id="status" class="status" role="status" aria-live="polite">No upload yet.</span></div>'
-        '<div id="report"></div></main>'
-        f"<script>{JS}</script><script>{app_js}</script></body></html>\n"
-    )
-
-
-APP_CSS = """
-#upload-form { display: flex; gap: 10px; align-items: center; margin: 1em 0 .3em; flex-wrap: wrap; }
-#upload-form button { font-size: 1em; padding: 6px 18px; }
-#progress-box { display: flex; gap: 12px; align-items: center; margin: .6em 0 1em; }
-#progress { width: 260px; height: 16px; }
-.status.error { color: var(--red); font-weight: 600; }
-"""
-
-APP_JS = """
-(function () {
-  var form = document.getElementById("upload-form"), input = document.getElementById("files");
-  var button = document.getElementById("analyse"), bar = document.getElementById("progress");
-  var statusEl = document.getElementById("status"), report = document.getElementById("report");
-  var LIMIT = MAX_BYTES, MAX_N = MAX_FILES;
-  function show(text, isError) {
-    statusEl.textContent = text;
-    statusEl.className = isError ? "status error" : "status";
-    document.body.setAttribute("data-state", isError ? "error" : "busy");
-  }
-  function mb(n) { return (n / 1e6).toFixed(1) + " MB"; }
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var files = input.files, total = 0, i;
-    if (!files || !files.length) { show("Choose one or more images first.", true); return; }
-    if (files.length > MAX_N) { show("At most " + MAX_N + " images per upload; you chose " + files.length + ".", true); return; }
-    for (i = 0; i < files.length; i++) { total += files[i].size; }
-    if (total > LIMIT) { show("The upload is " + mb(total) + ", over the limit of " + mb(LIMIT) + ".", true); return; }
-    var data = new FormData();
-    for (i = 0; i < files.length; i++) { data.append("files", files[i], files[i].name); }
-    var xhr = new XMLHttpRequest();
-    xhr.open("POST", "/api/jobs");
-    xhr.upload.onprogress = function (e) {
-      if (e.lengthComputable) { bar.max = e.total; bar.value = e.loaded; show("Uploading: " + Math.round(100 * e.loaded / e.total) + " %"); }
-    };
-    xhr.onload = function () {
-      var answer;
-      try { answer = JSON.parse(xhr.responseText); } catch (err) { answer = {detail: xhr.responseText}; }
-      if (xhr.status !== 202) { show(answer.detail || ("The upload failed (HTTP " + xhr.status + ")."), true); button.disabled = false; return; }
-      bar.max = answer.total; bar.value = 0;
-      poll(answer.job);
-    };
-    xhr.onerror = function () { show("The upload failed: is the server still running?", true); button.disabled = false; };
-    button.disabled = true;
-    report.innerHTML = "";
-    show("Uploading…");
-    xhr.send(data);
-  });
-  function poll(id) {
-    fetch("/api/jobs/" + id).then(function (r) { return r.json(); }).then(function (job) {
-      bar.max = Math.max(job.total, 1); bar.value = job.done;
-      if (job.state === "failed") { show(job.error || "The analysis failed.", true); button.disabled = false; return; }
-      if (job.state === "done") {
-        fetch("/api/jobs/" + id + "/report").then(function (r) { return r.text(); }).then(function (text) {
-          report.innerHTML = text;
-          var bad = job.results.filter(function (r) { return !r.ok; }).length;
-          statusEl.textContent = "Done: " + (job.total - bad) + " analysed" + (bad ? ", " + bad + " failed" : "") + ".";
-          statusEl.className = "status";
-          document.body.setAttribute("data-state", "done");
-          button.disabled = false;
-        });
-        return;
-      }
-      if (job.state === "queued") { show("Waiting for the analysis to start…"); }
-      else if (job.stage === "report") { show("Writing the report (EXIF check)…"); }
-      else { show("Analysing " + Math.min(job.done + 1, job.total) + " of " + job.total + (job.current ? ": " + job.current : "") + "…"); }
-      setTimeout(function () { poll(id); }, 400);
-    }).catch(function () { show("Lost contact with the server.", true); button.disabled = false; });
-  }
-})();
-"""
+    return render_app(limits, cfg.max_upload_bytes, cfg.max_files)
 
 
 def create_app(config: ServeConfig | None = None):
