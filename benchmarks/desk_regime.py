@@ -168,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-side", type=int, default=30, help="patches along the longer side (default %(default)s)")
     p.add_argument("--report-only", action="store_true",
                    help="compute nothing: print the tables of the runs that have finished so far")
+    p.add_argument("--build-only", action="store_true", help="build the composite sets (e.g. a validation root) and stop")
     args = p.parse_args(argv)
 
     photos = args.photos or ((shared_data_dir() or Path("../shared/data")) / "photos")
     if not args.report_only:
         build_sets(photos, args.root, args.n, args.seed)
+    if args.build_only:
+        return 0
     models = [("default", args.default_model)] if args.default_model else []
     old = old_default(args.old_default)
     if old:

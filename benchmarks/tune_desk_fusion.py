@@ -15,9 +15,9 @@ For each band of `forensics.condition`, decided from each file itself (never fro
 2. a grid search of the band's rule (grid gate and weight, learned share of the map and of the score, weight
    of the map's contrast) for the best mean over the band's twins of p-mAP + detection AP;
 3. Platt scaling of the fused score on the band's validation images; the "likely manipulated" cut is the
-   larger of probability 0.75 and the probability of the band's 97.5th-percentile authentic score (so at most
-   2.5 % of validation authentic images get that verdict); the band's validation AUC decides whether it judges
-   at all (`forensics.fusion_bands.MIN_AUC`).
+   larger of probability 0.75 and the probability of the band's highest validation authentic score
+   (`AUTHENTIC_QUANTILE`: no validation authentic image gets that verdict); the band's validation AUC decides
+   whether it judges at all (`forensics.fusion_bands.MIN_AUC`).
 Then on the test root, per condition (twin): p-mAP / det AP of the learned map, the format-1 rule and the new
 per-band rule, and the verdict counts of the learned default's calibration and of the new one. The
 held-out cameras' own photos as the cameras wrote them, and after a social-media chain, are scored too
@@ -27,6 +27,7 @@ src/exiflang/forensics/fusion_rule.json.
 from __future__ import annotations
 
 import argparse
+import os
 import itertools
 import sys
 import time
@@ -39,12 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_fusion import _ap, robust_calibration  # noqa: E402
 
 STEP = 4
+# The "likely manipulated" cut sits above this quantile of the band's validation authentic scores. 1.0 (no
+# validation authentic image gets the red verdict): the first run's 0.975 let 7-10 % of the test's resized
+# authentic images through (docs/RESULTS.md shows both), above issue 21's 5 % floor.
+AUTHENTIC_QUANTILE = 1.0
 SETS = [("lossless", "composites", "."), ("jpeg95", "composites", "jpeg95"), ("jpeg90", "composites", "jpeg90"),
         ("jpeg75", "composites", "jpeg75"), ("social", "composites", "social"),
         ("small_image", "composites", "small_image"), ("small_pastes", "small_pastes", "."),
         ("small_pastes_jpeg90", "small_pastes", "jpeg90")]
 GRID = dict(gate=(1.0, 3.0, 1e9), grid_weight=(0.75, 1.0), learned=(0.0, 0.25, 0.5, 0.75, 1.0),
-            score=(0.0, 0.25, 0.5, 0.75, 1.0), map=(0.0, 0.5))
+            score=(0.0, 0.25, 0.5, 0.75, 1.0), map=(0.0, 0.5), gated=(False, True))
 
 
 def components(method, image_path: Path, mask_path, label: int, cache: Path) -> dict:
@@ -68,7 +73,7 @@ def components(method, image_path: Path, mask_path, label: int, cache: Path) -> 
                   quality=np.int64(cond.jpeg_quality or 0), lossy=np.int64(bool(cond.lossy)),
                   standard=np.int64(bool(cond.standard_tables)))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")  # two collectors may meet on one image
     np.savez(tmp, **arrays)
     tmp.replace(cache)
     with np.load(cache) as z:
@@ -146,8 +151,8 @@ def tune_band(base, rows_by_twin: dict[str, list[dict]]):
     contrast = robust_calibration([map_contrast(fused(best, r)[0]) for r in authentic])
     best = replace(best, calibration={**cal, "contrast": contrast})
     choice, best_value = best, -1.0
-    for sw, mw in itertools.product(GRID["score"], GRID["map"]):
-        rule = replace(best, score_weight=sw, map_weight=mw)
+    for sw, mw, gated in itertools.product(GRID["score"], GRID["map"], GRID["gated"]):
+        rule = replace(best, score_weight=sw, map_weight=mw, gated_grid_score=gated)
         value = float(np.mean([measure(lambda r: rule, rows, maps=False)[1] for rows in rows_by_twin.values()]))
         if value > best_value:
             choice, best_value = rule, value
@@ -163,7 +168,7 @@ def fit_band(rule, rows: list[dict], model_id: str, per_side: int):
     labels = np.asarray([r["label"] for r in rows])
     auc = float(detection_metrics(scores, labels)["det_auc"])
     cal = fit(scores, labels, "platt", model_id=model_id, score="fusion", per_side=per_side)
-    high = max(0.75, cal.probability(float(np.quantile(scores[labels == 0], 0.975))) + 1e-6)
+    high = max(0.75, cal.probability(float(np.quantile(scores[labels == 0], AUTHENTIC_QUANTILE))) + 1e-6)
     cal = fit(scores, labels, "platt", thresholds=(0.25, min(high, 0.999)), model_id=model_id, score="fusion",
               per_side=per_side, provenance={"fit_set": "validation desk composites of this band"})
     return cal, auc, int((labels == 0).sum()), int((labels == 1).sum())
@@ -267,9 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path, default=Path("runs/emb_cache15"))
     p.add_argument("--per-side", type=int, default=15)
     p.add_argument("--val-every", type=int, default=1, help="tune on every k-th validation image (time)")
+    p.add_argument("--old-rule", type=Path, default=Path(__file__).parent / "configs" / "fusion_rule_v1.json",
+                   help="the format-1 rule shipped before (one rule for every file), measured beside the new one")
     p.add_argument("--write", action="store_true", help=f"write the per-band rule to {RULE_FILE}")
     args = p.parse_args(argv)
-    old_rule = FusionRule.load(RULE_FILE) if '"grid_gate"' in RULE_FILE.read_text()[:4000] else FusionRule()
+    old_rule = FusionRule.load(args.old_rule)
     learned = build_method("exiflang", args.model, args.cache_dir, per_side=args.per_side)
     method = FusionMethod(learned, rule=old_rule)
     model_id = learned.method_id.split("+")[-1]
@@ -291,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         bands[band] = BandFusion(rule, cal, auc, n_a, n_m)
         lines.append(f"| {band} | " + ", ".join(f"{t} ({len(r)})" for t, r in by_twin.items())
                      + f" | gate {rule.grid_gate:g}, grid {rule.grid_weight}, map learned {rule.learned_weight}, score "
-                       f"learned {rule.score_weight}, contrast {rule.map_weight} | {auc:.3f} | {cal.bands[2].low:.3f} |")
+                       f"learned {rule.score_weight}, contrast {rule.map_weight}, grid in score "
+                       f"{'gated' if rule.gated_grid_score else 'always'} | {auc:.3f} | {cal.bands[2].low:.3f} |")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     fusion = ConditionalFusion(bands, old_rule.learned_score, model_id, args.per_side, provenance=(
         f"benchmarks/tune_desk_fusion.py on {args.val} (validation desk composites, held-out cameras), model "

@@ -236,7 +236,8 @@ def test_converted_model_works_with_commands(converted_model, converted, casia_d
 
     out, _ = converted
     image = sorted((casia_dir / "tampered").glob("*.jpg"))[0]
-    assert cli_main(["detect", str(image), "--model", str(out), "--per-side", "3", "--out", str(tmp_path)]) == 0
+    assert cli_main(["detect", str(image), "--model", str(out), "--per-side", "3", "--out", str(tmp_path),
+                     "--method", "exiflang"]) == 0
     report = json.loads((tmp_path / f"{image.stem}.json").read_text())
     assert report["model_id"] == converted_model.model_id
     photo = sorted(photos_dir.rglob("*.jpg"))[0]

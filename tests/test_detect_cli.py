@@ -32,7 +32,7 @@ def test_detect_folder_with_a_bad_file(tmp_path, fake_model, capsys):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not an image")
     Image.new("RGB", (16, 16)).save(photos / "tiny.png")
     out = tmp_path / "out"
-    status = main(["detect", str(photos), "--out", str(out)])
+    status = main(["detect", str(photos), "--out", str(out), "--method", "exiflang"])  # the learned report: PCA, grid
     captured = capsys.readouterr()
     assert status == 1  # some inputs failed
     assert "broken.jpg" in captured.err and "tiny.png" in captured.err

@@ -26,7 +26,7 @@ from exiflang.commands.detect import unique_stems
 from exiflang.imageio import UnsafeOutputError, atomic_write, atomic_write_npy, atomic_write_text, file_sha256
 from photo_helpers import resized_copy, shared_photos
 
-FAST = ["--no-exif-check", "--per-side", "5"]
+FAST = ["--no-exif-check", "--per-side", "5", "--method", "exiflang"]  # the learned report (with its PCA view)
 REPORT_FILES = ("json", "heatmap.npy", "overlay.png", "mask.png", "pca.png")
 
 

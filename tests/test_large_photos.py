@@ -36,7 +36,8 @@ def big_photo(photos_dir, tmp_path_factory):
 
 def test_detect_out_on_24mp_photo_is_cheap(big_photo, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "exiflang", "detect", str(big_photo), "--out", str(out), "--no-exif-check"]
+    cmd = [sys.executable, "-m", "exiflang", "detect", str(big_photo), "--out", str(out), "--no-exif-check",
+           "--method", "exiflang"]  # the learned map (per cell); the fusion holds full-resolution maps
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     meta = json.loads((out / "big24.json").read_text())
@@ -68,7 +69,7 @@ def test_peak_memory_of_detect_on_24mp_photo(big_photo, tmp_path):
     """The child's own peak RSS (VmHWM): 2.5 GB before issue 14; decode + model + maps fit in 1 GB now."""
     bench = _benchmark_module()
     cmd = [sys.executable, "-c", bench.PEAK_WRAPPER, "detect", str(big_photo), "--out", str(tmp_path / "o"),
-           "--no-exif-check"]
+           "--no-exif-check", "--method", "exiflang"]
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
                           env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr

@@ -53,7 +53,7 @@ def report(tmp_path_factory, photos_dir):
     resized_copy(a, photos / "no_exif.png", 384)
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
     out = root / "out"
-    status = main(["detect", str(photos), "--out", str(out), "--per-side", "6"])  # built-in model; EXIF check on
+    status = main(["detect", str(photos), "--out", str(out), "--per-side", "6", "--method", "exiflang"])  # built-in model; EXIF check on
     assert status == 1  # the broken file failed; the rest ran
     return out
 

@@ -7,6 +7,11 @@ from pathlib import Path
 
 from exiflang.errors import ExiflangError
 
+# The patch densities the shipped verdicts were calibrated at: the learned map's calibration.json at 30 per side
+# (the paper's density); the fusion's per-band calibrations at 15 (forensics/fusion_rule.json says so itself).
+LEARNED_PER_SIDE = 30
+FUSION_PER_SIDE = 15
+
 
 def register(subparsers) -> None:
     """Add the `detect` sub-command."""
@@ -29,7 +34,10 @@ def register(subparsers) -> None:
     from .argtypes import add_device_argument, batch_size_int, out_dir, per_side_int, seed_int
     from .bench import METHOD_HELP, METHOD_NAMES
 
-    p.add_argument("--method", choices=METHOD_NAMES, default="exiflang", help=METHOD_HELP)
+    p.add_argument("--method", choices=METHOD_NAMES, default="fusion", help=METHOD_HELP + (
+        ". The default, fusion, reads the file's own condition (lossless or JPEG and its last quality, size) and "
+        "uses the rule and the verdict calibration measured for files like it; it was the best method on every "
+        "row of the desk-regime table (docs/RESULTS.md)"))
     p.add_argument("--model", default="default", help="model name ('default' = built-in weights) or a weights folder (default: %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help=f"initialisation seed of --method random, {seed_int.limits} (default: %(default)s)")
     p.add_argument("--out", type=out_dir, default=None, metavar="DIR",
@@ -41,7 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--exif-check", action=argparse.BooleanOptionalAction, default=True,
                    help="in the HTML report (--out), also run `check-exif` on files with EXIF: do the pixels match "
                         "the file's own camera description? (a few seconds per file; default: on)")
-    p.add_argument("--per-side", type=per_side_int, default=30, help=f"patches along the longer side, {per_side_int.limits}; sets the stride, which is never below 1 px (default: %(default)s, as in the paper)")
+    p.add_argument("--per-side", type=per_side_int, default=None, help=f"patches along the longer side, {per_side_int.limits}; sets the stride, which is never below 1 px (default: the density the method's verdict was calibrated at: {FUSION_PER_SIDE} for fusion, {LEARNED_PER_SIDE} for exiflang as in the paper)")
     p.add_argument("--batch-size", type=batch_size_int, default=64, help=f"patches per forward pass, {batch_size_int.limits} (default: %(default)s)")
     add_device_argument(p)
     p.set_defaults(func=run)
@@ -128,10 +136,20 @@ def format_provenance(rows: list[dict]) -> str:
     return "\n".join(["", "metadata checks: warnings, and checks that could not be made:", *lines]) if lines else ""
 
 
+def default_per_side(method: str) -> int:
+    """The patch density a method's verdict was calibrated at (the fusion's per-band calibrations record theirs)."""
+    if method == "fusion":
+        from exiflang.forensics.fusion_bands import ConditionalFusion
+
+        return ConditionalFusion.load().per_side or LEARNED_PER_SIDE
+    return LEARNED_PER_SIDE
+
+
 def _build_method(args: argparse.Namespace):
-    """The detector named by --method (the same registry as `exiflang bench`; the default is the learned one)."""
+    """The detector named by --method (the same registry as `exiflang bench`; the default is fusion)."""
     from exiflang.eval.bench import build_method
 
+    args.per_side = args.per_side or default_per_side(args.method)
     return build_method(args.method, args.model, None, args.device, args.per_side, args.batch_size,
                                 seed=args.seed)
 

@@ -13,7 +13,8 @@ and stored in `fusion_rule.json` beside this file):
   is what a paste into a re-saved image is).
 * **Image score**: each method's score is calibrated on the validation *authentic* images (robust z-score:
   (s - median) / (1.4826 MAD)); the fused score is the largest of the grid z-score and
-  ``score_weight * z_learned + (1 - score_weight) * z_dq`` (``score_weight`` defaults to ``learned_weight``),
+  ``score_weight * z_learned + (1 - score_weight) * z_dq`` (``score_weight`` defaults to ``learned_weight``;
+  with ``gated_grid_score`` the grid z-score counts only when the grid detector passes its gate),
   plus ``map_weight`` times the z-scored contrast of the fused map (`map_contrast`): an image is suspicious
   when the grid detector or the camera/compression evidence says so, more so when its map singles out a region.
 
@@ -45,6 +46,9 @@ class FusionRule:
     learned_weight: float = 0.5
     score_weight: float | None = None  # the learned share of the score (None: learned_weight)
     map_weight: float = 0.0  # weight of the fused map's z-scored contrast in the score
+    # The grid's z-score enters the score only where its map does (s_g >= grid_gate): on re-saved files the grid
+    # detector's small scores against a near-zero authentic spread are noise, not evidence (format 1: always).
+    gated_grid_score: bool = False
     calibration: dict = field(default_factory=dict)  # method -> {"median": m, "scale": s} on val authentic
     learned_score: str = "gap"  # the learned model's image score (forensics.scores), chosen on the same composites
     provenance: str = "untuned defaults"
@@ -88,7 +92,8 @@ def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.nda
     heat = np.clip(heat, 0.0, 1.0).astype(np.float32)
     sw = rule.learned_weight if rule.score_weight is None else rule.score_weight
     z_rest = sw * calibrated(rule, "learned", s_l) + (1 - sw) * calibrated(rule, "dq", s_d)
-    score = max(calibrated(rule, "grid", s_g), z_rest)
+    z_grid = calibrated(rule, "grid", s_g) if s_g >= rule.grid_gate or not rule.gated_grid_score else -np.inf
+    score = max(z_grid, z_rest)
     if rule.map_weight:
         score += rule.map_weight * calibrated(rule, "contrast", map_contrast(heat))
     return heat, float(score)

@@ -59,7 +59,13 @@ def plain_language(entry, calibration=None) -> list[str]:
         out.append(f"This detector ({meta.get('method') or 'exiflang'}) gives no probability: compare its score "
                    f"only with other images scored by the same detector. The heatmap shows where it sees "
                    f"inconsistencies (yellow).")
-    if verdict != "cannot judge" and meta.get("verdict_caveat"):
+    condition = meta.get("condition") if isinstance(meta.get("condition"), dict) else None
+    if condition:  # the fusion read the file before analysing it, and chose its rule and calibration by it
+        out.append(f"What the file says about itself: {condition.get('description', '')}. The analysis and the "
+                   f"probability used the rule and calibration measured on test-like composites of such files.")
+    if verdict != "cannot judge" and meta.get("verdict_caveat") and condition:
+        out.append(f"Read the probability with care: {meta['verdict_caveat']}.")
+    elif verdict != "cannot judge" and meta.get("verdict_caveat"):
         out.append(f"Read the probability with care: it was measured on uncompressed {FITTED_LONG_SIDE}-px photos, "
                    f"and this picture differs: {meta['verdict_caveat']}. On re-saved and resized composites the "
                    f"score still ranks spliced above authentic more often than not, but the percentage was not "
