@@ -5,6 +5,7 @@
     python benchmarks/probes.py check     --index INDEX [--model default] [--baseline-model PATH]
     python benchmarks/probes.py distortion-oracle --index INDEX   (hand-made features: are the bins learnable?)
     python benchmarks/probes.py distortion [--baseline-model PATH] [--write-probe]   (radial protocol, issue 24)
+    python benchmarks/probes.py distortion-strong   (calibrate's band on strong warps of photos the probe never saw)
     python benchmarks/probes.py probes    [exiflang probe options...]   (same as `exiflang probe`)
 
 zero-shot: for each photo, rank the collection's cameras (one representative text each) by mean
@@ -339,6 +340,37 @@ def _write_probe(model, rset, args, evaluation: dict) -> None:
     print(f"wrote the k1 probe of {model.model_id} to {folder} (C = {calibrator.meta['c']})")
 
 
+def cmd_distortion_strong(args) -> int:
+    """`calibrate` on strong warps (k1 = -0.07, +0.06) and on no warp, over photos the probe never saw."""
+    import csv
+
+    import torch
+
+    from exiflang.data.cameras import camera_key
+    from exiflang.imageio import as_rgb_array
+    from exiflang.models import load_model
+    from exiflang.models.factory import resolve_weights_dir
+    from exiflang.probes.calibrator import BANDS, calibrate_image, load_calibrator
+    from exiflang.probes.distortion import distort
+
+    torch.set_num_threads(1)
+    model = load_model(args.model, image_only=True)
+    cal = load_calibrator(resolve_weights_dir(args.model))
+    held = set(model.config.extra["train"]["cameras"]["heldout_cameras"])  # the probe's own photos: left out
+    with open(Path(args.photos) / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if camera_key(r["make"], r["model"]) not in held
+                and (r["width"], r["height"]) == ("1024", "768")]
+    rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[:args.n]]
+    print(f"{len(rows)} random 1024x768 shared photos of cameras the model trained on (never seen by the probe)")
+    for want, k1 in (("barrel", -0.07), ("pincushion", 0.06), ("none", 0.0)):
+        got = [calibrate_image(model, cal, distort(a, k1) if k1 else a)
+               for a in (as_rgb_array(Path(args.photos) / r["path"]) for r in rows)]
+        bands = [g["band"] for g in got]
+        print(f"  k1 = {k1:+.2f} (want {want}): " + ", ".join(f"{b} {bands.count(b)}" for b in BANDS)
+              + f"; median k1 estimate {np.median([g['k1'] for g in got]):+.4f}", flush=True)
+    return 0
+
+
 def cmd_probes(argv: list[str]) -> int:
     """Delegate to `exiflang probe` (same options)."""
     from exiflang.cli import main
@@ -395,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
                                                              "('random weights', 'image-only', 'oracle: spectrum', ...)")
     dis.add_argument("--json", help="write results here")
     dis.set_defaults(func=cmd_distortion)
+    strong = sub.add_parser("distortion-strong", help="calibrate's band on strong warps, photos the probe never saw")
+    strong.add_argument("--model", default="default")
+    strong.add_argument("--photos", default="../shared/data/photos", help="shared photos folder with MANIFEST.csv")
+    strong.add_argument("--n", type=int, default=30, help="photos (random, seed 0)")
+    strong.set_defaults(func=cmd_distortion_strong)
     args = parser.parse_args(argv)
     return args.func(args)
 
