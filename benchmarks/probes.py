@@ -334,7 +334,8 @@ def _write_probe(model, rset, args, evaluation: dict) -> None:
 
     emb, radii = radial_embeddings(rset, model, args.cache, progress=False)
     calibrator = shipped_calibrator(model, rset, set_features(emb, radii), evaluation["models"]["default"],
-                                    command="python benchmarks/probes.py distortion --write-probe")
+                                    command=f"python benchmarks/probes.py distortion --versions {args.versions} "
+                                            "--only default --write-probe")
     folder = resolve_weights_dir(args.model)
     calibrator.save(folder)
     print(f"wrote the k1 probe of {model.model_id} to {folder} (C = {calibrator.meta['c']})")
@@ -417,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     dis.add_argument("--model", default="default")
     dis.add_argument("--baseline-model", help="image-only contrastive model folder")
     dis.add_argument("--photos", help="shared photos folder with MANIFEST.csv (default ../shared/data/photos)")
-    dis.add_argument("--versions", type=int, default=10, help="distorted versions per photo (bin = version mod 5)")
+    dis.add_argument("--versions", type=int, default=20, help="distorted versions per photo (bin = version mod 5; "
+                                                             "default 20, the documented protocol)")
     dis.add_argument("--seeds", type=int, default=3, help="camera-disjoint splits")
     dis.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     dis.add_argument("--cache", default="runs/radial", help="tile-embedding cache folder")
