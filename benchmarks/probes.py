@@ -4,6 +4,8 @@
     python benchmarks/probes.py zero-shot --index INDEX [--model default] [--baseline-model PATH]
     python benchmarks/probes.py check     --index INDEX [--model default] [--baseline-model PATH]
     python benchmarks/probes.py distortion-oracle --index INDEX   (hand-made features: are the bins learnable?)
+    python benchmarks/probes.py distortion [--baseline-model PATH] [--write-probe]   (radial protocol, issue 24)
+    python benchmarks/probes.py distortion-strong   (calibrate's band on strong warps of photos the probe never saw)
     python benchmarks/probes.py probes    [exiflang probe options...]   (same as `exiflang probe`)
 
 zero-shot: for each photo, rank the collection's cameras (one representative text each) by mean
@@ -214,6 +216,31 @@ class SpectrumFeatures:
         return torch.log(out + 1e-8)
 
 
+class PhaseSpectrumFeatures(SpectrumFeatures):
+    """The spectrum oracle plus the 8x8 block-grid profile: 64 numbers per patch.
+
+    The profile is the mean absolute luminance step between neighbouring columns (rows) at each column (row)
+    phase mod 8, divided by its mean: an undistorted JPEG has its peak at phase 7 (the block boundary), and a
+    warp that shifts content by d pixels moves the peak by d (mod 8) and blurs it. It is the hand-made reading
+    of the block phase that the default model was trained to notice.
+    """
+
+    model_id = "phase-spectrum-oracle-64"
+
+    def encode_image(self, x):
+        import torch
+
+        g = x.mean(1)
+        cols = (g[:, :, 1:] - g[:, :, :-1]).abs().mean(1)  # [N, W-1]: step between column j and j+1
+        rows = (g[:, 1:, :] - g[:, :-1, :]).abs().mean(2)
+        prof = []
+        for steps in (cols, rows):
+            n = steps.shape[1] // 8 * 8
+            per_phase = steps[:, :n].reshape(len(steps), -1, 8).mean(1)
+            prof.append(torch.log(per_phase / (per_phase.mean(1, keepdim=True) + 1e-8) + 1e-3))
+        return torch.cat([super().encode_image(x), *prof], dim=1)
+
+
 def cmd_distortion_oracle(args) -> int:
     """The distortion probe on hand-made spectrum features instead of a model (how learnable are the bins?)."""
     from exiflang.probes.tasks import distortion_features, distortion_probe, distortion_set, photos_from_index
@@ -226,6 +253,122 @@ def cmd_distortion_oracle(args) -> int:
           f"{res['photo_accuracy']:.3f} ± {res['photo_accuracy_std']:.3f}, patch acc {res['patch_accuracy']:.3f}, "
           f"chance {res['majority_chance']:.3f}")
     _dump(args, res)
+    return 0
+
+
+def heldout_frames(model, photos_dir: str, size: tuple[int, int]) -> tuple[list[str], list[str]]:
+    """(paths, cameras) of the shared photos whose camera the model never trained on, stored at `size` (w, h).
+
+    The cameras come from the model's config.json (`train.cameras.heldout_cameras`); the Make/Model of each
+    photo from the collection's MANIFEST.csv (EXIF IFD0, documented in ../shared/data/README.md)."""
+    import csv
+
+    from exiflang.data.cameras import camera_key
+
+    held = set(((model.config.extra or {}).get("train") or {}).get("cameras", {}).get("heldout_cameras") or [])
+    if not held:
+        raise SystemExit(f"{model.model_id}: its config lists no held-out cameras; no camera-disjoint set")
+    with open(Path(photos_dir) / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if camera_key(r["make"], r["model"]) in held
+                and (int(r["width"]), int(r["height"])) == size]
+    return [str(Path(photos_dir) / r["path"]) for r in rows], [camera_key(r["make"], r["model"]) for r in rows]
+
+
+def _radial_models(args) -> dict:
+    """The representations compared at the k1 probe: default, random weights, image-only, the two oracles."""
+    import torch
+
+    from exiflang.probes.tasks import load_comparison_models
+
+    torch.set_num_threads(args.threads)
+    loaded = load_comparison_models(args.model, args.baseline_model, True, 0, "cpu")
+    models = {"default": loaded["model"], "random weights": loaded["random"]}
+    if "image-only" in loaded:
+        models["image-only"] = loaded["image-only"]
+    models["oracle: spectrum"] = SpectrumFeatures()
+    models["oracle: spectrum + block phase"] = PhaseSpectrumFeatures()
+    return models
+
+
+def cmd_distortion(args) -> int:
+    """The radial protocol (tiles at known radii, rings, camera-disjoint) for every representation."""
+    from exiflang.paths import shared_data_dir
+    from exiflang.probes.k1probe import evaluate
+    from exiflang.probes.radial import radial_embeddings, radial_set, set_features
+
+    models = _radial_models(args)
+    if args.only:
+        models = {name: m for name, m in models.items() if name == "default" or name in args.only}
+    photos_dir = args.photos or str((shared_data_dir() or Path("../shared/data")) / "photos")
+    paths, groups = heldout_frames(models["default"], photos_dir, (1024, 768))
+    rset = radial_set(paths, groups, args.versions)
+    band_edges = (float(rset.bin_edges[0]), float(rset.bin_edges[-1]))
+    print(f"radial protocol: {len(paths)} photos of {len(set(groups))} cameras the model never trained on, "
+          f"{args.versions} distorted versions each ({rset.source}); bins {np.round(rset.bin_edges, 4).tolist()}; "
+          f"{args.seeds} camera-disjoint splits")
+    out = {"n_photos": len(paths), "n_cameras": len(set(groups)), "versions": args.versions,
+           "bin_edges": rset.bin_edges.tolist(), "band_edges": band_edges, "models": {}}
+    for name, model in models.items():
+        t0 = time.time()
+        emb, radii = radial_embeddings(rset, model, args.cache, progress=False)
+        res = evaluate(set_features(emb, radii), rset.bins, rset.coeffs[..., 0], groups, 5, band_edges,
+                       tuple(range(args.seeds)))
+        res["model_id"] = getattr(model, "model_id", name)
+        out["models"][name] = res
+        print(f"  {name:<31} bins {res['bin_accuracy']:.3f} ± {res['bin_accuracy_std']:.3f}   k1 RMSE "
+              f"{res['k1_rmse']:.4f} ± {res['k1_rmse_std']:.4f} (mean predictor {res['k1_rmse_mean_predictor']:.4f})"
+              f"   MAE {res['k1_mae']:.4f}   band {res['band_accuracy']:.3f} / by mass {res['band_accuracy_by_mass']:.3f} "
+              f"(chance {res['band_chance']:.3f})"
+              f"   |err| <= k1_std {res['coverage']:.2f}   [{time.time() - t0:.0f} s]", flush=True)
+    if args.write_probe:
+        _write_probe(models["default"], rset, args, out)
+    _dump(args, out)
+    return 0
+
+
+def _write_probe(model, rset, args, evaluation: dict) -> None:
+    """Fit the shipped probe on every photo of the set and write it beside the model."""
+    from exiflang.models.factory import resolve_weights_dir
+    from exiflang.probes.k1probe import shipped_calibrator
+    from exiflang.probes.radial import radial_embeddings, set_features
+
+    emb, radii = radial_embeddings(rset, model, args.cache, progress=False)
+    calibrator = shipped_calibrator(model, rset, set_features(emb, radii), evaluation["models"]["default"],
+                                    command=f"python benchmarks/probes.py distortion --versions {args.versions} "
+                                            "--only default --write-probe")
+    folder = resolve_weights_dir(args.model)
+    calibrator.save(folder)
+    print(f"wrote the k1 probe of {model.model_id} to {folder} (C = {calibrator.meta['c']})")
+
+
+def cmd_distortion_strong(args) -> int:
+    """`calibrate` on strong warps (k1 = -0.07, +0.06) and on no warp, over photos the probe never saw."""
+    import csv
+
+    import torch
+
+    from exiflang.data.cameras import camera_key
+    from exiflang.imageio import as_rgb_array
+    from exiflang.models import load_model
+    from exiflang.models.factory import resolve_weights_dir
+    from exiflang.probes.calibrator import BANDS, calibrate_image, load_calibrator
+    from exiflang.probes.distortion import distort
+
+    torch.set_num_threads(1)
+    model = load_model(args.model, image_only=True)
+    cal = load_calibrator(resolve_weights_dir(args.model))
+    held = set(model.config.extra["train"]["cameras"]["heldout_cameras"])  # the probe's own photos: left out
+    with open(Path(args.photos) / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if camera_key(r["make"], r["model"]) not in held
+                and (r["width"], r["height"]) == ("1024", "768")]
+    rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[:args.n]]
+    print(f"{len(rows)} random 1024x768 shared photos of cameras the model trained on (never seen by the probe)")
+    for want, k1 in (("barrel", -0.07), ("pincushion", 0.06), ("none", 0.0)):
+        got = [calibrate_image(model, cal, distort(a, k1) if k1 else a)
+               for a in (as_rgb_array(Path(args.photos) / r["path"]) for r in rows)]
+        bands = [g["band"] for g in got]
+        print(f"  k1 = {k1:+.2f} (want {want}): " + ", ".join(f"{b} {bands.count(b)}" for b in BANDS)
+              + f"; median k1 estimate {np.median([g['k1'] for g in got]):+.4f}", flush=True)
     return 0
 
 
@@ -271,6 +414,26 @@ def main(argv: list[str] | None = None) -> int:
     orc.add_argument("--seeds", type=int, default=3)
     orc.add_argument("--json", help="write results here")
     orc.set_defaults(func=cmd_distortion_oracle)
+    dis = sub.add_parser("distortion", help="radial protocol: k1 bins and k1 regression, camera-disjoint")
+    dis.add_argument("--model", default="default")
+    dis.add_argument("--baseline-model", help="image-only contrastive model folder")
+    dis.add_argument("--photos", help="shared photos folder with MANIFEST.csv (default ../shared/data/photos)")
+    dis.add_argument("--versions", type=int, default=20, help="distorted versions per photo (bin = version mod 5; "
+                                                             "default 20, the documented protocol)")
+    dis.add_argument("--seeds", type=int, default=3, help="camera-disjoint splits")
+    dis.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    dis.add_argument("--cache", default="runs/radial", help="tile-embedding cache folder")
+    dis.add_argument("--write-probe", action="store_true", help="fit the shipped probe on all photos and write it "
+                                                                "beside the model (src/exiflang/weights/default)")
+    dis.add_argument("--only", nargs="+", metavar="NAME", help="evaluate only the default and these representations "
+                                                             "('random weights', 'image-only', 'oracle: spectrum', ...)")
+    dis.add_argument("--json", help="write results here")
+    dis.set_defaults(func=cmd_distortion)
+    strong = sub.add_parser("distortion-strong", help="calibrate's band on strong warps, photos the probe never saw")
+    strong.add_argument("--model", default="default")
+    strong.add_argument("--photos", default="../shared/data/photos", help="shared photos folder with MANIFEST.csv")
+    strong.add_argument("--n", type=int, default=30, help="photos (random, seed 0)")
+    strong.set_defaults(func=cmd_distortion_strong)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "predict_exif",    # image -> EXIF ranking
     "check_exif",      # do the pixels match this file's EXIF?
     "probe",           # linear probes
+    "calibrate",       # radial distortion k1 from pixels
     "convert_official",  # official checkpoint -> exiflang format
 ]
 

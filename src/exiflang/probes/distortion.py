@@ -10,9 +10,12 @@ Realistic (k1, k2) pairs come from the lensfun calibration database shipped insi
 and least-squares fitted by k1 r^2 + k2 r^4 over 0 < r <= 1.5. Without `lensfunpy`, a fallback table of
 the same pool's quantiles (measured with lensfunpy 1.18, 5694 calibrations) is used.
 
-The warp keeps the image size and maps corners to corners (lensfun-style auto-scale), so no pixel
-samples outside the source and every bin, including the near-zero one, is resampled the same way
-(bilinear), i.e. "was it resampled at all" is no cue.
+The warp keeps the image size and zooms so that every output pixel samples inside the source (lensfun-style
+auto-scale: barrel maps corners to corners, pincushion maps the midpoints of the long sides to themselves and
+crops the corners); so no border is ever replicated, and every bin, including the near-zero one, is resampled
+the same way (bilinear), i.e. "was it resampled at all" is no cue. (Before issue 24 the corners were pinned for
+pincushion too, which made the sides' midpoints sample up to a few pixels outside the frame: a replicated
+border, a cue of the sign that no lens leaves.)
 """
 from __future__ import annotations
 
@@ -59,10 +62,13 @@ def source_coordinates(height: int, width: int, k1: float, k2: float = 0.0) -> t
     # Invert r_d(r_u) on a dense 1-D table (monotone, so interpolation is exact enough: < 1e-4 px).
     r_u_table = np.linspace(0.0, r_corner * 1.001, 4096)
     r_d_table = r_u_table * radial_factor(r_u_table, k1, k2)
-    zoom = float(radial_factor(np.array(r_corner), k1, k2))  # r_d(corner) / corner: corners map to corners
+    # An output pixel at radius rho shows the source at r_d^-1(rho * zoom); it stays inside the frame when
+    # zoom <= r_d(R) / R at every border radius R, from the long sides' midpoints to the corners (pixel centres).
+    r_edge = (min(height, width) - 1) / 2.0 / half
+    zoom = float(np.min(radial_factor(np.linspace(r_edge, r_corner, 257), k1, k2)))
     dy = (np.arange(height, dtype=np.float64) - cy)[:, None] / half
     dx = (np.arange(width, dtype=np.float64) - cx)[None, :] / half
-    rho = np.hypot(dy, dx)  # output radius; the output corner shows the source corner
+    rho = np.hypot(dy, dx)  # output radius
     r_u = np.interp(rho * zoom, r_d_table, r_u_table)
     scale = np.divide(r_u, rho, out=np.ones_like(rho), where=rho > 0)
     return cy + dy * scale * half, cx + dx * scale * half
