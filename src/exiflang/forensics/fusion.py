@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 RULE_FILE = Path(__file__).with_name("fusion_rule.json")
-METHOD_ID = "fusion-v1"
+METHOD_ID = "fusion-v2"  # v2: one rule and calibration per condition band (fusion_bands)
 
 
 @dataclass(frozen=True)
