@@ -36,8 +36,9 @@ def register(subparsers) -> None:
 
     p.add_argument("--method", choices=METHOD_NAMES, default="fusion", help=METHOD_HELP + (
         ". The default, fusion, reads the file's own condition (lossless or JPEG and its last quality, size) and "
-        "uses the rule and the verdict calibration measured for files like it; it was the best method on every "
-        "row of the desk-regime table (docs/RESULTS.md)"))
+        "uses the rule and the verdict calibration measured for files like it; on the desk-regime composites it "
+        "localises better than the learned map alone on lossless, re-saved and small-paste files, and detects "
+        "less well on resized and small images (docs/RESULTS.md)"))
     p.add_argument("--model", default="default", help="model name ('default' = built-in weights) or a weights folder (default: %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help=f"initialisation seed of --method random, {seed_int.limits} (default: %(default)s)")
     p.add_argument("--out", type=out_dir, default=None, metavar="DIR",
