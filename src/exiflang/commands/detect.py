@@ -124,17 +124,10 @@ def _build_method(args: argparse.Namespace):
 
 
 def settings_digest(method_name: str, method) -> str:
-    """A short hash of everything that changes a report: the method, its settings (model id, patches per side,
-    seed through the random model's id, fusion rule, ...) and the exiflang version."""
-    import hashlib
-    import json
+    """A short hash of everything that changes a report (one definition, shared with `exiflang batch`)."""
+    from exiflang.eval.methods import settings_digest as digest
 
-    from exiflang import __version__
-    from exiflang.eval.bench import _jsonable
-
-    blob = json.dumps({"method": method_name, "settings": _jsonable(method.settings()), "exiflang": __version__},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest(method_name, method)
 
 
 class ReportWriteError(ExiflangError):
@@ -207,15 +200,10 @@ def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
 
 
 def _input_sha256(path: Path) -> str | None:
-    """The file's content hash (None when it cannot be read: the analysis then says why)."""
-    from exiflang.imageio import file_sha256, regular_file_problem
+    """The file's content hash, or None (one definition, shared with `exiflang batch`)."""
+    from exiflang.eval.analysis import input_sha256
 
-    if regular_file_problem(path):  # a FIFO would block the read; the loader names the problem
-        return None
-    try:
-        return file_sha256(path)
-    except OSError:
-        return None
+    return input_sha256(path)
 
 
 def _write_html(args: argparse.Namespace, rows: list[dict], stems: list[str]) -> tuple[Path | None, int]:

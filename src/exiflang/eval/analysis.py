@@ -133,3 +133,16 @@ def analyse_file(method: Any, path: Path) -> FileAnalysis:
         raise MethodError(f"{path}: method {getattr(method, 'method_id', method)} returned a {analysis.shape} map "
                           f"for a {pixels.shape[:2]} image")
     return FileAnalysis(pixels, info, analysis, seconds)
+
+
+def input_sha256(path: Path) -> str | None:
+    """The file's content hash (None when it cannot be read: the analysis then says why). `exiflang detect` records
+    it in each report and `exiflang batch` in each row, to skip finished work on a re-run."""
+    from ..imageio import file_sha256, regular_file_problem
+
+    if regular_file_problem(path):  # a FIFO would block the read; the loader names the problem
+        return None
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None

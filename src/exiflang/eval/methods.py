@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .analysis import (Analysis, BenchError, FileAnalysis, Method, MethodError, analyse_file, call_analyse,
-                       jsonable)
+                       input_sha256, jsonable)
 from .classical import DQMethod, GridMethod, NoiseMethod
 from .learned import EmbeddingMethod, FusionMethod, random_weights_model
 
@@ -105,6 +105,20 @@ def build_method(method: str, model: str = "default", cache_dir: Path | None = N
     return spec.build(MethodOptions(model, cache_dir, device, per_side, batch_size, iters, percentile, seed))
 
 
-__all__ = ["METHODS", "MethodOptions", "MethodSpec", "build_method", "analyse_file", "call_analyse", "jsonable",
+def settings_digest(method_name: str, method: Any) -> str:
+    """A short hash of everything that changes a result: the method, its settings (model id, patches per side,
+    seed through the random model's id, fusion rule, ...) and the exiflang version. `exiflang detect` and
+    `exiflang batch` key their skip of finished work on it (with the file's content hash)."""
+    import hashlib
+    import json
+
+    from .. import __version__
+
+    blob = json.dumps({"method": method_name, "settings": jsonable(method.settings()), "exiflang": __version__},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+__all__ = ["settings_digest", "METHODS", "MethodOptions", "MethodSpec", "build_method", "analyse_file", "call_analyse", "jsonable", "input_sha256",
            "Analysis", "FileAnalysis", "Method", "MethodError", "BenchError", "EmbeddingMethod", "FusionMethod",
            "NoiseMethod", "GridMethod", "DQMethod", "random_weights_model"]
