@@ -48,7 +48,8 @@ def register(subparsers) -> None:
                    help="an existing Ray cluster (e.g. 10.0.0.5:6379, or 'auto'); default: start a local one with "
                         "workers x threads + 1 CPUs")
     p.add_argument("--images-per-call", type=images_per_call, default=4,
-                   help=f"images one worker call analyses, {images_per_call.limits} (default: %(default)s)")
+                   help=f"fewest images one worker call analyses (the paths are cut into chunks of about an eighth of each "
+                        f"worker's share, at most 256), {images_per_call.limits} (default: %(default)s)")
     p.add_argument("--rows-per-part", type=rows_per_part, default=256,
                    help=f"rows per Parquet part (a part is also written every 30 s), {rows_per_part.limits} "
                         "(default: %(default)s)")

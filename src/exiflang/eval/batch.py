@@ -1,8 +1,8 @@
 """`exiflang batch`: one method over millions of images on Ray Data, into one Parquet table, resumable.
 
-The pipeline: the input listing (`batch_io.write_input_chunks`, streamed into small Parquet chunks) ->
-``ray.data.read_parquet`` -> ``map_batches(BatchAnalyser)``, a pool of actors that each build the method once
-(the model loaded once per actor) and run `analysis.analyse_file` on each path, the same "image file through
+The pipeline: the input listing (`batch_io.write_input_chunks`, streamed into small Parquet chunks) -> a dataset
+of the chunks' names, one block each -> ``map_batches(BatchAnalyser)``, a pool of actors that each build the method
+once (the model loaded once per actor), read a chunk and run `analysis.analyse_file` on each of its paths, the same "image file through
 method M" as `exiflang bench` -> rows streamed back to the driver, which writes them into the table in parts
 (`batch_io.write_part`) and prints the progress. Rows come back in the order they finish.
 
@@ -42,7 +42,7 @@ class BatchOptions:
     workers: int = 2  # actors (each builds the method once)
     threads: int = 1  # CPUs (torch threads) per actor
     gpus: float | None = 0.0  # GPUs per actor (0: CPU actors; None: one each where Ray sees GPUs, else 0)
-    images_per_call: int = 4  # images per map_batches call (one actor call; also the granularity of a kill's loss)
+    images_per_call: int = 4  # fewest images per actor call (a listing chunk: what a kill can lose per worker)
     rows_per_part: int = 256  # rows per Parquet part (a part is also written every `part_seconds`)
     part_seconds: float = 30.0
     maps_dir: str | None = None  # write each image's report files here (the names `exiflang detect --out` writes)
@@ -122,10 +122,14 @@ class BatchAnalyser:
                     flagged_fraction=float(a.flagged_fraction), seconds=round(done.seconds, 4))
 
     def __call__(self, batch: Any) -> Any:
-        """A pyarrow batch of paths -> one row each, plus ``_skipped`` (the driver counts those and drops them)."""
+        """A pyarrow batch of listing chunks -> one row for each of their paths, plus ``_skipped`` (the driver counts
+        those and drops them)."""
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        rows = [self.analyse(p) for p in batch.column("path").to_pylist()]
+        paths = [p for chunk in batch.column("chunk").to_pylist()
+                 for p in pq.read_table(chunk).column("path").to_pylist()]
+        rows = [self.analyse(p) for p in paths]
         flags = [bool(r.pop("_skipped", False)) for r in rows]
         table = pa.Table.from_pylist(rows, schema=batch_io.schema())
         return table.append_column("_skipped", pa.array(flags, pa.bool_()))
@@ -164,19 +168,26 @@ class Progress:
     failed: int = 0
     skipped: int = 0  # already in the table
     started: float = field(default_factory=time.time)
+    first_rows_at: float | None = None  # when the first rows came back (the workers had started)
+    first_rows: int = 0
 
     def add(self, rows: int, failed: int, skipped: int) -> None:
+        if rows and self.first_rows_at is None:
+            self.first_rows_at, self.first_rows = time.time(), rows
         self.analysed += rows
         self.failed += failed
         self.skipped += skipped
 
     def snapshot(self) -> dict:
-        """JSON-ready: counts, images per second of this run, seconds left (None until a rate is known)."""
-        elapsed = max(time.time() - self.started, 1e-9)
-        rate = self.analysed / elapsed
+        """JSON-ready: counts, images per second of this run (start-up included), seconds left (from the rate
+        since the first rows came back; None until it is known)."""
+        now = time.time()
+        elapsed = max(now - self.started, 1e-9)
         left = max(self.total - self.analysed - self.skipped, 0)
-        return {**asdict(self), "elapsed_s": round(elapsed, 1), "rate_per_s": round(rate, 4),
-                "eta_s": 0.0 if not left else (round(left / rate, 1) if rate > 0 else None), "updated": time.time()}
+        steady = (self.analysed - self.first_rows) / (now - self.first_rows_at) if self.first_rows_at and (
+            now > self.first_rows_at) else 0.0
+        return {**asdict(self), "elapsed_s": round(elapsed, 1), "rate_per_s": round(self.analysed / elapsed, 4),
+                "eta_s": 0.0 if not left else (round(left / steady, 1) if steady > 0 else None), "updated": now}
 
     def line(self) -> str:
         s = self.snapshot()
@@ -248,12 +259,11 @@ def _pipeline(chunks: list[str], options: BatchOptions, digest: str, done: Any, 
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # our own progress line says what the run has done
-    # The chunks' folder, not the list of files: one path to resolve (ray 2.60 fails on the second file's lookup
-    # of fsspec's optional HTTP filesystem when aiohttp is not installed).
-    paths = ray.data.read_parquet(str(Path(chunks[0]).parent), file_extensions=["parquet"],
-                                  override_num_blocks=len(chunks))
-    return paths.map_batches(
-        BatchAnalyser, batch_size=options.images_per_call, batch_format="pyarrow", zero_copy_batch=True,
+    # One block per chunk, each its own actor call: read_parquet would merge small chunk files into one block,
+    # which one actor would then analyse alone (and hand back only at its end).
+    names = ray.data.from_items([{"chunk": c} for c in chunks], override_num_blocks=len(chunks))
+    return names.map_batches(
+        BatchAnalyser, batch_size=1, batch_format="pyarrow", zero_copy_batch=True,
         fn_constructor_kwargs={"options": asdict(options), "digest": digest, "done": done, "unread": unread},
         compute=ray.data.ActorPoolStrategy(size=options.workers), num_cpus=options.threads,
         num_gpus=options.gpus or None)

@@ -3,8 +3,8 @@
 Inputs (`iter_inputs`): image files, folders (walked recursively, one folder at a time), glob patterns, and lists
 of paths: ``.txt``/``.lst`` (one path a line; empty lines and ``#`` lines ignored), ``.csv`` (the ``path``
 column, else the first one) and ``.parquet`` (the ``path`` column, else the first one). Lists and folders are
-read as a stream, never held whole: the driver writes them into small Parquet chunks (``OUT/.inputs/``) that Ray
-Data reads as the pipeline asks for them. A relative path in a list is taken from the current folder.
+read as a stream, never held whole: the driver writes them into small Parquet chunks (``OUT/.inputs/``), and each
+worker call reads one chunk (a million paths are a few thousand chunk names in the driver). A relative path in a list is taken from the current folder.
 
 The table (``OUT/part-<run>-<seq>.parquet``, one schema, `COLUMNS`): each part is written whole through the one
 atomic writer, so a killed run leaves complete parts and loses only the rows not yet written. Readers take the
