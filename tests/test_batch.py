@@ -143,3 +143,18 @@ def test_bad_inputs_and_a_pool_on_every_cpu_are_one_line_errors(ray_cluster, ima
     assert main(["batch", str(images[0]), "--out", str(tmp_path / "t"), "--workers", "3"]) == 2  # 3 + 1 > 3 CPUs
     err = capsys.readouterr().err.strip()
     assert "need 4 CPU slots" in err and len(err.splitlines()) == 1
+
+
+def test_maps_and_report_on_request_beside_a_table_pyarrow_still_reads(ray_cluster, images, tmp_path, capsys):
+    table = tmp_path / "table"
+    code = main(["batch", str(images[2]), str(images[3]), "--out", str(table), "--address", ray_cluster,
+                 "--workers", "1", "--maps", "--report", "--method", "grid"])
+    assert code == 0
+    rows = pq.read_table(table).to_pylist()  # the per-image files live in _maps/, which no reader takes for a part
+    assert len(rows) == 2 and {r["method"] for r in rows} == {"grid"} and all(r["probability"] is None for r in rows)
+    for row in rows:
+        stem = f"{Path(row['path']).stem}-{row['sha256'][:12]}"
+        meta = json.loads((table / "_maps" / f"{stem}.json").read_text())
+        assert meta["score"] == pytest.approx(row["score"]) and meta["settings_digest"] == row["settings_digest"]
+        assert (table / "_maps" / f"{stem}.heatmap.npy").is_file()
+    assert (table / "_maps" / "index.html").is_file()

@@ -53,25 +53,29 @@ def register(subparsers) -> None:
     p.add_argument("--rows-per-part", type=rows_per_part, default=256,
                    help=f"rows per Parquet part (a part is also written every 30 s), {rows_per_part.limits} "
                         "(default: %(default)s)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each worker's image encoder: about a minute more at the start of every worker, "
+                        "then about 1.3x faster per photo on a CPU (the same results to 1e-4; worth it from a few "
+                        "hundred photos per worker)")
     p.add_argument("--maps", action="store_true",
-                   help="also write each image's report files (heatmap .npy, PNGs, .json) into DIR/maps/, named "
+                   help="also write each image's report files (heatmap .npy, PNGs, .json) into DIR/_maps/, named "
                         "<name>-<hash prefix> (off by default: a million images make millions of files)")
     p.add_argument("--report", action="store_true",
-                   help="with --maps: also write DIR/maps/index.html, one offline page with every image of this table")
+                   help="with --maps: also write DIR/_maps/index.html, one offline page with every image of this table")
     p.add_argument("--overwrite", action="store_true", help="delete the table's parts in --out first and analyse everything")
     p.set_defaults(func=run)
 
 
 def _write_page(args: argparse.Namespace, digest_rows) -> None:
-    """DIR/maps/index.html from the per-image files (exiflang.report), for --report."""
+    """DIR/_maps/index.html from the per-image files (exiflang.report), for --report."""
     from exiflang.eval.batch import maps_stem
     from exiflang.report.html import ReportError, build_report, save_page
 
     items = [(path, maps_stem(path, sha), error) for path, sha, error in digest_rows]
     log = lambda message: print(f"exiflang batch: {message}", file=sys.stderr)  # noqa: E731
     try:
-        page = save_page(build_report(args.out / "maps", items, model=args.model, exif_check=False, log=log),
-                         args.out / "maps")
+        page = save_page(build_report(args.out / "_maps", items, model=args.model, exif_check=False, log=log),
+                         args.out / "_maps")
         print(f"HTML report: {page}")
     except ReportError as exc:
         log(f"HTML report not written: {exc}")
@@ -91,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     options = BatchOptions(method=args.method, model=args.model, per_side=args.per_side, batch_size=args.batch_size,
                            seed=args.seed, workers=args.workers, threads=args.threads_per_worker,
                            gpus=args.gpus_per_worker, images_per_call=args.images_per_call,
-                           rows_per_part=args.rows_per_part,
-                           maps_dir=str((args.out / "maps").resolve()) if args.maps else None)
+                           rows_per_part=args.rows_per_part, compile=args.compile,
+                           maps_dir=str((args.out / "_maps").resolve()) if args.maps else None)
     try:
         progress = run_batch(args.inputs, args.out, options, address=args.address, overwrite=args.overwrite)
     except BatchInputError as exc:

@@ -46,6 +46,7 @@ class BatchOptions:
     rows_per_part: int = 256  # rows per Parquet part (a part is also written every `part_seconds`)
     part_seconds: float = 30.0
     maps_dir: str | None = None  # write each image's report files here (the names `exiflang detect --out` writes)
+    compile: bool = False  # torch.compile each worker's image encoder (`models.compiled`): ~1 min start, then faster
 
     @property
     def device(self) -> str:
@@ -83,6 +84,8 @@ class BatchAnalyser:
         self.options = BatchOptions(**options)
         torch.set_num_threads(self.options.threads)
         self.method = build_method(self.options.method, **self.options.method_kwargs())
+        if self.options.compile:
+            _compile(self.method, self.options.method_kwargs()["batch_size"])
         self.digest = digest
         if settings_digest(self.options.method, self.method) != digest:  # another exiflang on this node
             raise BatchError(f"this worker's settings digest {settings_digest(self.options.method, self.method)} is "
@@ -133,6 +136,15 @@ class BatchAnalyser:
         flags = [bool(r.pop("_skipped", False)) for r in rows]
         table = pa.Table.from_pylist(rows, schema=batch_io.schema())
         return table.append_column("_skipped", pa.array(flags, pa.bool_()))
+
+
+def _compile(method: Any, batch_size: int) -> None:
+    """Compile the image encoder of a method built on a model (the learned one, or fusion's learned part)."""
+    from ..models.compiled import compile_image_encoder
+
+    detector = getattr(getattr(method, "learned", method), "detector", None)
+    if detector is not None:
+        compile_image_encoder(detector.model, batch_size, log=lambda line: print(f"batch worker: {line}", file=sys.stderr))
 
 
 def maps_stem(path: str, sha: str | None) -> str:
