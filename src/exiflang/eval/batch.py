@@ -2,9 +2,10 @@
 
 The pipeline: the input listing (`batch_io.write_input_chunks`, streamed into small Parquet chunks) -> a dataset
 of the chunks' names, one block each -> ``map_batches(BatchAnalyser)``, a pool of actors that each build the method
-once (the model loaded once per actor), read a chunk and run `analysis.analyse_file` on each of its paths, the same "image file through
-method M" as `exiflang bench` -> rows streamed back to the driver, which writes them into the table in parts
-(`batch_io.write_part`) and prints the progress. Rows come back in the order they finish.
+once (the model loaded once per actor), read a chunk and run `analysis.analyse_file` on each of its paths (the
+same "image file through method M" as `exiflang bench`) -> rows streamed back to the driver, which writes them into
+the table in parts (`batch_io.write_part`) and prints the progress. Rows come back in the order they finish.
+A worker that dies mid-chunk has its chunk run again by Ray on a new actor; its rows had not come back yet.
 
 Resumable and idempotent: every row carries the file's content hash and the settings digest
 (`methods.settings_digest`, the same as `exiflang detect`'s); a run skips the files whose (hash, digest) pair is
@@ -27,7 +28,7 @@ from . import batch_io
 
 
 class BatchError(ExiflangError):
-    """`exiflang batch` cannot run (Ray missing or unreachable, an output folder of other settings...)."""
+    """`exiflang batch` cannot run (Ray missing or unreachable, too few CPUs or GPUs, a worker that cannot start)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,8 @@ def _compile(method: Any, batch_size: int) -> None:
 
     detector = getattr(getattr(method, "learned", method), "detector", None)
     if detector is not None:
-        compile_image_encoder(detector.model, batch_size, log=lambda line: print(f"batch worker: {line}", file=sys.stderr))
+        say = lambda line: print(f"batch worker: {line}", file=sys.stderr)  # noqa: E731
+        compile_image_encoder(detector.model, batch_size, log=say)
 
 
 def maps_stem(path: str, sha: str | None) -> str:
@@ -214,7 +216,8 @@ def _duration(seconds: float) -> str:
 
 
 class PartWriter:
-    """Buffers finished rows and writes them as table parts (every `rows_per_part` rows or `part_seconds`)."""
+    """Buffers finished rows and writes them as table parts: when `rows_per_part` rows are waiting, or when rows
+    arrive `part_seconds` after the last part (rows still in the buffer are what a kill of the driver loses)."""
 
     def __init__(self, out_dir: Path, rows_per_part: int, part_seconds: float) -> None:
         self.out_dir, self.rows_per_part, self.part_seconds = out_dir, rows_per_part, part_seconds

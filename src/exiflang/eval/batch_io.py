@@ -26,9 +26,10 @@ import numpy as np
 
 from ..errors import ExiflangError
 from ..imageio import IMAGE_SUFFIXES, atomic_write
+from ..ranges import MAX_IMAGES_PER_CALL
 
 LIST_SUFFIXES = {".txt": "text", ".lst": "text", ".csv": "csv", ".parquet": "parquet"}
-INPUT_CHUNK = 256  # most paths in one listing chunk: one Ray Data block, all analysed by one actor call chain
+INPUT_CHUNK = MAX_IMAGES_PER_CALL  # most paths in one listing chunk: one Ray Data block, one actor call
 PROGRESS_KEY = b"exiflang.progress"
 # (name, arrow type) of every column, in order; None where a file failed before it could be measured.
 COLUMNS = [("path", "string"), ("sha256", "string"), ("width", "int32"), ("height", "int32"),
