@@ -84,7 +84,7 @@ def test_a_photo_resaved_at_q60_gets_what_its_band_allows(photos_dir, tmp_path, 
 
 
 def test_the_default_density_is_the_calibrations(capsys, casia_dir, tmp_path):
-    from exiflang.commands.detect import FUSION_PER_SIDE, default_per_side
+    from exiflang.eval.methods import FUSION_PER_SIDE, default_per_side
 
     assert default_per_side("fusion") == SHIPPED.per_side == FUSION_PER_SIDE
     meta = _detect(capsys, casia_dir / SPLICE, tmp_path)

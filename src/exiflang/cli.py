@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "shard",           # webdataset shards of an index
     "train",           # contrastive training
     "detect",          # splice detection and localisation
+    "batch",           # detection over an archive on Ray, into a Parquet table
     "demo",            # self-contained splice demo with the built-in model
     "serve",           # local web page: upload photos, read their reports
     "make_splices",    # composite generator

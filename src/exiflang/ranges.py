@@ -66,3 +66,6 @@ MAX_SEED = 2**32 - 1  # numpy's seed range (torch takes it too); a larger one is
 MAX_TIMEOUT_S = 3600.0  # seconds allowed for one file
 MAX_UPLOAD_MB = 4096.0  # one `serve` upload, held in memory
 MAX_UPLOAD_FILES = 1000  # files in one `serve` upload
+MAX_IMAGES_PER_CALL = 256  # images one `batch` actor call analyses before it hands its rows back (a listing chunk)
+MAX_ROWS_PER_PART = 1_000_000  # rows of one `batch` Parquet part (held in the driver's memory until written)
+MAX_GPUS_PER_WORKER = 16.0  # GPUs one `batch` actor asks Ray for

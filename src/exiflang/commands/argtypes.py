@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..device import device_name_problem
 from ..ranges import (MAX_BATCH_SIZE, MAX_ITERS, MAX_PATCHES, MAX_PER_SIDE, MAX_PIXELS, MAX_QUEUED, MAX_REPEATS,
                       MAX_SEED, MAX_TIMEOUT_S, MAX_UPLOAD_FILES, MAX_UPLOAD_MB, MAX_WORKERS, describe_range, range_problem)
+from ..ranges import MAX_GPUS_PER_WORKER, MAX_IMAGES_PER_CALL, MAX_ROWS_PER_PART
 
 
 def ranged(convert: Callable[[str], Any], low: float | None = None, high: float | None = None, *,
@@ -62,6 +63,9 @@ upload_mb = ranged(float, 0.0, MAX_UPLOAD_MB, open_low=True)          # one `ser
 upload_files = ranged(int, 1, MAX_UPLOAD_FILES)                        # files in one `serve` upload
 queued_uploads = ranged(int, 1, MAX_QUEUED)                            # `serve` uploads waiting at once
 megapixels = ranged(float, 0.0, MAX_PIXELS / 1e6, open_low=True)      # the image loader's limit: no higher one holds
+images_per_call = ranged(int, 1, MAX_IMAGES_PER_CALL)                  # images per `batch` actor call
+rows_per_part = ranged(int, 1, MAX_ROWS_PER_PART)                      # rows per `batch` Parquet part
+gpus_per_worker = ranged(float, 0.0, MAX_GPUS_PER_WORKER)              # GPUs per `batch` actor
 
 
 def out_dir(text: str) -> Path:

@@ -7,11 +7,6 @@ from pathlib import Path
 
 from exiflang.errors import ExiflangError
 
-# The patch densities the shipped verdicts were calibrated at: the learned map's calibration.json at 30 per side
-# (the paper's density); the fusion's per-band calibrations at 15 (forensics/fusion_rule.json says so itself).
-LEARNED_PER_SIDE = 30
-FUSION_PER_SIDE = 15
-
 
 def register(subparsers) -> None:
     """Add the `detect` sub-command."""
@@ -32,9 +27,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (folders are searched recursively)")
     from .argtypes import add_device_argument, batch_size_int, out_dir, per_side_int, seed_int
+    from exiflang.eval.methods import DEFAULT_METHOD, FUSION_PER_SIDE, LEARNED_PER_SIDE
+
     from .bench import METHOD_HELP, METHOD_NAMES
 
-    p.add_argument("--method", choices=METHOD_NAMES, default="fusion", help=METHOD_HELP + (
+    p.add_argument("--method", choices=METHOD_NAMES, default=DEFAULT_METHOD, help=METHOD_HELP + (
         ". The default, fusion, reads the file's own condition (lossless or JPEG and its last quality, size) and "
         "uses the rule and the verdict calibration measured for files like it; on the desk-regime composites it "
         "localises better than the learned map alone on lossless, re-saved and small-paste files, and detects "
@@ -137,18 +134,11 @@ def format_provenance(rows: list[dict]) -> str:
     return "\n".join(["", "metadata checks: warnings, and checks that could not be made:", *lines]) if lines else ""
 
 
-def default_per_side(method: str) -> int:
-    """The patch density a method's verdict was calibrated at (the fusion's per-band calibrations record theirs)."""
-    if method == "fusion":
-        from exiflang.forensics.fusion_bands import ConditionalFusion
-
-        return ConditionalFusion.load().per_side or LEARNED_PER_SIDE
-    return LEARNED_PER_SIDE
-
-
 def _build_method(args: argparse.Namespace):
     """The detector named by --method (the same registry as `exiflang bench`; the default is fusion)."""
     from exiflang.eval.bench import build_method
+
+    from exiflang.eval.methods import default_per_side
 
     args.per_side = args.per_side or default_per_side(args.method)
     return build_method(args.method, args.model, None, args.device, args.per_side, args.batch_size,
@@ -156,17 +146,10 @@ def _build_method(args: argparse.Namespace):
 
 
 def settings_digest(method_name: str, method) -> str:
-    """A short hash of everything that changes a report: the method, its settings (model id, patches per side,
-    seed through the random model's id, fusion rule, ...) and the exiflang version."""
-    import hashlib
-    import json
+    """A short hash of everything that changes a report (one definition, shared with `exiflang batch`)."""
+    from exiflang.eval.methods import settings_digest as digest
 
-    from exiflang import __version__
-    from exiflang.eval.bench import _jsonable
-
-    blob = json.dumps({"method": method_name, "settings": _jsonable(method.settings()), "exiflang": __version__},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest(method_name, method)
 
 
 class ReportWriteError(ExiflangError):
@@ -177,7 +160,7 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     """One image through a bench method; write its report (write_report, or the light report); return a table row."""
     import time
 
-    from exiflang.eval.bench import MethodError, call_analyse
+    from exiflang.eval.analysis import MethodError, call_analyse, verdict_fields
     from exiflang.exif.provenance import provenance_checks
     from exiflang.imageio import load_rgb
 
@@ -192,11 +175,8 @@ def _run_method(method, method_name: str, path: Path, out: Path | None, stem: st
     if out is not None:
         _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra)
     h, w = analysis.shape
-    # The learned method's verdict lives on its DetectionResult; a fusion's in its extra details.
-    found = {k: getattr(analysis.result, k, None) for k in ("probability", "verdict", "verdict_reason", "verdict_caveat")}
-    found.update({k: v for k, v in (analysis.extra or {}).items() if k in found and v is not None})
     return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
-            "seconds": seconds, **found, "provenance": checks}
+            "seconds": seconds, **verdict_fields(analysis), "provenance": checks}
 
 
 def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra) -> None:
@@ -242,15 +222,10 @@ def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
 
 
 def _input_sha256(path: Path) -> str | None:
-    """The file's content hash (None when it cannot be read: the analysis then says why)."""
-    from exiflang.imageio import file_sha256, regular_file_problem
+    """The file's content hash, or None (one definition, shared with `exiflang batch`)."""
+    from exiflang.eval.analysis import input_sha256
 
-    if regular_file_problem(path):  # a FIFO would block the read; the loader names the problem
-        return None
-    try:
-        return file_sha256(path)
-    except OSError:
-        return None
+    return input_sha256(path)
 
 
 def _write_html(args: argparse.Namespace, rows: list[dict], stems: list[str]) -> tuple[Path | None, int]:

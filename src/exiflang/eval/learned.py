@@ -1,0 +1,178 @@
+"""The methods built on a model: the one Detector with an embedding cache, random weights, and the fusion.
+
+Learned methods cache their patch embeddings as ``<cache>/<model id>/<pixel hash>_ps<per_side>.npy``, so
+re-running with other post-processing (``iters``, ``percentile``, threshold) or into another folder embeds
+nothing again. Methods built on a trained model set ``uses_trained_model = True`` and expose ``model_config``
+(its config.json), which is what the camera-overlap check (`exiflang.eval.camera_overlap`) reads.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..imageio import atomic_write_npy, pixel_sha256, read_npy
+from .analysis import Analysis, warn
+from .classical import DQMethod, GridMethod
+
+if TYPE_CHECKING:
+    from ..models import ExifModel
+
+
+def _load_cached_embeddings(path: Path, n_patches: int, log: Callable[[str], None] = warn) -> np.ndarray | None:
+    """The cached embeddings at ``path``, or None (with a warning naming the file) when the entry is damaged."""
+    emb, problem = read_npy(path)
+    if emb is None:
+        log(f"damaged embedding cache entry {path} ({problem}); recomputing it")
+        return None
+    if emb.ndim != 2 or emb.shape[0] != n_patches or not np.isfinite(emb).all():
+        log(f"damaged embedding cache entry {path} (shape {emb.shape}, expected {n_patches} finite rows); "
+            f"recomputing it")
+        return None
+    return emb
+
+
+
+@dataclass
+class EmbeddingMethod:
+    """The one detector (`exiflang.forensics.Detector`) as a benchmark method, with an embedding cache."""
+
+    detector: Any  # exiflang.forensics.Detector
+    cache_dir: Path | None = None
+    description: str = ""
+    trained: bool = True  # False for random weights: the camera-overlap check does not apply
+
+    @property
+    def method_id(self) -> str:
+        """The model's id (the cache and the reports are keyed by it)."""
+        return self.detector.model_id
+
+    @property
+    def model(self) -> Any:
+        """The detector's model."""
+        return self.detector.model
+
+    @property
+    def uses_trained_model(self) -> bool:
+        """Whether results depend on what a model learned (and so on which cameras it saw)."""
+        return self.trained
+
+    @property
+    def model_config(self) -> dict:
+        """The model's config.json (``train.cameras`` lists its training cameras when the trainer recorded them)."""
+        config = getattr(self.model, "config", None)
+        return config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+
+    def settings(self) -> dict:
+        """Settings that change results."""
+        d = self.detector
+        return {"model_id": self.method_id, "per_side": d.per_side, "iters": d.iters,
+                "percentile": d.percentile, "description": self.description}
+
+    def _cache_path(self, image: np.ndarray, grid: Any) -> Path | None:
+        """Where this image's embeddings are cached (None without a cache folder)."""
+        if self.cache_dir is None:
+            return None
+        # A JPEG-aligned grid (phase-aware models) is part of the key: other origin, other patches.
+        aligned = f"_o{grid.origin[0]}{grid.origin[1]}s{grid.stride}" if grid.origin != (0, 0) or (
+            self.model_config.get("grid_aligned")) else ""
+        return self.cache_dir / self.method_id / f"{pixel_sha256(image)[:24]}_ps{self.detector.per_side}{aligned}.npy"
+
+    def _embeddings(self, image: np.ndarray):
+        """Patch embeddings and grid, from the cache when possible."""
+        grid = self.detector.grid(image)
+        path = self._cache_path(image, grid)
+        if path is not None and path.is_file():
+            emb = _load_cached_embeddings(path, grid.n_patches)
+            if emb is not None:
+                return emb, grid, True
+        emb, grid = self.detector.embed(image, grid)
+        if path is not None:
+            atomic_write_npy(path, emb)
+        return emb, grid, False
+
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """Embed (or read cached embeddings) and run the consistency pipeline (``path``: was the file a JPEG)."""
+        from ..imageio import starts_as_jpeg
+
+        emb, grid, cached = self._embeddings(image)
+        result = self.detector.analyse_embeddings(emb, grid, lossy=starts_as_jpeg(path) if path else None,
+                                                 image=image)
+        return Analysis(result.heatmap_map, float(result.score), result, cached)
+
+
+
+@dataclass
+class FusionMethod:
+    """The learned map fused with the grid and dq maps by the validation-chosen rule (`forensics.fusion`)."""
+
+    learned: EmbeddingMethod
+    rule: Any = None  # a forensics.fusion.FusionRule; None: the shipped rule file
+    method_id: str = ""
+
+    def __post_init__(self) -> None:
+        from ..forensics.fusion import METHOD_ID
+        from ..forensics.fusion_bands import BandFusion, ConditionalFusion
+
+        # A given FusionRule is used for every file (tuning, tests); by default the shipped per-band rules.
+        self.bands = (ConditionalFusion({"any": BandFusion(self.rule)}) if self.rule is not None
+                      else ConditionalFusion.load())
+        self.rule = self.rule or self.bands.rule_for_band("lossless")
+        self.grid, self.dq = GridMethod(), DQMethod()
+        self.method_id = self.method_id or f"{METHOD_ID}+{self.learned.method_id}"
+
+    @property
+    def uses_trained_model(self) -> bool:
+        """The learned component is a trained model."""
+        return self.learned.uses_trained_model
+
+    @property
+    def model_config(self) -> dict:
+        """The learned component's config.json."""
+        return self.learned.model_config
+
+    def settings(self) -> dict:
+        """Settings that change results (the rule's numbers included)."""
+        return {"model_id": self.method_id, "learned": self.learned.settings(), "rule": self.bands.to_dict()}
+
+    def components(self, image: np.ndarray, path: Path | None = None) -> dict[str, Analysis]:
+        """The three component analyses of one image."""
+        return {"learned": self.learned.analyse(image), "grid": self.grid.analyse(image),
+                "dq": self.dq.analyse(image, path=path)}
+
+    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
+        """Run the three methods and fuse their maps and scores."""
+        from ..forensics.condition import read_condition
+        from ..forensics.fusion_bands import fuse_file
+        from ..forensics.reliability import measure_reliability
+
+        parts = self.components(image, path)
+        detector = self.learned.detector
+        condition = read_condition(*image.shape[:2], path, detector.model.patch_size)
+        reliability = measure_reliability(image, detector.model.patch_size)
+        heat, score, decision = fuse_file(self.bands, *((parts[k].heatmap, parts[k].score) for k in ("learned", "grid", "dq")),
+                                          condition, detector.model_id, detector.per_side, detector.model.patch_size,
+                                          reliability)
+        extra = {f"{k}_score": float(v.score) for k, v in parts.items()}
+        extra.update(condition=condition.to_dict(), probability=decision.probability, verdict=decision.verdict,
+                     verdict_reason=decision.reason, verdict_caveat=decision.caveat,
+                     reliability=reliability.to_dict())
+        return Analysis(heat, score, cached=parts["learned"].cached, extra=extra)
+
+
+def random_weights_model(like: str = "default", seed: int = 0, device: str = "cpu") -> "ExifModel":
+    """The architecture of model `like` with freshly initialised (random) weights, fixed seed, eval mode."""
+    from ..models import ModelError, create_model
+    from ..models.factory import resolve_weights_dir
+
+    try:
+        config = json.loads((resolve_weights_dir(like) / "config.json").read_text())
+    except ModelError:  # `like` may also be a config name such as "tiny"
+        config = like
+    model = create_model(config, seed=seed).to(device).eval()
+    model.model_id = f"random-{model.config.name}-seed{seed}"
+    return model
+
