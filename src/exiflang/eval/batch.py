@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ExiflangError
 from . import batch_io
+from .methods import DEFAULT_METHOD, FUSION_PER_SIDE
 
 
 class BatchError(ExiflangError):
@@ -35,9 +36,9 @@ class BatchError(ExiflangError):
 class BatchOptions:
     """What a batch run does; the method options are `methods.build_method`'s."""
 
-    method: str = "exiflang"
+    method: str = DEFAULT_METHOD  # as `exiflang detect`
     model: str = "default"
-    per_side: int = 30
+    per_side: int = FUSION_PER_SIDE  # the density the default method was calibrated at
     batch_size: int | None = None  # patches per forward pass (None: 64 on a CPU, 256 on a GPU)
     seed: int = 0
     workers: int = 2  # actors (each builds the method once)
