@@ -142,21 +142,25 @@ def tune_band(base, rows_by_twin: dict[str, list[dict]]):
     authentic = [r for rows in rows_by_twin.values() for r in rows if r["label"] == 0]
     cal = {k: robust_calibration([r["score"][k] for r in authentic]) for k in ("learned", "grid", "dq")}
     base = replace(base, calibration=cal, map_weight=0.0)
-    best, best_value = None, -1.0
-    for gate, gw, lw in itertools.product(GRID["gate"], GRID["grid_weight"], GRID["learned"]):
-        rule = replace(base, grid_gate=gate, grid_weight=gw, learned_weight=lw)
-        value = float(np.mean([measure(lambda r: rule, rows, maps=True)[0] for rows in rows_by_twin.values()]))
-        if value > best_value:
-            best, best_value = rule, value
+    best = _best((replace(base, grid_gate=gate, grid_weight=gw, learned_weight=lw)
+                  for gate, gw, lw in itertools.product(GRID["gate"], GRID["grid_weight"], GRID["learned"])),
+                 rows_by_twin, maps=True)
     contrast = robust_calibration([map_contrast(fused(best, r)[0]) for r in authentic])
     best = replace(best, calibration={**cal, "contrast": contrast})
-    choice, best_value = best, -1.0
-    for sw, mw, gated in itertools.product(GRID["score"], GRID["map"], GRID["gated"]):
-        rule = replace(best, score_weight=sw, map_weight=mw, gated_grid_score=gated)
-        value = float(np.mean([measure(lambda r: rule, rows, maps=False)[1] for rows in rows_by_twin.values()]))
+    return _best((replace(best, score_weight=sw, map_weight=mw, gated_grid_score=gated)
+                  for sw, mw, gated in itertools.product(GRID["score"], GRID["map"], GRID["gated"])),
+                 rows_by_twin, maps=False)
+
+
+def _best(rules, rows_by_twin: dict[str, list[dict]], maps: bool):
+    """The rule with the best mean over the twins of p-mAP (maps) or detection AP (not maps); the first on ties."""
+    best, best_value = None, -1.0
+    for rule in rules:
+        value = float(np.mean([measure(lambda r: rule, rows, maps=maps)[0 if maps else 1]
+                               for rows in rows_by_twin.values()]))
         if value > best_value:
-            choice, best_value = rule, value
-    return choice
+            best, best_value = rule, value
+    return best
 
 
 def fit_band(rule, rows: list[dict], model_id: str, per_side: int):
