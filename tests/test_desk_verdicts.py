@@ -68,6 +68,8 @@ def test_a_mostly_flat_photo_cannot_be_judged(photos_dir, tmp_path, capsys):
     meta = _detect(capsys, path, tmp_path / "out")
     assert meta["verdict"] == CANNOT_JUDGE and meta["verdict_reason"].startswith("mostly flat or saturated")
     assert meta["reliability"]["usable_patches"] < 8 and np.asarray(meta["reliability"]["map"]).shape == (24, 32)
+    page = (tmp_path / "out" / "index.html").read_text()  # the map is drawn beside the heatmap, inline
+    assert 'data-kind="reliability"' in page and "data:image/png;base64," in page and "mostly flat" in page
 
 
 def test_a_photo_resaved_at_q60_gets_what_its_band_allows(photos_dir, tmp_path, capsys):

@@ -71,8 +71,9 @@ def test_index_html_lists_every_image_offline(report):
     # offline: no outside URL anywhere, no external script; every image a relative file that exists here
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page) and not parsed.scripts_src
     assert "<style>" in page and "<script>" in page
-    for src in parsed.srcs:
-        assert not src.startswith(("/", "http")) and (report / unquote(src)).is_file(), src
+    for src in parsed.srcs:  # the reliability map is drawn inline (a data: PNG); every other image a file here
+        assert src.startswith("data:image/png;base64,") or (
+            not src.startswith(("/", "http")) and (report / unquote(src)).is_file()), src[:80]
     assert "first%20photo.view.jpg" in page
     # per image: original, overlay with its meaning, mask, PCA; a plain-language paragraph; probability + verdict
     for stem in ok_rows:
@@ -119,7 +120,7 @@ def test_index_html_in_a_real_browser(report, tmp_path):
         names = [r.find_elements("css selector", "td")[2].text for r in rows]
         assert sorted(names) == ["broken.jpg", "first photo.jpg", "no_exif.png", "second.jpg"]
         n_images = check_images_loaded(driver)
-        assert n_images == 3 * 5  # per analysed image: thumbnail, original, overlay, mask, PCA
+        assert n_images == 3 * 6  # per analysed image: thumbnail, original, overlay, mask, PCA, reliability
         # sorting by a column works and keeps the failed row last
         driver.find_element("css selector", "table.results th:nth-child(3)").click()
         names = [r.find_elements("css selector", "td")[2].text for r in driver.find_elements("css selector", "table.results tbody tr")]

@@ -127,8 +127,9 @@ def test_upload_a_real_photo_and_a_broken_file(server, photo):
     fragment = body.decode()
     assert status == 200 and photo.name in fragment and "broken.jpg" in fragment and "check-exif verdict" in fragment
     srcs = [s.split('"')[0] for s in fragment.split('src="')[1:]]
-    assert len(srcs) == 5  # thumbnail, original, overlay, mask, PCA
-    for src in srcs:
+    assert len(srcs) == 6  # thumbnail, original, overlay, mask, PCA, reliability (inline)
+    assert sum(src.startswith("data:image/png;base64,") for src in srcs) == 1  # the reliability map, inline
+    for src in (s for s in srcs if not s.startswith("data:")):
         status, headers, data = _get(server.base + src)
         assert status == 200 and headers["content-type"].startswith("image/") and len(data) > 100, src
         Image.open(io.BytesIO(data)).verify()
@@ -208,7 +209,7 @@ def test_serve_page_in_a_real_browser(server, photo, tmp_path):
         rows = driver.find_elements("css selector", "#report table.results tbody tr")
         assert [r.get_attribute("class") for r in rows] == ["ok", "failed"]
         assert photo.name in rows[0].text and "broken.jpg" in rows[1].text
-        assert check_images_loaded(driver) == 5
+        assert check_images_loaded(driver) == 6  # with the inline reliability map
         full_screenshot(driver, tmp_path / "serve.png")
         errors = console_errors(driver)
         assert not errors, errors

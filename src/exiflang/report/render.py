@@ -57,7 +57,34 @@ def _figures(e, prefix: str) -> list[dict[str, Any]]:
     for kind in ("mask", "pca"):
         if e.files.get(kind):
             figures.append({"kind": kind, "url": _url(prefix, e.files[kind])})
+    reliability = _reliability_png(e.meta.get("reliability"), e.meta.get("orientation"))
+    if reliability:
+        figures.append({"kind": "reliability", "url": reliability})
     return figures
+
+
+def _reliability_png(reliability: Any, orientation: Any) -> str | None:
+    """The reliability block map of the JSON (forensics.reliability) as a small inline PNG, upright: red where flat
+    or clipped, grey where there is texture to read; None without a map."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ..imageio import upright
+
+    try:
+        cells = np.asarray((reliability or {}).get("map"), dtype=np.uint8)
+    except (TypeError, ValueError):
+        return None
+    if cells.ndim != 2 or cells.size == 0 or cells.size > 1_000_000:
+        return None
+    rgb = np.where(cells[..., None] > 0, np.uint8([70, 70, 70]), np.uint8([220, 40, 40])).astype(np.uint8)
+    rgb = upright(np.repeat(np.repeat(rgb, 8, axis=0), 8, axis=1), int(orientation or 1))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _exif(e, status: dict[str, Any]) -> dict[str, Any]:
