@@ -38,27 +38,29 @@ class Reliability:
                 "map": self.block_map.astype(np.uint8).tolist()}
 
 
-def _luminance(image: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(image, dtype=np.float32)
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Luminance (float32) of an HxWx3 uint8 band."""
+    rgb = np.asarray(rgb, dtype=np.float32)
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def _usable(lum: np.ndarray, size: int) -> np.ndarray:
-    """[rows, cols] bool: each non-overlapping size x size tile has texture and is not mostly clipped."""
-    rows, cols = lum.shape[0] // size, lum.shape[1] // size
-    if rows == 0 or cols == 0:
-        return np.zeros((rows, cols), bool)
-    tiles = lum[:rows * size, :cols * size].reshape(rows, size, cols, size).transpose(0, 2, 1, 3)
-    tiles = tiles.reshape(rows, cols, size * size)
-    clipped = ((tiles <= SATURATED_LOW) | (tiles >= SATURATED_HIGH)).mean(axis=2)
-    return (tiles.std(axis=2) >= FLAT_STD) & (clipped <= MAX_CLIPPED)
+def _usable(image: np.ndarray, size: int) -> np.ndarray:
+    """[rows, cols] bool: each non-overlapping size x size tile has texture and is not mostly clipped. One row
+    of tiles at a time, so a 24 MP photo never has a float copy of itself in memory (issue 14's budget)."""
+    rows, cols = image.shape[0] // size, image.shape[1] // size
+    out = np.zeros((rows, cols), bool)
+    for r in range(rows):
+        band = _luminance(image[r * size:(r + 1) * size, :cols * size])
+        tiles = band.reshape(size, cols, size).transpose(1, 0, 2).reshape(cols, size * size)
+        clipped = ((tiles <= SATURATED_LOW) | (tiles >= SATURATED_HIGH)).mean(axis=1)
+        out[r] = (tiles.std(axis=1) >= FLAT_STD) & (clipped <= MAX_CLIPPED)
+    return out
 
 
 def measure_reliability(image: np.ndarray, patch: int = 128) -> Reliability:
     """The reliability of an HxWx3 image for a model of `patch`-px patches."""
-    lum = _luminance(image)
-    blocks = _usable(lum, BLOCK)
-    patches = _usable(lum, patch)
+    blocks = _usable(image, BLOCK)
+    patches = _usable(image, patch)
     return Reliability(blocks.astype(np.float32), BLOCK, int(patches.sum()), int(patches.size),
                        float(1.0 - blocks.mean()) if blocks.size else 1.0)
 
