@@ -170,6 +170,8 @@ class Detector:
     percentile: float = 10.0
     model_id: str = ""
     calibration: Any = None  # forensics.calibration.Calibration shipped with the model (None: no probability)
+    # progress(done, total) after each batch of patches embedded: a long image's progress (the web page's bar)
+    progress: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from .calibration import for_model
@@ -195,7 +197,7 @@ class Detector:
     def embed(self, image: np.ndarray, grid: PatchGrid | None = None) -> tuple[np.ndarray, PatchGrid]:
         """L2-normalised patch embeddings [N, D] on ``grid`` (default: `self.grid(image)`)."""
         grid = grid or self.grid(image)
-        return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid)
+        return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid, progress=self.progress)
 
     def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid, lossy: bool | None = None,
                            image: np.ndarray | None = None) -> DetectionResult:

@@ -261,8 +261,10 @@ def embed_patches(
     batch_size: int = 64,
     channels_last: bool = True,
     grid: PatchGrid | None = None,
+    progress=None,
 ) -> tuple[np.ndarray, PatchGrid]:
-    """Embed every grid patch of an HxWx3 uint8 image with ``model.encode_image``: L2-normalised [N, D] float32."""
+    """Embed every grid patch of an HxWx3 uint8 image with ``model.encode_image``: L2-normalised [N, D] float32.
+    ``progress(done, total)``, when given, is called after each batch (patches embedded so far, all patches)."""
     import torch
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -277,4 +279,6 @@ def embed_patches(
                 batch = batch.contiguous(memory_format=torch.channels_last)
             emb = model.encode_image(batch).float()
             chunks.append(torch.nn.functional.normalize(emb, dim=1).cpu())
+            if progress is not None:
+                progress(sum(len(c) for c in chunks), grid.n_patches)
     return torch.cat(chunks).numpy(), grid

@@ -95,10 +95,27 @@ class Job:
     error: str | None = None
     created: float = field(default_factory=time.time)
     report: Any = None  # exiflang.report.html.Report once done
+    fraction: float = 0.0  # share of the current image's patches embedded (the bulk of its time)
+    image_started: float | None = None  # when the current image's analysis began
+    seconds: list[float] = field(default_factory=list)  # how long each finished image took
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left: the mean time per finished image for those left, else this image's own rate so far."""
+        total, now = len(self.names), time.time()
+        spent = now - self.image_started if self.image_started else 0.0
+        if self.seconds:
+            per_image = sum(self.seconds) / len(self.seconds)
+            return max(0.0, per_image * (total - self.done) - min(spent, per_image))
+        if self.fraction > 0.05:  # the first image: extrapolate from its own progress
+            per_image = spent / self.fraction
+            return max(0.0, per_image * (total - self.done) - spent)
+        return None
 
     def to_dict(self) -> dict[str, Any]:
+        eta = self.eta_seconds() if self.state == "running" else None
         return {"job": self.id, "state": self.state, "stage": self.stage, "done": self.done,
                 "total": len(self.names), "current": self.current, "files": self.names,
+                "fraction": round(self.fraction, 4), "eta_s": None if eta is None else round(eta, 1),
                 "results": list(self.results), "error": self.error,
                 "report_url": f"/jobs/{self.id}/" if self.state == "done" else None}
 
@@ -183,9 +200,10 @@ class Analyser:
         cfg = self.config
         job.state, job.stage = "running", "detect"
         detector = Detector.load(cfg.model, cfg.device, per_side=cfg.per_side, batch_size=cfg.batch_size)
+        detector.progress = lambda done, total: setattr(job, "fraction", done / max(total, 1))
         items = []
         for i, (name, path) in enumerate(zip(job.names, job.paths), 1):
-            job.current = name
+            job.current, job.fraction, job.image_started = name, 0.0, time.time()
             stem = f"{i:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', path.stem)[:60]}"
             record: dict[str, Any] = {"name": name, "ok": False}
             try:
@@ -202,7 +220,8 @@ class Analyser:
                 record["error"] = str(exc).replace(str(path), name)
             items.append((str(path), stem, record.get("error")))
             job.results.append(record)
-            job.done = i
+            job.seconds.append(time.time() - job.image_started)
+            job.done, job.fraction = i, 0.0
         job.stage, job.current = "report", None
         report = build_report(job.folder, items, model=cfg.model, device=cfg.device, exif_check=cfg.exif_check)
         save_page(report, job.folder, title=f"exiflang report: {len(items)} uploaded image{'s' * (len(items) != 1)}",

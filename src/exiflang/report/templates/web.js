@@ -38,7 +38,7 @@
   });
   function poll(id) {
     fetch("/api/jobs/" + id).then(function (r) { return r.json(); }).then(function (job) {
-      bar.max = Math.max(job.total, 1); bar.value = job.done;
+      bar.max = Math.max(job.total, 1); bar.value = job.done + Math.min(job.fraction || 0, 0.99);
       if (job.state === "failed") { show(job.error || "The analysis failed.", true); button.disabled = false; return; }
       if (job.state === "done") {
         fetch("/api/jobs/" + id + "/report").then(function (r) { return r.text(); }).then(function (text) {
@@ -53,7 +53,10 @@
       }
       if (job.state === "queued") { show("Waiting for the analysis to start…"); }
       else if (job.stage === "report") { show("Writing the report (EXIF check)…"); }
-      else { show("Analysing " + Math.min(job.done + 1, job.total) + " of " + job.total + (job.current ? ": " + job.current : "") + "…"); }
+      else {
+        var left = job.eta_s == null ? "" : " (about " + (job.eta_s < 90 ? Math.round(job.eta_s) + " s" : Math.round(job.eta_s / 60) + " min") + " left)";
+        show("Analysing " + Math.min(job.done + 1, job.total) + " of " + job.total + (job.current ? ": " + job.current : "") + "…" + left);
+      }
       setTimeout(function () { poll(id); }, 400);
     }).catch(function () { show("Lost contact with the server.", true); button.disabled = false; });
   }
