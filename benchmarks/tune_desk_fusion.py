@@ -81,7 +81,6 @@ def components(method, image_path: Path, mask_path, label: int, cache: Path) -> 
 
 
 def _row(z) -> dict:
-    from exiflang.forensics.condition import read_condition  # noqa: F401 - same module as the band rule
     from exiflang.forensics.condition import FileCondition
 
     h, w = int(z["height"]), int(z["width"])

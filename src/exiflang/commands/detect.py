@@ -145,13 +145,6 @@ def _build_method(args: argparse.Namespace):
                                 seed=args.seed)
 
 
-def settings_digest(method_name: str, method) -> str:
-    """A short hash of everything that changes a report (one definition, shared with `exiflang batch`)."""
-    from exiflang.eval.methods import settings_digest as digest
-
-    return digest(method_name, method)
-
-
 class ReportWriteError(ExiflangError):
     """One image's report could not be written (an OSError or a refused symbolic link): that image failed."""
 
@@ -205,6 +198,7 @@ def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem
 
 def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
     """The table row of an image whose report in out is complete for the same content and settings, else None."""
+    from exiflang.eval.analysis import VERDICT_FIELDS
     from exiflang.forensics.report import finished_report
 
     meta = finished_report(out, stem, expect)
@@ -214,18 +208,9 @@ def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
         size = meta["image_size"]
         return {"size": f"{int(size['width'])}x{int(size['height'])}", "score": float(meta["score"]),
                 "flagged": float(meta["flagged_fraction"]), "seconds": float(meta.get("seconds") or 0.0),
-                "probability": meta.get("probability"), "verdict": meta.get("verdict"),
-                "verdict_reason": meta.get("verdict_reason"), "verdict_caveat": meta.get("verdict_caveat"),
-                "provenance": meta.get("provenance"), "kept": True}
+                **{k: meta.get(k) for k in VERDICT_FIELDS}, "provenance": meta.get("provenance"), "kept": True}
     except (TypeError, KeyError, ValueError):
         return None  # a report without the numbers: analyse again
-
-
-def _input_sha256(path: Path) -> str | None:
-    """The file's content hash, or None (one definition, shared with `exiflang batch`)."""
-    from exiflang.eval.analysis import input_sha256
-
-    return input_sha256(path)
 
 
 def _write_html(args: argparse.Namespace, rows: list[dict], stems: list[str]) -> tuple[Path | None, int]:
@@ -249,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
 
     from exiflang.device import resolve_device
     from exiflang.errors import CommandError, ExiflangError
+    from exiflang.eval.analysis import input_sha256
+    from exiflang.eval.methods import settings_digest
 
     from .argtypes import ensure_writable_dir
 
@@ -259,14 +246,14 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         ensure_writable_dir(args.out)  # an unwritable --out is one line now, not a traceback after the analysis
     method = _build_method(args)  # the model is resolved once, here
-    digest = settings_digest(args.method, method)
+    digest = settings_digest(args.method, method)  # with the content hash, what a later run checks before skipping
     stems = unique_stems(images)
     rows = []
     bar = tqdm(list(zip(images, stems)), desc="detect", unit="img", disable=len(images) < 2, file=sys.stderr)
     for path, stem in bar:
         row = {"name": str(path), "error": None}
         # what the report records and a later run checks: the file's content hash and the settings' digest
-        expect = None if args.out is None else {"input_sha256": _input_sha256(path), "settings_digest": digest}
+        expect = None if args.out is None else {"input_sha256": input_sha256(path), "settings_digest": digest}
         kept = _kept_row(args.out, stem, expect) if expect and expect["input_sha256"] and not args.redo else None
         try:
             row.update(kept or _run_method(method, args.method, path, args.out, stem, expect))

@@ -152,7 +152,8 @@ class FusionMethod:
         parts = self.components(image, path)
         detector = self.learned.detector
         condition = read_condition(*image.shape[:2], path, detector.model.patch_size)
-        reliability = measure_reliability(image, detector.model.patch_size)
+        # measured on these pixels by the learned component already (EmbeddingMethod.analyse), not again here
+        reliability = parts["learned"].result.reliability or measure_reliability(image, detector.model.patch_size)
         heat, score, decision = fuse_file(self.bands, *((parts[k].heatmap, parts[k].score) for k in ("learned", "grid", "dq")),
                                           condition, detector.model_id, detector.per_side, detector.model.patch_size,
                                           reliability)

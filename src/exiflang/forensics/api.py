@@ -238,15 +238,14 @@ class Detector:
     def calibrate(self, result: DetectionResult, lossy: bool | None = None) -> DetectionResult:
         """Fill ``result.probability`` and ``result.verdict`` from the model's calibration (if it ships one), and
         say where the image is unlike the images the calibration was measured on (``verdict_caveat``)."""
-        from .calibration import CANNOT_JUDGE, MIN_INDEPENDENT_PATCHES, too_little_to_judge, unmeasured_conditions
-        from .reliability import too_little_texture
+        from .calibration import CANNOT_JUDGE, unmeasured_conditions
+        from .reliability import too_little_evidence
 
         if self.calibration is not None:
             result.probability = self.calibration.probability(result.score)
             result.verdict = self.calibration.verdict(result.probability)
             # The probability stays for those who study it; the reader gets no verdict the analysis cannot support.
-            result.verdict_reason = too_little_to_judge(*result.image_size, self.model.patch_size) or (
-                too_little_texture(result.reliability, MIN_INDEPENDENT_PATCHES) if result.reliability else None)
+            result.verdict_reason = too_little_evidence(*result.image_size, self.model.patch_size, result.reliability)
             if result.verdict_reason:
                 result.verdict = CANNOT_JUDGE
             result.verdict_caveat = unmeasured_conditions(self.calibration, *result.image_size, self.per_side, lossy)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..jsonfile import read_json
-from .calibration import CANNOT_JUDGE, MIN_INDEPENDENT_PATCHES, Calibration, CalibrationError, too_little_to_judge
+from .calibration import CANNOT_JUDGE, Calibration, CalibrationError
 from .condition import BAND_WORDS, BANDS, FileCondition
 from .fusion import RULE_FILE, FusionRule
-from .reliability import too_little_texture
+from .reliability import too_little_evidence
 
 FORMAT = "exiflang-fusion-2"
 # Below this validation AUC of the fused score in a band, the band gives "cannot judge": spliced and authentic
@@ -102,8 +102,7 @@ class ConditionalFusion:
         p = band.calibration.probability(score)
         caveat = (f"analysed at {per_side} patches per side, calibrated at {self.per_side}"
                   if self.per_side and per_side != self.per_side else None)
-        small = too_little_to_judge(condition.height, condition.width, patch) or (
-            too_little_texture(reliability, MIN_INDEPENDENT_PATCHES) if reliability is not None else None)
+        small = too_little_evidence(condition.height, condition.width, patch, reliability)
         if small:
             return Decision(p, CANNOT_JUDGE, small, caveat)
         if not band.judges:

@@ -73,4 +73,13 @@ def too_little_texture(rel: Reliability, minimum: int) -> str | None:
             f"texture (a verdict needs at least {minimum}; flat and clipped regions carry no camera traces)")
 
 
-__all__ = ["BLOCK", "FLAT_STD", "Reliability", "measure_reliability", "too_little_texture"]
+def too_little_evidence(height: int, width: int, patch: int, rel: Reliability | None) -> str | None:
+    """Why an image gives the analysis too little to go on for any verdict (too small, or mostly flat or
+    clipped: `reliability` None when it was not measured), or None; the one rule for every method."""
+    from .calibration import MIN_INDEPENDENT_PATCHES, too_little_to_judge
+
+    return too_little_to_judge(height, width, patch) or (
+        too_little_texture(rel, MIN_INDEPENDENT_PATCHES) if rel is not None else None)
+
+
+__all__ = ["BLOCK", "FLAT_STD", "Reliability", "measure_reliability", "too_little_evidence", "too_little_texture"]
