@@ -119,6 +119,10 @@ def test_small_flat_other_model_and_other_density_are_said():
     assert other.verdict is None and "calibrated with model m" in other.caveat
     denser = fusion.decide(-5.0, FileCondition(768, 1024, 48, False), "m", 30, 128)
     assert denser.verdict == "likely authentic" and "30 patches per side, calibrated at 15" in denser.caveat
+    big = fusion.decide(-5.0, FileCondition(3024, 4032, 23 * 31, True, 95, False), "m", 15, 128)
+    assert big.verdict == "likely authentic" and big.caveat == ("its longer side is 4032 px (the calibration saw "
+                                                                "512-1024 px)")
+    assert fusion.decide(-5.0, FileCondition(384, 512, 12, True, 90, True), "m", 15, 128).caveat is None
 
 
 def test_the_band_picks_its_own_rule():

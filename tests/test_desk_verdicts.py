@@ -90,7 +90,8 @@ def test_the_default_density_is_the_calibrations(capsys, casia_dir, tmp_path):
 
     assert default_per_side("fusion") == SHIPPED.per_side == FUSION_PER_SIDE
     meta = _detect(capsys, casia_dir / SPLICE, tmp_path)
-    assert meta["verdict_caveat"] is None  # analysed as calibrated: nothing to excuse
+    # analysed at the calibrated density: the only caveat is CASIA's size, below the fit set's 512-1024 px
+    assert meta["verdict_caveat"] == "its longer side is 384 px (the calibration saw 512-1024 px)"
 
 
 @pytest.mark.parametrize("flag", [["--method", "exiflang"]])

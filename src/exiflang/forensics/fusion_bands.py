@@ -100,8 +100,7 @@ class ConditionalFusion:
         if self.model_id and model_id and not model_id.endswith(self.model_id):
             return Decision(caveat=f"the fusion was calibrated with model {self.model_id}, not {model_id}: no verdict")
         p = band.calibration.probability(score)
-        caveat = (f"analysed at {per_side} patches per side, calibrated at {self.per_side}"
-                  if self.per_side and per_side != self.per_side else None)
+        caveat = _unlike_the_fit_set(condition, per_side, self.per_side)
         small = too_little_evidence(condition.height, condition.width, patch, reliability)
         if small:
             return Decision(p, CANNOT_JUDGE, small, caveat)
@@ -145,6 +144,23 @@ class ConditionalFusion:
 
 
 
+
+
+# The long sides of the validation desk composites every band was fitted on: the held-out cameras' 1024x768
+# photos, as they are or downscaled (social chain 0.5-0.8x, small images 512 px). A file outside this range (with
+# the 0.8-1.25 tolerance of `calibration.unmeasured_conditions`) gets a probability that was not measured there.
+FITTED_LONG_SIDES = (512, 1024)
+
+
+def _unlike_the_fit_set(condition: FileCondition, per_side: int, fitted_per_side: int | None) -> str | None:
+    """How a file and its analysis differ from what the band was calibrated on, in plain words, or None."""
+    reasons = []
+    long_side, (low, high) = max(condition.height, condition.width), FITTED_LONG_SIDES
+    if not 0.8 * low <= long_side <= 1.25 * high:
+        reasons.append(f"its longer side is {long_side} px (the calibration saw {low}-{high} px)")
+    if fitted_per_side and per_side != fitted_per_side:
+        reasons.append(f"analysed at {per_side} patches per side, calibrated at {fitted_per_side}")
+    return "; ".join(reasons) or None
 
 
 def fuse_file(fusion: ConditionalFusion, learned: tuple, grid: tuple, dq: tuple, condition: FileCondition,
