@@ -3,6 +3,7 @@ re-saved, resized, lossless, flat; and the per-band verdict rules that read them
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -146,3 +147,14 @@ def test_the_rule_file_round_trips_and_a_format_one_file_still_reads(tmp_path):
     assert set(old.bands) == set(BANDS) and old.rule_for_band("small").grid_gate == 2.0
     assert all(b.calibration is None for b in old.bands.values())
     assert isinstance(default_bands()[0], Band)
+
+
+def test_a_band_says_when_a_file_is_outside_the_sizes_it_was_fitted_on():
+    fusion = _fusion(0.9)
+    fusion.bands["lossless"].long_sides = (1024, 1024)  # the tune script records each band's own fit sizes
+    again = ConditionalFusion.from_dict(json.loads(json.dumps(fusion.to_dict())))
+    assert again.bands["lossless"].long_sides == (1024, 1024)
+    lossless_800 = again.decide(-5.0, FileCondition(600, 800, 24, False), "m", 15, 128)
+    assert lossless_800.caveat == "its longer side is 800 px (the calibration saw 1024 px)"
+    q75_800 = again.decide(-5.0, FileCondition(600, 800, 24, True, 75, True), "m", 15, 128)
+    assert q75_800.caveat is None  # a band without recorded sizes keeps the desk sets' 512-1024 px

@@ -90,8 +90,11 @@ def test_the_default_density_is_the_calibrations(capsys, casia_dir, tmp_path):
 
     assert default_per_side("fusion") == SHIPPED.per_side == FUSION_PER_SIDE
     meta = _detect(capsys, casia_dir / SPLICE, tmp_path)
-    # analysed at the calibrated density: the only caveat is CASIA's size, below the fit set's 512-1024 px
-    assert meta["verdict_caveat"] == "its longer side is 384 px (the calibration saw 512-1024 px)"
+    # analysed at the calibrated density: the only caveat is CASIA's size, below the sizes its band (small) was
+    # fitted on, which the rule file records (the desk's small images and social copies: 512 px and up)
+    low, high = SHIPPED.bands["small"].long_sides
+    assert low == 512 and high < 1024
+    assert meta["verdict_caveat"] == f"its longer side is 384 px (the calibration saw {low}-{high} px)"
 
 
 @pytest.mark.parametrize("flag", [["--method", "exiflang"]])

@@ -39,6 +39,7 @@ class BandFusion:
     auc: float | None = None  # validation detection AUC of the fused score in this band
     n_authentic: int = 0
     n_manipulated: int = 0
+    long_sides: tuple[int, int] | None = None  # shortest and longest long side of the band's fit images
 
     @property
     def judges(self) -> bool:
@@ -48,16 +49,17 @@ class BandFusion:
     def to_dict(self) -> dict:
         return {"rule": {f.name: getattr(self.rule, f.name) for f in fields(self.rule)},
                 "calibration": self.calibration.to_dict() if self.calibration else None, "auc": self.auc,
-                "n_authentic": self.n_authentic, "n_manipulated": self.n_manipulated}
+                "n_authentic": self.n_authentic, "n_manipulated": self.n_manipulated,
+                "long_sides": list(self.long_sides) if self.long_sides else None}
 
     @classmethod
     def from_dict(cls, data: dict) -> "BandFusion":
         known = {f.name for f in fields(FusionRule)}
         rule = FusionRule(**{k: v for k, v in dict(data["rule"]).items() if k in known})
         cal = Calibration.from_dict(data["calibration"]) if data.get("calibration") else None
-        auc = data.get("auc")
+        auc, sides = data.get("auc"), data.get("long_sides")
         return cls(rule, cal, None if auc is None else float(auc), int(data.get("n_authentic", 0)),
-                   int(data.get("n_manipulated", 0)))
+                   int(data.get("n_manipulated", 0)), (int(sides[0]), int(sides[1])) if sides else None)
 
 
 @dataclass
@@ -100,7 +102,7 @@ class ConditionalFusion:
         if self.model_id and model_id and not model_id.endswith(self.model_id):
             return Decision(caveat=f"the fusion was calibrated with model {self.model_id}, not {model_id}: no verdict")
         p = band.calibration.probability(score)
-        caveat = _unlike_the_fit_set(condition, per_side, self.per_side)
+        caveat = _unlike_the_fit_set(condition, per_side, self.per_side, band.long_sides or FITTED_LONG_SIDES)
         small = too_little_evidence(condition.height, condition.width, patch, reliability)
         if small:
             return Decision(p, CANNOT_JUDGE, small, caveat)
@@ -143,21 +145,21 @@ class ConditionalFusion:
         return cls.from_dict(data)
 
 
-
-
-
-# The long sides of the validation desk composites every band was fitted on: the held-out cameras' 1024x768
-# photos, as they are or downscaled (social chain 0.5-0.8x, small images 512 px). A file outside this range (with
-# the 0.8-1.25 tolerance of `calibration.unmeasured_conditions`) gets a probability that was not measured there.
+# The long sides of the validation desk composites, for a rule file that does not record each band's own (written
+# before the tune script recorded them): the held-out cameras' 1024x768 photos, as they are or downscaled (social
+# chain 0.5-0.8x, small images 512 px). A file outside its band's range (with the 0.8-1.25 tolerance of
+# `calibration.unmeasured_conditions`) gets a probability that was not measured there.
 FITTED_LONG_SIDES = (512, 1024)
 
 
-def _unlike_the_fit_set(condition: FileCondition, per_side: int, fitted_per_side: int | None) -> str | None:
+def _unlike_the_fit_set(condition: FileCondition, per_side: int, fitted_per_side: int | None,
+                        long_sides: tuple[int, int] = FITTED_LONG_SIDES) -> str | None:
     """How a file and its analysis differ from what the band was calibrated on, in plain words, or None."""
     reasons = []
-    long_side, (low, high) = max(condition.height, condition.width), FITTED_LONG_SIDES
+    long_side, (low, high) = max(condition.height, condition.width), long_sides
     if not 0.8 * low <= long_side <= 1.25 * high:
-        reasons.append(f"its longer side is {long_side} px (the calibration saw {low}-{high} px)")
+        seen = f"{low}" if low == high else f"{low}-{high}"
+        reasons.append(f"its longer side is {long_side} px (the calibration saw {seen} px)")
     if fitted_per_side and per_side != fitted_per_side:
         reasons.append(f"analysed at {per_side} patches per side, calibrated at {fitted_per_side}")
     return "; ".join(reasons) or None
@@ -171,4 +173,6 @@ def fuse_file(fusion: ConditionalFusion, learned: tuple, grid: tuple, dq: tuple,
 
     heat, score = fuse(fusion.rule_for(condition), learned, grid, dq)
     return heat, score, fusion.decide(score, condition, model_id, per_side, patch, reliability)
+
+
 __all__ = ["BandFusion", "ConditionalFusion", "Decision", "FORMAT", "FusionRuleError", "MIN_AUC", "fuse_file"]
