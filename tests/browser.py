@@ -23,8 +23,9 @@ def _find(names) -> str | None:
     return None
 
 
-def chrome():
-    """A headless Chromium WebDriver that records the console; skips the test where none can be started."""
+def chrome(network_log: bool = False):
+    """A headless Chromium WebDriver that records the console (and, with ``network_log``, every request it sends:
+    `requested_urls`); skips the test where none can be started."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
@@ -40,7 +41,8 @@ def chrome():
                 "--window-size=1280,1600", "--no-first-run", "--disable-extensions",
                 "--disable-background-networking", "--disable-component-update"):
         options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    prefs = {"browser": "ALL", **({"performance": "ALL"} if network_log else {})}
+    options.set_capability("goog:loggingPrefs", prefs)
     try:
         return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     except WebDriverException as exc:
@@ -50,6 +52,19 @@ def chrome():
 def console_errors(driver) -> list[str]:
     """The browser console's SEVERE entries since the last call."""
     return [f"{e.get('level')}: {e.get('message')}" for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def requested_urls(driver) -> list[str]:
+    """Every URL the browser asked for since the last call (DevTools' Network.requestWillBeSent events), in order;
+    needs a driver made by ``chrome(network_log=True)``."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
 
 
 def wait_for(condition, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):

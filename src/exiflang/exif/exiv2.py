@@ -338,6 +338,8 @@ def read_with_pyexiv2(path: str | Path, makernotes: bool = False) -> dict[str, A
     try:
         exif = _read_dict(img.read_exif, path)
         xmp = _read_dict(img.read_xmp, path, required=False)
+        iptc = _read_dict(img.read_iptc, path, required=False)
+        comment = _read_dict(lambda encoding: {"File:Comment": img.read_comment(encoding)}, path, required=False)
     finally:
         img.close()
     if not exif and _is_heif(path):
@@ -358,13 +360,50 @@ def read_with_pyexiv2(path: str | Path, makernotes: bool = False) -> dict[str, A
     text = _unknown_text_makernote(exif)
     if text is not None:
         out.setdefault("EXIF:MakerNoteUnknownText", text)
-    for key in ("Xmp.xmp.CreatorTool",):
-        if isinstance(xmp.get(key), str):
-            out["XMP:CreatorTool"] = xmp[key]
+    out.update(_xmp_tags(xmp))
+    out.update({_IPTC_NAMES[k]: v for k, v in iptc.items() if k in _IPTC_NAMES})
+    if str(comment.get("File:Comment") or "").strip():
+        out["File:Comment"] = comment["File:Comment"]
+    return out
+
+
+# The XMP properties and IPTC datasets the provenance checks read (exif.provenance: editing software, dates),
+# under ExifTool's -G0 names. Exiv2 names an XMP property with its namespace ("Xmp.tiff.Software"), ExifTool by
+# the property alone, capitalised ("XMP:Software").
+_XMP_WANTED = re.compile(r"CreatorTool|.*Software|.*SoftwareAgent|CreateDate|ModifyDate|DateTimeOriginal")
+_XMP_DATES = ("CreateDate", "ModifyDate", "DateTimeOriginal")
+_IPTC_NAMES = {"Iptc.Application2.Program": "IPTC:OriginatingProgram",
+               "Iptc.Application2.ProgramVersion": "IPTC:ProgramVersion"}
+
+
+def _xmp_tags(xmp: dict[str, Any]) -> dict[str, Any]:
+    """The wanted top-level XMP properties ("XMP:CreatorTool", dates as ExifTool prints them) and the software
+    agents of the edit history ("XMP:HistorySoftwareAgent", a list, as in ExifTool's JSON)."""
+    out: dict[str, Any] = {}
+    for key, value in xmp.items():
+        name = key.split(".", 2)[-1]
+        if "/" in name or "[" in name or not isinstance(value, str):
+            continue  # structures, arrays, language alternatives: none of the wanted properties is one
+        name = name[:1].upper() + name[1:]
+        if _XMP_WANTED.fullmatch(name):
+            out.setdefault(f"XMP:{name}", xmp_date(value) if name in _XMP_DATES else value)
     agents = [v for k, v in xmp.items() if k.startswith("Xmp.xmpMM.History") and k.endswith("softwareAgent")]
     if agents:
         out["XMP:HistorySoftwareAgent"] = agents
     return out
+
+
+def xmp_date(value: str) -> str:
+    """An XMP date as ExifTool prints it, EXIF style: "2005-09-07T15:07:40-07:00" -> "2005:09:07 15:07:40-07:00",
+    "2005-09" -> "2005:09"; anything else unchanged."""
+    text = value.strip()
+    found = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d:\d\d)(:\d\d)?(\S*)", text)
+    if found:
+        year, month, day, minutes, seconds, rest = found.groups()
+        return f"{year}:{month}:{day} {minutes}{seconds or ''}{rest}"
+    if re.match(r"\d{4}(-\d\d){0,2}", text):
+        return text.replace("-", ":")
+    return value
 
 
 def _unknown_text_makernote(exif: dict[str, Any]) -> str | None:
@@ -439,4 +478,4 @@ def _read_dict(reader: Callable[..., dict], path: str, required: bool = True) ->
     return {}
 
 
-__all__ = ["read_with_pyexiv2", "print_value"]
+__all__ = ["read_with_pyexiv2", "print_value", "xmp_date"]

@@ -29,9 +29,10 @@ from .text import camera_name
 
 OK, WARNING, NOT_AVAILABLE = "ok", "warning", "not available"
 CHECK_IDS = ("software", "camera", "dimensions", "dates", "thumbnail", "credentials")
-# Everything the checks read, in ExifTool's -G0 groups. IFD1 (the thumbnail's IFD) is included here.
-PROVENANCE_ARGS = ["-EXIF:all", "-XMP:all", "-IPTC:all", "-File:Comment", "-ExifTool:Error", "-ExifTool:Warning",
-                   "-File:FileType", "-File:MIMEType", "-fast2"]
+# Everything the checks read, in ExifTool's -G0 groups. IFD1 is left out: its tags describe the thumbnail (whose
+# bytes the thumbnail check reads with Pillow), and the pyexiv2 fallback skips them, so both count the same tags.
+PROVENANCE_ARGS = ["-EXIF:all", "--IFD1:all", "-XMP:all", "-IPTC:all", "-File:Comment", "-ExifTool:Error",
+                   "-ExifTool:Warning", "-File:FileType", "-File:MIMEType", "-fast2"]
 # Programs that change pixels. Camera firmware versions ("Ver.1.00", "Firmware 1.1") do not match.
 EDITORS = re.compile(
     r"photoshop|lightroom|camera raw|adobe|gimp|affinity|pixelmator|snapseed|paint\.net|paint ?shop|corel|acdsee|"
@@ -236,9 +237,10 @@ class ProvenanceReader:
         self.trust_anchors = trust_anchors
         exe = find_exiftool()
         self._exiftool = ExifToolProcess(exe, timeout=timeout, tag_args=PROVENANCE_ARGS) if exe else None
+        self.backend = "exiftool" if exe else "pyexiv2"  # which reader answers `metadata`
 
     def metadata(self, path: str | Path) -> dict[str, Any]:
-        """ExifTool's -G0 JSON for the file (the fallback's look-alike: EXIF, XMP CreatorTool and history)."""
+        """ExifTool's -G0 JSON for the file (the fallback's look-alike: EXIF, XMP software and dates, IPTC program, comment)."""
         if self._exiftool is not None:
             return self._exiftool.read(path)
         from .exiv2 import read_with_pyexiv2
