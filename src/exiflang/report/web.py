@@ -98,6 +98,15 @@ class Job:
     fraction: float = 0.0  # share of the current image's patches embedded (the bulk of its time)
     image_started: float | None = None  # when the current image's analysis began
     seconds: list[float] = field(default_factory=list)  # how long each finished image took
+    # `done` and `fraction` change together when an image finishes; a status request between the two assignments
+    # would show the bar one image ahead, then going back.
+    _progress_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def finish_image(self, seconds: float) -> None:
+        """Count the current image as done (its time kept for the estimate) and start the next at 0."""
+        with self._progress_lock:
+            self.seconds.append(seconds)
+            self.done, self.fraction = self.done + 1, 0.0
 
     def eta_seconds(self) -> float | None:
         """Seconds left: the mean time per finished image for those left, else this image's own rate so far."""
@@ -112,10 +121,12 @@ class Job:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        eta = self.eta_seconds() if self.state == "running" else None
-        return {"job": self.id, "state": self.state, "stage": self.stage, "done": self.done,
+        with self._progress_lock:
+            eta = self.eta_seconds() if self.state == "running" else None
+            done, fraction = self.done, self.fraction
+        return {"job": self.id, "state": self.state, "stage": self.stage, "done": done,
                 "total": len(self.names), "current": self.current, "files": self.names,
-                "fraction": round(self.fraction, 4), "eta_s": None if eta is None else round(eta, 1),
+                "fraction": round(fraction, 4), "eta_s": None if eta is None else round(eta, 1),
                 "results": list(self.results), "error": self.error,
                 "report_url": f"/jobs/{self.id}/" if self.state == "done" else None}
 
@@ -220,8 +231,7 @@ class Analyser:
                 record["error"] = str(exc).replace(str(path), name)
             items.append((str(path), stem, record.get("error")))
             job.results.append(record)
-            job.seconds.append(time.time() - job.image_started)
-            job.done, job.fraction = i, 0.0
+            job.finish_image(time.time() - job.image_started)
         job.stage, job.current = "report", None
         report = build_report(job.folder, items, model=cfg.model, device=cfg.device, exif_check=cfg.exif_check)
         save_page(report, job.folder, title=f"exiflang report: {len(items)} uploaded image{'s' * (len(items) != 1)}",
