@@ -7,11 +7,18 @@ The embedding step is `Detector.embed` (the patch grid of a 1024x768 shared phot
 Runtimes, each on its own copy of the loaded model:
 
 * ``eager``: today's PyTorch encoder;
-* ``compile``: torch.compile (`exiflang.models.compiled`, `exiflang batch --runtime compile`);
-* ``onnx``: the encoder exported by torch.onnx and run by ONNX Runtime (`exiflang.models.onnx_encoder`,
-  `exiflang batch --runtime onnx`);
-* ``openvino``: the same exported graph compiled by OpenVINO for the CPU at float32 (measured only, not in the
-  product), and ``openvino-bf16``: OpenVINO's own default precision on this CPU (bfloat16), to show what it trades.
+* ``compile``: torch.compile (`exiflang.models.compiled`, `exiflang batch --compile`);
+* ``onnx``: the encoder exported by torch.onnx (the dynamo exporter, torch.export underneath) and run by ONNX
+  Runtime at one thread;
+* ``openvino``: the same exported graph compiled by OpenVINO for the CPU at float32, and ``openvino-bf16``:
+  OpenVINO's own default precision on this CPU (bfloat16), to show what it trades;
+* ``no-encoder``: the step with the encoder replaced by zeros, i.e. the work every runtime shares (cutting the
+  patches, to float, channels-last), so the encoder's own share of each row can be told apart.
+
+ONNX Runtime and OpenVINO are measured here only (exiflang does not use them: issue 23 asked for >= 1.3x over eager
+and better than torch.compile, which neither reached; docs/RESULTS.md, "Batch analysis"). The graph is exported
+from the loaded model object in this process and both runtimes get its bytes; it takes shape [64, P, P, 3]
+channels-last pixels, the layout `embed_patches` hands over, and a short last batch is padded with zeros.
 
 Load on a shared machine changes every time, so the runtimes take turns: each photo goes through every runtime
 before the next photo, the first runtime rotating from photo to photo. Times are CPU seconds of this process
@@ -30,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-RUNTIMES = ("eager", "compile", "onnx", "openvino", "openvino-bf16")
+RUNTIMES = ("eager", "compile", "onnx", "openvino", "openvino-bf16", "no-encoder")
 TOLERANCE = 1e-4
 
 
@@ -47,44 +54,95 @@ def shared_1024_photos(n: int) -> list[Path]:
     return photos[:: max(len(photos) // n, 1)][:n]
 
 
-def _openvino(model, batch_size: int, precision: str) -> None:
-    """``model.encode_image`` through OpenVINO, from the graph `onnx_encoder` exports (the benchmark's only)."""
-    import openvino as ov
+def export_onnx(model, batch_size: int) -> bytes:
+    """The image encoder as ONNX bytes for [batch_size, P, P, 3] channels-last pixels in [0, 1]."""
+    import logging
+    import warnings
+
     import torch
 
-    from exiflang.models.onnx_encoder import cached_graph, graph_key
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-    key, eager, patch = graph_key(model, batch_size), model.encode_image, int(model.patch_size)
-    core = ov.Core()
-    graph = core.read_model(cached_graph(model, key, None, print), b"")  # ONNX bytes, no external weights
-    compiled = core.compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": precision,
-                                                 "NUM_STREAMS": 1})
-    request = compiled.create_infer_request()
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model.encode_image(x.permute(0, 3, 1, 2))
+
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision ops
+    patch = int(model.patch_size)
+    example = torch.rand(batch_size, patch, patch, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(Encoder().eval(), (example,), dynamo=True, input_names=["patches"],
+                                    output_names=["embeddings"], verbose=False)
+    return program.model_proto.SerializeToString()
+
+
+def _wrap(model, batch_size: int, run) -> None:
+    """``model.encode_image`` through ``run`` (NHWC float32 numpy [batch_size, P, P, 3] -> embeddings numpy)."""
+    import torch
+
+    eager, patch = model.encode_image, int(model.patch_size)
 
     def encode_image(x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         if tuple(x.shape[1:]) != (3, patch, patch) or not 0 < n <= batch_size:
             return eager(x)
-        if n < batch_size:
+        if n < batch_size:  # pad to the exported shape; eval-mode layers keep every patch to itself
             x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])
-        out = request.infer({0: x.float().permute(0, 2, 3, 1).contiguous().numpy()})
-        return torch.from_numpy(np.array(out[compiled.output(0)][:n]))
+        nhwc = x.float().permute(0, 2, 3, 1).contiguous()  # a view: embed_patches' batches are channels-last
+        return torch.from_numpy(np.array(run(nhwc.numpy())[:n]))
 
     model.encode_image = encode_image
 
 
-def prepare(runtime: str, model, batch_size: int) -> tuple[object, float]:
-    """A copy of ``model`` on ``runtime`` (eager: the model itself) and the seconds it took to set up."""
-    from exiflang.models.runtimes import use_runtime
+def _onnxruntime(model, batch_size: int, graph: bytes) -> None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    _wrap(model, batch_size, lambda x: session.run(None, {"patches": x})[0])
+
+
+def _openvino(model, batch_size: int, graph: bytes, precision: str) -> None:
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(graph, b""), "CPU", {
+        "INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": 1})
+    request, output = compiled.create_infer_request(), compiled.output(0)
+    _wrap(model, batch_size, lambda x: request.infer({0: x})[output])
+
+
+def _no_encoder(model) -> None:
+    import torch
+
+    width = int(model.embed_dim)
+    model.encode_image = lambda x: torch.zeros(x.shape[0], width)
+
+
+def prepare(runtime: str, model, batch_size: int, graph: list) -> tuple[object, float]:
+    """A copy of ``model`` on ``runtime`` (eager: the model itself) and the seconds it took to set up (the ONNX
+    export is counted once, in the first runtime that needs it)."""
+    from exiflang.models.compiled import compile_image_encoder
 
     t0 = time.perf_counter()
     if runtime == "eager":
         return model, 0.0
     fast = copy.deepcopy(model)  # the loader caches one model per name: eager keeps the original's encoder
-    if runtime.startswith("openvino"):
-        _openvino(fast, batch_size, "bf16" if runtime.endswith("bf16") else "f32")
-    elif use_runtime(fast, runtime, batch_size, log=print) != runtime:
-        sys.exit(f"{runtime}: fell back to eager (see above); nothing to measure")
+    if runtime in ("onnx", "openvino", "openvino-bf16") and not graph:
+        graph.append(export_onnx(model, batch_size))
+    if runtime == "compile" and not compile_image_encoder(fast, batch_size, log=print):
+        sys.exit("compile: fell back to eager (see above); nothing to measure")
+    elif runtime == "onnx":
+        _onnxruntime(fast, batch_size, graph[0])
+    elif runtime.startswith("openvino"):
+        _openvino(fast, batch_size, graph[0], "bf16" if runtime.endswith("bf16") else "f32")
+    elif runtime == "no-encoder":
+        _no_encoder(fast)
     return fast, time.perf_counter() - t0
 
 
@@ -98,9 +156,9 @@ def measure(paths: list[Path], per_side: int = 30, rounds: int = 2, runtimes=RUN
 
     torch.set_num_threads(1)
     base = Detector.load("default", per_side=per_side)
-    detectors, stats = {}, {}
+    detectors, stats, graph = {}, {}, []
     for name in runtimes:
-        model, setup = prepare(name, base.model, base.batch_size)
+        model, setup = prepare(name, base.model, base.batch_size, graph)
         detectors[name] = Detector(model, per_side=per_side, batch_size=base.batch_size)
         stats[name] = {"cpu_s": 0.0, "wall_s": 0.0, "setup_s": setup, "emb": 0.0, "map": 0.0, "score": 0.0}
         print(f"{name}: ready in {setup:.1f} s", flush=True)
@@ -125,13 +183,19 @@ def measure(paths: list[Path], per_side: int = 30, rounds: int = 2, runtimes=RUN
 
 
 def table(stats: dict) -> str:
-    """The markdown table: CPU s/photo, ratio to eager, differences, set-up time."""
+    """The markdown table: CPU s/photo, ratio to eager (the whole step, and its encoder part where the no-encoder
+    row measured the shared work), differences, set-up time."""
     eager = stats["eager"]["cpu_s"]
-    lines = ["| runtime (1 thread) | CPU s/photo | vs eager | wall s/photo | max abs diff: embeddings / heatmap "
-             "cell / score | within 1e-4 | set-up s |", "|---|---|---|---|---|---|---|"]
+    floor = stats.get("no-encoder", {}).get("cpu_s")
+    lines = ["| runtime (1 thread) | CPU s/photo | vs eager | encoder part vs eager | wall s/photo | max abs diff: "
+             "embeddings / heatmap cell / score | within 1e-4 | set-up s |", "|---|---|---|---|---|---|---|---|"]
     for name, s in stats.items():
+        if name == "no-encoder":  # the shared work: nothing to compare
+            lines.append(f"| (no encoder: the step's shared work) | {s['cpu_s']:.3f} | | | {s['wall_s']:.3f} | | | |")
+            continue
         ok = max(s["emb"], s["map"], s["score"]) <= TOLERANCE
-        lines.append(f"| {name} | {s['cpu_s']:.3f} | {eager / s['cpu_s']:.2f}x | {s['wall_s']:.3f} | "
+        part = f"{(eager - floor) / (s['cpu_s'] - floor):.2f}x" if floor is not None else ""
+        lines.append(f"| {name} | {s['cpu_s']:.3f} | {eager / s['cpu_s']:.2f}x | {part} | {s['wall_s']:.3f} | "
                      f"{s['emb']:.1e} / {s['map']:.1e} / {s['score']:.1e} | {'yes' if ok else 'NO'} | "
                      f"{s['setup_s']:.1f} |")
     return "\n".join(lines)
@@ -147,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     runtimes = tuple(r for r in args.runtimes.split(",") if r)
     if runtimes[0] != "eager" or not set(runtimes) <= set(RUNTIMES):
         sys.exit(f"--runtimes must start with eager and name only {', '.join(RUNTIMES)}")
-    try:
-        import openvino  # noqa: F401 - measured here only; `pip install openvino` (the dev extra installs it)
-    except ImportError:
-        print("openvino is not installed: its rows are left out")
-        runtimes = tuple(r for r in runtimes if not r.startswith("openvino"))
+    for package, prefix in (("onnxruntime", "onnx"), ("onnxscript", "onnx"), ("onnxscript", "openvino"),
+                            ("openvino", "openvino")):
+        try:
+            __import__(package)  # measured here only; the dev extra installs them
+        except ImportError:
+            print(f"{package} is not installed: the {prefix} rows are left out")
+            runtimes = tuple(r for r in runtimes if not r.startswith(prefix))
     paths = shared_1024_photos(args.photos)
     print(f"{len(paths)} photos of 1024x768, {args.rounds} round(s), {args.per_side} patches per side, "
           f"load {os.getloadavg()[0]:.1f} at the start", flush=True)
