@@ -57,7 +57,7 @@ def register(subparsers) -> None:
                         "(default: %(default)s)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile each worker's image encoder: about a minute more at the start of every worker, "
-                        "then about 1.3x faster per photo on a CPU (the same results to 1e-4; worth it from a few "
+                        "then 1.1-1.2x fewer CPU seconds per photo (the same results to 1e-4; worth it from a few "
                         "hundred photos per worker)")
     p.add_argument("--maps", action="store_true",
                    help="also write each image's report files (heatmap .npy, PNGs, .json) into DIR/_maps/, named "

@@ -1,10 +1,11 @@
-"""A compiled image encoder (torch.compile) for long runs: about 1.3x fewer CPU seconds per photo, after a start of a
-minute or so per process (benchmarks/batch_throughput.py measures both).
+"""A compiled image encoder (torch.compile) for long runs: 1.1-1.2x fewer CPU seconds in the embedding step, after a
+start of a minute or so per process (benchmarks/batch_throughput.py and benchmarks/encoder_runtimes.py measure it).
 
 Where the time goes (1024x768 photo, 609 patches, one thread): the convolutions take about 60 % and the
 element-wise passes over every patch pixel (the CLIP normalisation, undone again by the JPEG-zero features, the
 luminance, its rounding) about 30 %; the compiled graph fuses those passes into one loop each. Channels-last weights,
-other patch batch sizes and a frozen TorchScript trace measured no faster (issue 23), so they are not used.
+other patch batch sizes and a frozen TorchScript trace measured no faster (issue 23), so they are not used; ONNX
+Runtime and OpenVINO (float32) measured within a few percent of this (benchmarks/encoder_runtimes.py), not used either.
 
 The graph is compiled for one input shape, [batch_size, 3, P, P]: a shorter last batch is padded with zeros and
 cut again (each patch's embedding depends on that patch alone in eval mode), any other shape runs the eager encoder.
