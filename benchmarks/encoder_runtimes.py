@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             __import__(package)  # measured here only: .venv/bin/pip install -e '.[runtimes]'
         except ImportError:
-            print(f"{package} is not installed (.venv/bin/pip install -e '.[runtimes]'): the {prefix} rows are left out")
+            print(f"{package} is not installed (.venv/bin/pip install -e '.[runtimes]'): "
+                  f"the {prefix} rows are left out")
             runtimes = tuple(r for r in runtimes if not r.startswith(prefix))
     paths = shared_1024_photos(args.photos)
     print(f"{len(paths)} photos of 1024x768, {args.rounds} round(s), {args.per_side} patches per side, "
