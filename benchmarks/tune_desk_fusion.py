@@ -14,7 +14,8 @@ For each band of `forensics.condition`, decided from each file itself (never fro
 1. robust z-scores of each method's score on the band's validation authentic images;
 2. a grid search of the band's rule (grid gate and weight, learned share of the map and of the score, weight
    of the map's contrast) for the best mean over the band's twins of p-mAP + detection AP;
-3. Platt scaling of the fused score on the band's validation images; the "likely manipulated" cut is the
+3. Platt scaling of the fused score on the band's validation images, and of the learned component's score
+   alone (it may withhold "likely authentic": `forensics.fusion_bands.DISSENT_PROBABILITY`); the "likely manipulated" cut is the
    larger of probability 0.75 and the probability of `authentic_cut`: for each kind of validation file in the
    band (twin), the larger of its highest authentic score and the 99th percentile of a normal fitted to its
    authentic scores, and the highest of those over the band's twins (the promise must hold for every kind of
@@ -195,6 +196,16 @@ def fit_band(rule, rows_by_twin: dict[str, list[dict]], model_id: str, per_side:
     return cal, auc, int((labels == 0).sum()), int((labels == 1).sum()), twin
 
 
+def learned_calibration(rows: list[dict], model_id: str, per_side: int):
+    """Platt scaling of the learned component's score alone on the band's validation images: the reading that may
+    withhold "likely authentic" (`forensics.fusion_bands.DISSENT_PROBABILITY`)."""
+    from exiflang.forensics.calibration import fit
+
+    return fit(np.asarray([r["score"]["learned"] for r in rows]), np.asarray([r["label"] for r in rows]), "platt",
+               model_id=model_id, score="learned", per_side=per_side,
+               provenance={"fit_set": "validation desk composites of this band"})
+
+
 def held_out_photos(photos: Path, out: Path) -> dict[str, list[dict]]:
     """Authentic rows for the held-out cameras' photos as the cameras wrote them, and after a social-media chain
     (bicubic downscale by a factor in 0.5-0.8 from the file name's hash, then q85)."""
@@ -250,8 +261,8 @@ def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, mode
             c = r["condition"]
             small = too_little_to_judge(c.height, c.width, 128)
             today.append(CANNOT_JUDGE if small else learned_cal.verdict(learned_cal.probability(r["score"]["learned"])))
-        new = [fusion.decide(fused(fusion.rule_for(r["condition"]), r)[1], r["condition"], model_id, per_side, 128).verdict
-               for r in rows]
+        new = [fusion.decide(fused(fusion.rule_for(r["condition"]), r)[1], r["condition"], model_id, per_side, 128,
+                             learned_score=r["score"]["learned"]).verdict for r in rows]
         labels = [r["label"] for r in rows]
         bands = ", ".join(sorted({r["band"] for r in rows}))
         lines.append(f"| {twin} | " + " | ".join(f"{a:.3f} / {d:.3f}" for a, d, _ in cells)
@@ -317,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         pooled = [r for rows in by_twin.values() for r in rows]
         cal, auc, n_a, n_m, cut_twin = fit_band(rule, by_twin, model_id, args.per_side)
         sides = [max(r["condition"].height, r["condition"].width) for r in pooled]
-        bands[band] = BandFusion(rule, cal, auc, n_a, n_m, (min(sides), max(sides)))
+        bands[band] = BandFusion(rule, cal, auc, n_a, n_m, (min(sides), max(sides)), learned_calibration(pooled, model_id,
+                                                                                                   args.per_side))
         lines.append(f"| {band} | " + ", ".join(f"{t} ({len(r)})" for t, r in by_twin.items())
                      + f" | {min(sides)}-{max(sides)} px"
                      + f" | gate {rule.grid_gate:g}, grid {rule.grid_weight}, map learned {rule.learned_weight}, score "

@@ -57,3 +57,19 @@ def test_a_probability_says_where_it_was_not_measured(photos_dir, tmp_path):
     Image.open(photo).resize((512, 384)).save(small)
     coarse = detect(small, per_side=15)
     assert "longer side is 512 px" in coarse.verdict_caveat and "15 patches per side" in coarse.verdict_caveat
+
+
+def test_a_withheld_green_badge_says_why_in_the_table_and_the_page():
+    """Issue 21: where the learned map alone leans manipulated, the fusion withholds "likely authentic"; the reason
+    reaches the reader as it is, not under "cannot judge"."""
+    from exiflang.commands.detect import format_table
+    from exiflang.report.html import ImageEntry, plain_language
+
+    reason = "the combined evidence leans authentic (4%), but the learned map alone leans manipulated (71%)"
+    row = {"name": "paste.png", "error": None, "size": "1024x768", "score": -1.2, "probability": 0.04,
+           "verdict": "inconclusive", "verdict_reason": reason, "flagged": 0.1, "seconds": 1.0}
+    line = format_table([row]).splitlines()[-1]
+    assert "inconclusive" in line and reason in line and "cannot judge" not in line
+    entry = ImageEntry(source="paste.png", stem="paste", meta={"probability": 0.04, "verdict": "inconclusive",
+                                                                "verdict_reason": reason})
+    assert plain_language(entry)[0].startswith(f"The analysis cannot decide: {reason}.")

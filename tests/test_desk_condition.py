@@ -158,3 +158,20 @@ def test_a_band_says_when_a_file_is_outside_the_sizes_it_was_fitted_on():
     assert lossless_800.caveat == "its longer side is 800 px (the calibration saw 1024 px)"
     q75_800 = again.decide(-5.0, FileCondition(600, 800, 24, True, 75, True), "m", 15, 128)
     assert q75_800.caveat is None  # a band without recorded sizes keeps the desk sets' 512-1024 px
+
+
+def test_the_learned_map_leaning_manipulated_withholds_likely_authentic():
+    fusion = _fusion(0.9)
+    fusion.bands["lossless"].learned_calibration = _calibration()  # the learned score alone: p = 0.5 at score 0
+    again = ConditionalFusion.from_dict(json.loads(json.dumps(fusion.to_dict())))
+    assert again.to_dict() == fusion.to_dict()
+    lossless = FileCondition(768, 1024, 48, False)
+    dissent = again.decide(-5.0, lossless, "m", 15, 128, learned_score=2.0)
+    assert dissent.verdict == "inconclusive" and dissent.probability < 0.01
+    assert "the learned map alone leans manipulated" in dissent.reason
+    agree = again.decide(-5.0, lossless, "m", 15, 128, learned_score=-2.0)
+    assert agree.verdict == "likely authentic" and agree.reason is None
+    red = again.decide(5.0, lossless, "m", 15, 128, learned_score=2.0)
+    assert red.verdict == "likely manipulated" and red.reason is None  # the rule only ever withholds green
+    other_band = again.decide(-5.0, FileCondition(768, 1024, 48, True, 90, True), "m", 15, 128, learned_score=2.0)
+    assert other_band.verdict == "likely authentic"  # a band fitted without it keeps its verdict

@@ -110,13 +110,16 @@ def format_table(rows: list[dict]) -> str:
             lines.append(f"{name:<40} {'':>11} {'':>7} {'':>6} {'':<18} {'':>8} {'':>8}  FAILED: {r['error']}")
             continue
         status = "ok (done before, skipped)" if r.get("kept") else "ok"
-        if r.get("verdict_reason"):
+        if r.get("verdict_reason") and r.get("verdict") == "cannot judge":
             status += f"; cannot judge: {r['verdict_reason']}"
+        elif r.get("verdict_reason"):  # a verdict held back from "likely authentic", and why
+            status += f"; {r['verdict_reason']}"
         elif r.get("verdict_caveat"):
             status += f"; probability not measured on images like this: {r['verdict_caveat']}"
         prob = "" if r.get("probability") is None else f"{r['probability']:.0%}"
         verdict = r.get("verdict") or "(no calibration)"
-        lines.append(f"{name:<40} {r['size']:>11} {r['score']:>7.3f} {prob:>6} {verdict:<18} {r['flagged']:>7.1%} "
+        score = f"{r['score']:.3f}" if abs(r["score"]) < 1000 else f"{r['score']:.1e}"  # the grid's scores run to 1e6
+        lines.append(f"{name:<40} {r['size']:>11} {score:>7} {prob:>6} {verdict:<18} {r['flagged']:>7.1%} "
                      f"{r['seconds']:>8.2f}  {status}")
     return "\n".join(lines)
 

@@ -46,7 +46,7 @@ class DetectionResult:
     # ships a calibration.json; None otherwise.
     probability: float | None = None
     verdict: str | None = None  # one of calibration.VERDICTS, or calibration.CANNOT_JUDGE
-    verdict_reason: str | None = None  # why the verdict is "cannot judge", in plain words
+    verdict_reason: str | None = None  # why "cannot judge", or why "inconclusive" and not "likely authentic"
     # how this image differs from what the probability was calibrated on (None: it is like the fit set)
     verdict_caveat: str | None = None
     notes: list[str] = field(default_factory=list)  # what the analysis changed from its settings (a capped stride)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..jsonfile import read_json
-from .calibration import CANNOT_JUDGE, Calibration, CalibrationError
+from .calibration import CANNOT_JUDGE, VERDICTS, Calibration, CalibrationError
 from .condition import BAND_WORDS, BANDS, FileCondition
 from .fusion import RULE_FILE, FusionRule
 from .reliability import too_little_evidence
@@ -24,6 +24,11 @@ FORMAT = "exiflang-fusion-2"
 # Below this validation AUC of the fused score in a band, the band gives "cannot judge": spliced and authentic
 # files of that kind score too much alike for any verdict to be a promise (chosen before fitting).
 MIN_AUC = 0.70
+# "Likely authentic" also needs the learned map, read alone by its band's own calibration, not to lean towards
+# manipulated (probability below one half). In the lossless band the fused score rests on the JPEG-grid detector,
+# whose silence rules out only pastes with a shifted 8x8 grid; when the learned map dissents, the green badge would
+# rest on that silence alone (on the desk composites: 5 of 60 lossless splices called likely authentic; 1 with it).
+DISSENT_PROBABILITY = 0.5
 
 
 class FusionRuleError(CalibrationError):
@@ -40,6 +45,7 @@ class BandFusion:
     n_authentic: int = 0
     n_manipulated: int = 0
     long_sides: tuple[int, int] | None = None  # shortest and longest long side of the band's fit images
+    learned_calibration: Calibration | None = None  # the learned component's score alone, fitted on the same images
 
     @property
     def judges(self) -> bool:
@@ -50,16 +56,18 @@ class BandFusion:
         return {"rule": {f.name: getattr(self.rule, f.name) for f in fields(self.rule)},
                 "calibration": self.calibration.to_dict() if self.calibration else None, "auc": self.auc,
                 "n_authentic": self.n_authentic, "n_manipulated": self.n_manipulated,
-                "long_sides": list(self.long_sides) if self.long_sides else None}
+                "long_sides": list(self.long_sides) if self.long_sides else None,
+                "learned_calibration": self.learned_calibration.to_dict() if self.learned_calibration else None}
 
     @classmethod
     def from_dict(cls, data: dict) -> "BandFusion":
         known = {f.name for f in fields(FusionRule)}
         rule = FusionRule(**{k: v for k, v in dict(data["rule"]).items() if k in known})
         cal = Calibration.from_dict(data["calibration"]) if data.get("calibration") else None
-        auc, sides = data.get("auc"), data.get("long_sides")
+        auc, sides, learned = data.get("auc"), data.get("long_sides"), data.get("learned_calibration")
         return cls(rule, cal, None if auc is None else float(auc), int(data.get("n_authentic", 0)),
-                   int(data.get("n_manipulated", 0)), (int(sides[0]), int(sides[1])) if sides else None)
+                   int(data.get("n_manipulated", 0)), (int(sides[0]), int(sides[1])) if sides else None,
+                   Calibration.from_dict(learned) if learned else None)
 
 
 @dataclass
@@ -68,7 +76,7 @@ class Decision:
 
     probability: float | None = None
     verdict: str | None = None
-    reason: str | None = None  # why "cannot judge"
+    reason: str | None = None  # why "cannot judge", or why "inconclusive" where the learned map dissents
     caveat: str | None = None  # how this image differs from what the verdict was measured on
 
 
@@ -93,9 +101,10 @@ class ConditionalFusion:
         return found.rule
 
     def decide(self, score: float, condition: FileCondition, model_id: str, per_side: int, patch: int,
-               reliability=None) -> Decision:
+               reliability=None, learned_score: float | None = None) -> Decision:
         """Probability and verdict of a fused score for a file in `condition`, or "cannot judge" and why
-        (`reliability`: a forensics.reliability.Reliability of its pixels, when measured)."""
+        (`reliability`: a forensics.reliability.Reliability of its pixels, when measured; `learned_score`: the
+        learned component's own score, which may withhold "likely authentic", see DISSENT_PROBABILITY)."""
         band = self.bands.get(condition.band)
         if band is None or band.calibration is None:
             return Decision(caveat=f"no calibration was fitted for {BAND_WORDS[condition.band]}: no verdict")
@@ -111,7 +120,14 @@ class ConditionalFusion:
                 f"on {BAND_WORDS[condition.band]} spliced and authentic images score too much alike (validation "
                 f"AUC {band.auc:.2f} on {band.n_manipulated} + {band.n_authentic} composites; a verdict needs "
                 f"{MIN_AUC:.2f})"), caveat)
-        return Decision(p, band.calibration.verdict(p), None, caveat)
+        verdict = band.calibration.verdict(p)
+        if verdict == VERDICTS[0] and band.learned_calibration is not None and learned_score is not None:
+            alone = band.learned_calibration.probability(learned_score)
+            if alone >= DISSENT_PROBABILITY:
+                return Decision(p, VERDICTS[1], (
+                    f"the combined evidence leans authentic ({p:.0%}), but the learned map alone leans manipulated "
+                    f"({alone:.0%}), so no 'likely authentic'"), caveat)
+        return Decision(p, verdict, None, caveat)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "learned_score": self.learned_score, "model_id": self.model_id,
@@ -172,7 +188,8 @@ def fuse_file(fusion: ConditionalFusion, learned: tuple, grid: tuple, dq: tuple,
     from .fusion import fuse
 
     heat, score = fuse(fusion.rule_for(condition), learned, grid, dq)
-    return heat, score, fusion.decide(score, condition, model_id, per_side, patch, reliability)
+    return heat, score, fusion.decide(score, condition, model_id, per_side, patch, reliability, float(learned[1]))
 
 
-__all__ = ["BandFusion", "ConditionalFusion", "Decision", "FORMAT", "FusionRuleError", "MIN_AUC", "fuse_file"]
+__all__ = ["BandFusion", "ConditionalFusion", "DISSENT_PROBABILITY", "Decision", "FORMAT", "FusionRuleError", "MIN_AUC",
+           "fuse_file"]

@@ -48,6 +48,9 @@ def plain_language(entry, calibration=None) -> list[str]:
                    f"the rest: its probability of manipulation is {p:.0%}. The heatmap shows where the difference is "
                    f"(yellow, about {'–' if flagged is None else f'{flagged:.0%}'} of the picture); check whether that "
                    f"region makes sense as a pasted or edited object.")
+    elif p is not None and verdict == "inconclusive" and meta.get("verdict_reason"):
+        out.append(f"The analysis cannot decide: {meta['verdict_reason']}. Look at the heatmap and the mask for a "
+                   f"region that makes sense as a pasted object, and look for other evidence.")
     elif p is not None and verdict == "inconclusive":
         out.append(f"The analysis cannot decide (probability {p:.0%}): some regions differ from the rest, as in "
                    f"some spliced and also some authentic photos. Look at the heatmap and the mask for a region "
