@@ -110,3 +110,16 @@ def test_image_only_loader_matches_the_full_model():
     x = torch.rand(3, 3, fast.patch_size, fast.patch_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         assert torch.allclose(fast.encode_image(x), full.encode_image(x), atol=1e-6)
+
+
+def test_the_python_api_gives_the_command_lines_verdict(photos_dir, tmp_path):
+    """`exiflang.analyse` runs detect's default (the fusion for the file's condition): same score and verdict."""
+    import exiflang
+
+    photo = sorted(photos_dir.rglob("*.jpg"))[0]
+    assert main(["detect", str(photo), "--per-side", "6", "--out", str(tmp_path), "--no-exif-check"]) == 0
+    cli = json.loads(next(tmp_path.glob("*.json")).read_text())
+    api = exiflang.analyse(photo, per_side=6)
+    assert api.verdict == cli["verdict"] and api.verdict in ("likely authentic", "inconclusive", "likely manipulated")
+    assert abs(api.score - cli["score"]) < 1e-6 and abs(api.probability - cli["probability"]) < 1e-6
+    assert api.shape == Image.open(photo).size[::-1] and cli["condition"]["band"] == "jpeg_high"

@@ -127,7 +127,7 @@ def test_upload_a_real_photo_and_a_broken_file(server, photo):
     fragment = body.decode()
     assert status == 200 and photo.name in fragment and "broken.jpg" in fragment and "check-exif verdict" in fragment
     srcs = [s.split('"')[0] for s in fragment.split('src="')[1:]]
-    assert len(srcs) == 6  # thumbnail, original, overlay, mask, PCA, reliability (inline)
+    assert len(srcs) == 5  # thumbnail, original, overlay, mask, reliability (inline); the fusion has no PCA view
     assert sum(src.startswith("data:image/png;base64,") for src in srcs) == 1  # the reliability map, inline
     for src in (s for s in srcs if not s.startswith("data:")):
         status, headers, data = _get(server.base + src)
@@ -135,6 +135,21 @@ def test_upload_a_real_photo_and_a_broken_file(server, photo):
         Image.open(io.BytesIO(data)).verify()
     status, headers, body = _get(f"{server.base}/jobs/{job['job']}/")
     assert status == 200 and b"<table" in body and "default-src 'none'" in headers["content-security-policy"]
+
+
+def test_the_page_and_detect_give_a_file_the_same_verdict(server, photo, tmp_path):
+    """The web app runs detect's default method (the fusion per file condition), not another detector."""
+    import json
+
+    from exiflang.cli import main
+
+    status, answer = _post_files(server.base + "/api/jobs", [(photo.name, photo.read_bytes())])
+    assert status == 202, answer
+    page = _wait_done(server.base, answer["job"])["results"][0]
+    assert main(["detect", str(photo), "--per-side", "6", "--out", str(tmp_path), "--no-exif-check"]) == 0
+    cli = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert page["model_id"].startswith("fusion") and page["verdict"] == cli["verdict"]
+    assert abs(page["probability"] - cli["probability"]) < 1e-6 and abs(page["score"] - cli["score"]) < 1e-6
 
 
 def test_limits_are_enforced_with_clear_messages(server, photo):
@@ -209,7 +224,7 @@ def test_serve_page_in_a_real_browser(server, photo, tmp_path):
         rows = driver.find_elements("css selector", "#report table.results tbody tr")
         assert [r.get_attribute("class") for r in rows] == ["ok", "failed"]
         assert photo.name in rows[0].text and "broken.jpg" in rows[1].text
-        assert check_images_loaded(driver) == 6  # with the inline reliability map
+        assert check_images_loaded(driver) == 5  # with the inline reliability map (the fusion has no PCA view)
         full_screenshot(driver, tmp_path / "serve.png")
         errors = console_errors(driver)
         assert not errors, errors

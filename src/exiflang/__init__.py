@@ -5,7 +5,8 @@ The public API is imported lazily so that `import exiflang` stays fast:
     exiflang.read_exif(path)            -> dict of tags           (exiflang.exif)
     exiflang.exif_to_text(tags, cfg)    -> the text the model reads
     exiflang.load_model("default")      -> model with encode_image / encode_text / encode_tokens
-    exiflang.detect(image_or_path)      -> heatmap, mask, score   (exiflang.forensics)
+    exiflang.analyse(path)              -> `exiflang detect`'s default analysis: heatmap, score, verdict
+    exiflang.detect(image_or_path)      -> the learned map alone: heatmap, mask, score   (exiflang.forensics)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ _LAZY = {
     "load_model": "exiflang.models",
     "create_model": "exiflang.models",
     "detect": "exiflang.forensics",
+    "analyse": "exiflang.eval.file_analysis",
 }
 
 

@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from exiflang.errors import ExiflangError
-
 
 def register(subparsers) -> None:
     """Add the `detect` sub-command."""
@@ -148,57 +146,6 @@ def _build_method(args: argparse.Namespace):
                                 seed=args.seed)
 
 
-class ReportWriteError(ExiflangError):
-    """One image's report could not be written (an OSError or a refused symbolic link): that image failed."""
-
-
-def _run_method(method, method_name: str, path: Path, out: Path | None, stem: str, extra: dict | None = None) -> dict:
-    """One image through a bench method; write its report (write_report, or the light report); return a table row."""
-    import time
-
-    from exiflang.eval.analysis import MethodError, call_analyse, verdict_fields
-    from exiflang.exif.provenance import provenance_checks
-    from exiflang.imageio import load_rgb
-
-    pixels, info = load_rgb(path)
-    checks = provenance_checks(path, pixels)  # the file's own metadata first (issue 22): software, thumbnail, C2PA, ...
-    extra = {**(extra or {}), "provenance": checks}
-    t0 = time.perf_counter()
-    analysis = call_analyse(method, pixels, path)
-    seconds = time.perf_counter() - t0
-    if analysis.shape != pixels.shape[:2]:  # a learned map stays per cell: nothing is expanded to pixels here
-        raise MethodError(f"{path}: method {method_name} returned a {analysis.shape} map for a {pixels.shape[:2]} image")
-    if out is not None:
-        _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra)
-    h, w = analysis.shape
-    return {"size": f"{w}x{h}", "score": float(analysis.score), "flagged": analysis.flagged_fraction,
-            "seconds": seconds, **verdict_fields(analysis), "provenance": checks}
-
-
-def _write(analysis, pixels, info, seconds, method, method_name, path, out, stem, extra) -> None:
-    """The image's report files in out (write_report, or the light report); a failure is a ReportWriteError."""
-    from exiflang.eval.bench import _write_light_report
-    from exiflang.forensics import write_report
-    from exiflang.imageio import UnsafeOutputError
-
-    try:
-        if analysis.result is not None:
-            analysis.result.source, analysis.result.orientation = str(path), info.orientation
-            analysis.result.seconds = seconds
-            write_report(analysis.result, pixels, out, stem, extra)
-        else:
-            _write_light_report(analysis, pixels, out, stem, method.method_id,
-                                info={"method": method_name, "image": str(path), "seconds": round(seconds, 4),
-                                      "orientation": info.orientation,
-                                      "coordinates": "stored pixel array (EXIF Orientation not applied); PNGs are "
-                                                     "rotated upright for display", **(extra or {})},
-                                orientation=info.orientation)
-    except UnsafeOutputError as exc:
-        raise ReportWriteError(f"{path}: report not written: {exc}") from exc
-    except OSError as exc:
-        raise ReportWriteError(f"{path}: cannot write its report in {out} ({exc.strerror or exc})") from exc
-
-
 def _kept_row(out: Path, stem: str, expect: dict) -> dict | None:
     """The table row of an image whose report in out is complete for the same content and settings, else None."""
     from exiflang.eval.analysis import VERDICT_FIELDS
@@ -238,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from exiflang.device import resolve_device
     from exiflang.errors import CommandError, ExiflangError
     from exiflang.eval.analysis import input_sha256
+    from exiflang.eval.file_analysis import analyse_file
     from exiflang.eval.methods import settings_digest
 
     from .argtypes import ensure_writable_dir
@@ -259,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         expect = None if args.out is None else {"input_sha256": input_sha256(path), "settings_digest": digest}
         kept = _kept_row(args.out, stem, expect) if expect and expect["input_sha256"] and not args.redo else None
         try:
-            row.update(kept or _run_method(method, args.method, path, args.out, stem, expect))
+            row.update(kept or analyse_file(method, args.method, path, args.out, stem, expect))
         except ExiflangError as exc:  # any project error of one file (unreadable, too small, ...): the batch goes on
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             row["error"] = message

@@ -5,10 +5,11 @@ import argparse
 
 DESCRIPTION = """\
 Start a small web app on this computer: upload one or several photos in a browser and read, for each one, the
-same report as `exiflang detect --out` writes (heatmap with its colour bar, mask, PCA view, calibrated
-probability of manipulation and verdict, the EXIF check, a plain-language explanation). A progress bar follows
-the upload and the analysis. Bound to 127.0.0.1 by default: only this computer can reach it. Nothing leaves the
-machine; uploads live in a temporary folder deleted when the server stops.
+same report as `exiflang detect --out` writes, with the same default method (heatmap with its colour bar, mask,
+calibrated probability of manipulation and verdict for files of its kind, the EXIF check, a plain-language
+explanation). A progress bar follows the upload and the analysis. Bound to 127.0.0.1 by default: only this
+computer can reach it. Nothing leaves the machine; uploads live in a temporary folder deleted when the server
+stops.
 
 Only the app's own page may upload: a browser request from any other web page (its Origin is not the address
 the server was reached at), or one naming a host other than this computer's loopback address, is refused with
@@ -22,7 +23,9 @@ def register(subparsers) -> None:
     """Add the `serve` sub-command."""
     from .argtypes import (add_device_argument, batch_size_int, megapixels, per_side_int, queued_uploads, tcp_port,
                            upload_files, upload_mb)
+    from .bench import METHOD_NAMES
 
+    from exiflang.eval.methods import DEFAULT_METHOD, FUSION_PER_SIDE, LEARNED_PER_SIDE
     from exiflang.report.web import (DEFAULT_HOST, DEFAULT_MAX_FILES, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_QUEUED,
                                      DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT)
 
@@ -34,8 +37,12 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=tcp_port, default=DEFAULT_PORT,
                    help="TCP port (default: %(default)s; 0: a free one, printed at start)")
     p.add_argument("--model", default="default", help="model name or weights folder (default: the built-in model)")
-    p.add_argument("--per-side", type=per_side_int, default=30,
-                   help=f"patches along the longer side, {per_side_int.limits} (default: %(default)s)")
+    p.add_argument("--method", choices=METHOD_NAMES, default=DEFAULT_METHOD,
+                   help="the detector, as in `exiflang detect` (default: %(default)s, the same as detect's, so a file "
+                        "gets the same verdict from the page and from the command line)")
+    p.add_argument("--per-side", type=per_side_int, default=None,
+                   help=f"patches along the longer side, {per_side_int.limits} (default: the density the method's "
+                        f"verdict was calibrated at: {FUSION_PER_SIDE} for fusion, {LEARNED_PER_SIDE} for exiflang)")
     p.add_argument("--batch-size", type=batch_size_int, default=64,
                    help=f"patches per forward pass, {batch_size_int.limits} (default: %(default)s)")
     add_device_argument(p)
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from exiflang.report.web import ServeConfig, serve
 
     args.device = resolve_device(args.device)
-    config = ServeConfig(model=args.model, device=args.device, per_side=args.per_side, batch_size=args.batch_size,
+    config = ServeConfig(model=args.model, device=args.device, method=args.method, per_side=args.per_side,
+                         batch_size=args.batch_size,
                          exif_check=args.exif_check, max_upload_bytes=int(args.max_upload_mb * 1_000_000),
                          max_files=args.max_files, max_pixels=int(args.max_megapixels * 1_000_000),
                          max_queued=args.max_queued)

@@ -44,6 +44,21 @@ class Analysis:
             return self.heatmap.pixel_mean(self.heatmap.cells >= 0.5)
         return float((np.asarray(self.heatmap) >= 0.5).mean())
 
+    @property
+    def probability(self) -> float | None:
+        """The calibrated probability of manipulation (None where the method gives none)."""
+        return verdict_fields(self)["probability"]
+
+    @property
+    def verdict(self) -> str | None:
+        """'likely authentic', 'inconclusive', 'likely manipulated', 'cannot judge', or None."""
+        return verdict_fields(self)["verdict"]
+
+    @property
+    def verdict_reason(self) -> str | None:
+        """Why 'cannot judge', or why 'inconclusive' where the learned map withheld 'likely authentic'."""
+        return verdict_fields(self)["verdict_reason"]
+
 
 class MethodError(ExiflangError):
     """A method cannot analyse one image (too small, not decodable by it, ...); the benchmark skips that image."""

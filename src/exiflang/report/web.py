@@ -68,7 +68,8 @@ class ServeConfig:
 
     model: str = "default"
     device: str = "cpu"
-    per_side: int = 30
+    method: str = "fusion"  # as `exiflang detect`: the same file gets the same verdict from either
+    per_side: int | None = None  # None: the density the method's verdict was calibrated at
     batch_size: int = 64
     exif_check: bool = True
     max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1_000_000)
@@ -203,30 +204,26 @@ class Analyser:
                 job.state, job.error = "failed", f"the analysis stopped: {type(exc).__name__}: {exc}"
 
     def _run(self, job: Job) -> None:
-        from exiflang.exif.provenance import provenance_checks
-        from exiflang.forensics import Detector, write_report
-        from exiflang.imageio import load_rgb
+        from exiflang.eval.file_analysis import analyse_file
+        from exiflang.eval.methods import build_method, default_per_side
         from exiflang.report.html import build_report, save_page
 
         cfg = self.config
         job.state, job.stage = "running", "detect"
-        detector = Detector.load(cfg.model, cfg.device, per_side=cfg.per_side, batch_size=cfg.batch_size)
-        detector.progress = lambda done, total: setattr(job, "fraction", done / max(total, 1))
+        method = build_method(cfg.method, cfg.model, None, cfg.device, cfg.per_side or default_per_side(cfg.method),
+                              cfg.batch_size)
+        learned = getattr(method, "learned", method)  # the fusion's learned part embeds, and so drives the bar
+        if hasattr(learned, "detector"):
+            learned.detector.progress = lambda done, total: setattr(job, "fraction", done / max(total, 1))
         items = []
         for i, (name, path) in enumerate(zip(job.names, job.paths), 1):
             job.current, job.fraction, job.image_started = name, 0.0, time.time()
             stem = f"{i:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', path.stem)[:60]}"
             record: dict[str, Any] = {"name": name, "ok": False}
             try:
-                pixels, info = load_rgb(path, max_pixels=cfg.max_pixels)
-                result = detector.detect(pixels)
-                result.source, result.orientation = str(path), info.orientation
-                checks = provenance_checks(path, pixels)  # the file's own metadata (issue 22)
-                write_report(result, pixels, job.folder, stem, {"provenance": checks})
-                h, w = result.image_size
-                record.update(ok=True, error=None, score=result.score, probability=result.probability,
-                              verdict=result.verdict, flagged=result.flagged_fraction, size=f"{w}x{h}",
-                              seconds=round(result.seconds, 3), model_id=result.model_id, provenance=checks)
+                row = analyse_file(method, cfg.method, path, job.folder, stem, max_pixels=cfg.max_pixels)
+                row["seconds"] = round(row["seconds"], 3)
+                record.update(ok=True, error=None, model_id=method.method_id, **row)
             except ExiflangError as exc:  # one file's problem (unreadable, too small, unwritable): the job goes on
                 record["error"] = str(exc).replace(str(path), name)
             items.append((str(path), stem, record.get("error")))
