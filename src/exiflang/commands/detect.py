@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from exiflang.device import resolve_device
     from exiflang.errors import CommandError, ExiflangError
     from exiflang.eval.analysis import input_sha256
-    from exiflang.eval.file_analysis import analyse_file
+    from exiflang.eval.file_analysis import analyse_and_report
     from exiflang.eval.methods import settings_digest
 
     from .argtypes import ensure_writable_dir
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         expect = None if args.out is None else {"input_sha256": input_sha256(path), "settings_digest": digest}
         kept = _kept_row(args.out, stem, expect) if expect and expect["input_sha256"] and not args.redo else None
         try:
-            row.update(kept or analyse_file(method, args.method, path, args.out, stem, expect))
+            row.update(kept or analyse_and_report(method, args.method, path, args.out, stem, expect))
         except ExiflangError as exc:  # any project error of one file (unreadable, too small, ...): the batch goes on
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             row["error"] = message

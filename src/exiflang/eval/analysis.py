@@ -146,12 +146,13 @@ class FileAnalysis:
     seconds: float  # the analysis alone (decoding excluded)
 
 
-def analyse_file(method: Any, path: Path) -> FileAnalysis:
-    """Decode ``path`` (the one decoder, its pixel limits checked) and analyse it with ``method``; a map of another
-    size than the image is a MethodError. Every project error (unreadable, too small, too large) propagates."""
+def analyse_file(method: Any, path: Path, max_pixels: int | None = None) -> FileAnalysis:
+    """Decode ``path`` (the one decoder, its pixel limits checked; ``max_pixels`` may lower them) and analyse it with
+    ``method``; a map of another size than the image is a MethodError. Every project error (unreadable, too small,
+    too large) propagates."""
     from ..imageio import load_rgb
 
-    pixels, info = load_rgb(path)
+    pixels, info = load_rgb(path) if max_pixels is None else load_rgb(path, max_pixels=max_pixels)
     t0 = time.perf_counter()
     analysis = call_analyse(method, pixels, Path(path))
     seconds = time.perf_counter() - t0

@@ -204,7 +204,7 @@ class Analyser:
                 job.state, job.error = "failed", f"the analysis stopped: {type(exc).__name__}: {exc}"
 
     def _run(self, job: Job) -> None:
-        from exiflang.eval.file_analysis import analyse_file
+        from exiflang.eval.file_analysis import analyse_and_report
         from exiflang.eval.methods import build_method, default_per_side
         from exiflang.report.html import build_report, save_page
 
@@ -221,7 +221,7 @@ class Analyser:
             stem = f"{i:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', path.stem)[:60]}"
             record: dict[str, Any] = {"name": name, "ok": False}
             try:
-                row = analyse_file(method, cfg.method, path, job.folder, stem, max_pixels=cfg.max_pixels)
+                row = analyse_and_report(method, cfg.method, path, job.folder, stem, max_pixels=cfg.max_pixels)
                 row["seconds"] = round(row["seconds"], 3)
                 record.update(ok=True, error=None, model_id=method.method_id, **row)
             except ExiflangError as exc:  # one file's problem (unreadable, too small, unwritable): the job goes on
