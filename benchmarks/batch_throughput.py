@@ -1,6 +1,7 @@
 """Photos per second: `exiflang batch` on Ray with 1, 2 and 4 workers against single-process detection, in one run.
 
-    .venv/bin/python benchmarks/batch_throughput.py [--n 1000] [--workers 1,2,4] [--per-side 30] [--compile-workers 2]
+    .venv/bin/python benchmarks/batch_throughput.py [--n 1000] [--workers 1,2,4] [--method fusion] [--per-side N]
+                                                    [--compile-workers 2]
 
 The N images are the shared 1024x768 photos, taken in turn; from the second round on, each copy gets a few bytes
 after the JPEG's end-of-image marker (same pixels, same work, another content hash, so nothing counts as done).
@@ -58,14 +59,14 @@ def make_images(n: int, out: Path) -> list[Path]:
     return paths
 
 
-def single_process(paths: list[Path], per_side: int) -> dict:
+def single_process(paths: list[Path], method_name: str, per_side: int) -> dict:
     """Warm photos/s of the single-process detection loop (model built once, torch on every CPU thread)."""
     import torch
 
     from exiflang.eval.methods import analyse_file, build_method
 
     torch.set_num_threads(os.cpu_count() or 1)
-    method = build_method("exiflang", per_side=per_side)
+    method = build_method(method_name, per_side=per_side)
     analyse_file(method, paths[0])  # warm-up, not timed
     t0 = time.perf_counter()
     for path in paths:
@@ -74,7 +75,7 @@ def single_process(paths: list[Path], per_side: int) -> dict:
     return {"photos_per_s": len(paths) / seconds, "seconds": seconds, "threads": torch.get_num_threads()}
 
 
-def ray_batch(folder: Path, workers: int, per_side: int, compile_: bool) -> dict:
+def ray_batch(folder: Path, workers: int, method_name: str, per_side: int, compile_: bool) -> dict:
     """`exiflang batch FOLDER --workers W` in a fresh process, then the same command again on its finished table:
     that second run analyses nothing but pays every fixed cost (listing and hashing the files, starting Ray, building
     the workers' models, compiling), so N / (first - second) is the warm rate."""
@@ -82,7 +83,7 @@ def ray_batch(folder: Path, workers: int, per_side: int, compile_: bool) -> dict
 
     out = Path(tempfile.mkdtemp(prefix="batch-bench-"))
     cmd = [sys.executable, "-m", "exiflang", "batch", str(folder), "--out", str(out), "--workers", str(workers),
-           "--per-side", str(per_side), *(["--compile"] if compile_ else [])]
+           "--method", method_name, "--per-side", str(per_side), *(["--compile"] if compile_ else [])]
     walls, progress = [], []
     for _ in range(2):
         t0 = time.perf_counter()
@@ -145,22 +146,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="Ray worker counts to time (default: %(default)s)")
     parser.add_argument("--compile-workers", type=int, default=2,
                         help="also time this worker count with --compile (0: skip; default: %(default)s)")
-    parser.add_argument("--per-side", type=int, default=30, help="patches per side (default: %(default)s)")
+    parser.add_argument("--method", default="fusion", help="the detector, on both paths (default: %(default)s, "
+                        "the default of `exiflang detect` and `exiflang batch`)")
+    parser.add_argument("--per-side", type=int, default=None,
+                        help="patches per side (default: the density the method's verdict was calibrated at)")
     parser.add_argument("--speedup-photos", type=int, default=5, help="photos for the eager/compiled row (default: %(default)s)")
     args = parser.parse_args(argv)
+    from exiflang.eval.methods import default_per_side
+
+    args.per_side = args.per_side or default_per_side(args.method)
 
     work = Path(tempfile.mkdtemp(prefix="batch-throughput-"))
     try:
         paths = make_images(args.n, work / "images")
-        print(f"{len(paths)} images of 1024x768 from the shared photos, {args.per_side} patches per side, "
-              f"{os.cpu_count()} CPU cores", flush=True)
-        rows = [("detect (1 process)", {**single_process(paths, args.per_side), "load": os.getloadavg()[0]})]
+        print(f"{len(paths)} images of 1024x768 from the shared photos, method {args.method}, {args.per_side} "
+              f"patches per side, {os.cpu_count()} CPU cores", flush=True)
+        single = single_process(paths, args.method, args.per_side)
+        rows = [("detect (1 process)", {**single, "load": os.getloadavg()[0]})]
         print(json.dumps(rows[-1]), flush=True)
         runs = [(int(w), False) for w in args.workers.split(",")]
         runs += [(args.compile_workers, True)] if args.compile_workers else []
         for workers, compile_ in runs:
             label = f"batch, {workers} worker(s)" + (", --compile" if compile_ else "")
-            rows.append((label, {**ray_batch(work / "images", workers, args.per_side, compile_),
+            rows.append((label, {**ray_batch(work / "images", workers, args.method, args.per_side, compile_),
                                  "load": os.getloadavg()[0]}))
             print(label, json.dumps(rows[-1][1]), flush=True)
         speed = compiled_speedup(paths[: args.speedup_photos], args.per_side)
