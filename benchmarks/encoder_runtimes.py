@@ -83,18 +83,13 @@ def _wrap(model, batch_size: int, run) -> None:
     """``model.encode_image`` through ``run`` (NHWC float32 numpy [batch_size, P, P, 3] -> embeddings numpy)."""
     import torch
 
-    eager, patch = model.encode_image, int(model.patch_size)
+    from exiflang.models.compiled import fixed_batch_encoder
 
-    def encode_image(x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        if tuple(x.shape[1:]) != (3, patch, patch) or not 0 < n <= batch_size:
-            return eager(x)
-        if n < batch_size:  # pad to the exported shape; eval-mode layers keep every patch to itself
-            x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])
+    def through_runtime(x: torch.Tensor) -> torch.Tensor:
         nhwc = x.float().permute(0, 2, 3, 1).contiguous()  # a view: embed_patches' batches are channels-last
-        return torch.from_numpy(np.array(run(nhwc.numpy())[:n]))
+        return torch.from_numpy(np.array(run(nhwc.numpy())))
 
-    model.encode_image = encode_image
+    model.encode_image = fixed_batch_encoder(model.encode_image, int(model.patch_size), batch_size, through_runtime)
 
 
 def _onnxruntime(model, batch_size: int, graph: bytes) -> None:

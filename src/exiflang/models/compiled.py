@@ -46,13 +46,23 @@ def compile_image_encoder(model: Any, batch_size: int, log: Callable[[str], None
             log(f"the compiled encoder differs from the eager one by {difference:.2e}; the eager encoder is kept")
         return False
 
+    # this model object only: other holders of the class are untouched
+    model.encode_image = fixed_batch_encoder(eager, patch, batch_size,
+                                             lambda x: compiled(x.contiguous(memory_format=torch.channels_last)))
+    return True
+
+
+def fixed_batch_encoder(eager: Callable, patch: int, batch_size: int, run: Callable) -> Callable:
+    """An ``encode_image`` that hands ``run`` only [batch_size, 3, patch, patch] batches (a shorter one padded with
+    zeros and its rows cut again) and any other input to ``eager``: for graphs built for one input shape."""
+    import torch
+
     def encode_image(x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         if tuple(x.shape[1:]) != (3, patch, patch) or not 0 < n <= batch_size:
             return eager(x)
-        if n < batch_size:  # pad to the compiled shape; eval-mode layers keep every patch to itself
+        if n < batch_size:  # pad to the graph's shape; eval-mode layers keep every patch to itself
             x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])
-        return compiled(x.contiguous(memory_format=torch.channels_last))[:n]
+        return run(x)[:n]
 
-    model.encode_image = encode_image  # this model object only: other holders of the class are untouched
-    return True
+    return encode_image
