@@ -253,3 +253,29 @@ def test_baselines_re_export_the_forensics_api() -> None:
     assert grid_baseline.grid_origin is jpeg_grid.grid_origin and grid_baseline.GridAnalysis is GridAnalysis
     assert dq_baseline.dq_analysis is dq.dq_analysis and dq_baseline.dq_analysis_file is dq.dq_analysis_file
     assert dq_baseline.DQAnalysis is DQAnalysis and dq_baseline.METHOD_ID == "dq-v1"
+
+
+def test_dq_reads_a_camera_file_whose_many_app2_segments_libjpeg_refuses(photos_dir: Path, tmp_path: Path) -> None:
+    """A shared HP PhotoSmart photo carries more APP2 segments than libjpeg accepts ("Too many markers"): its DCT
+    coefficients are read from the same bytes without the metadata segments, not from the decoded pixels."""
+    import warnings
+
+    hp = photos_dir / "Hewlett-Packard_hp-PhotoSmart-43x-series" / "IM000292.jpg"
+    if not hp.is_file():
+        pytest.skip(f"{hp} not in the shared photos")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback to pixels warns: here it must not happen
+        found = dq_analysis_file(hp)
+    assert found.origin == (0, 0)  # the file's own grid: the coefficients, not a pixel re-estimate
+    # the same on an ordinary photo given 60 extra APP2 segments: equal to the file without them
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(np.asarray(Image.open(hp).convert("RGB"))).save(plain, quality=90)
+    data = plain.read_bytes()
+    app2 = b"\xff\xe2" + (2 + 100).to_bytes(2, "big") + bytes(100)
+    crowded = tmp_path / "crowded.jpg"
+    crowded.write_bytes(data[:2] + app2 * 60 + data[2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, b = dq_analysis_file(plain), dq_analysis_file(crowded)
+    assert a.score == b.score and np.array_equal(a.heatmap, b.heatmap)
+    assert dq.without_metadata_segments(b"not a jpeg") == b"not a jpeg"

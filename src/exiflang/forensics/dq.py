@@ -258,6 +258,48 @@ def dq_analysis(image: np.ndarray) -> DQAnalysis:
     return _analyse(c, q2, lum.shape, origin)
 
 
+def without_metadata_segments(data: bytes) -> bytes:
+    """The JPEG `data` without its APPn and COM segments (EXIF, XMP, ICC, maker data, comments): the same image
+    data, tables and coefficients. libjpeg refuses some camera files with many APP2 segments ("Too many markers")
+    that decode fine without them. Anything that does not parse as JPEG segments comes back unchanged."""
+    out, i = bytearray(data[:2]), 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the entropy-coded data and everything after it stay as they are
+            return bytes(out + data[i:])
+        end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if not (0xE0 <= marker <= 0xEF or marker == 0xFE):
+            out += data[i:end]
+        i = end
+    return data
+
+
+def _read_dct(path: Path):
+    """The file's DCT coefficients and tables (jpeglib), retried without its metadata segments when libjpeg
+    refuses them; None (with a warning) when neither reads, so that the caller falls back to the pixels."""
+    import tempfile
+
+    import jpeglib
+
+    try:
+        return jpeglib.read_dct(str(path))
+    except Exception as first:  # libjpeg errors surface as plain exceptions
+        problem = first
+    with tempfile.TemporaryDirectory(prefix="exiflang-dct-") as tmp:
+        bare = Path(tmp) / "bare.jpg"
+        bare.write_bytes(without_metadata_segments(path.read_bytes()))
+        try:
+            dct = jpeglib.read_dct(str(bare))
+            dct.Y, dct.qt  # jpeglib reads lazily: load everything before the copy is deleted
+            return dct
+        except Exception:  # noqa: BLE001 - the first error is the one worth reporting
+            warnings.warn(f"{path}: cannot read DCT coefficients ({problem}); using the decoded pixels", stacklevel=3)
+            return None
+
+
 def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAnalysis:
     """DQ analysis of an image file: the file's own DCT coefficients and table when it is a JPEG, else `dq_analysis`."""
     path = Path(path)
@@ -266,23 +308,15 @@ def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAna
         raise ImageLoadError(f"{path}: {problem}")
     if image is not None:
         jpeg_grid.luminance(image)  # validates the array
-    dct = None
-    if starts_as_jpeg(path):
-        import jpeglib
-
-        try:
-            dct = jpeglib.read_dct(str(path))
-            coefs, qt = np.asarray(dct.Y), np.asarray(dct.qt[dct.quant_tbl_no[0]])
-            height, width = int(dct.height), int(dct.width)
-        except Exception as exc:  # libjpeg errors surface as plain exceptions: fall back to the pixels
-            warnings.warn(f"{path}: cannot read DCT coefficients ({exc}); using the decoded pixels", stacklevel=2)
-            dct = None
+    dct = _read_dct(path) if starts_as_jpeg(path) else None
     if dct is None:
         if image is None:
             from ..imageio import load_rgb
 
             image, _ = load_rgb(path)
         return dq_analysis(image)
+    coefs, qt = np.asarray(dct.Y), np.asarray(dct.qt[dct.quant_tbl_no[0]])
+    height, width = int(dct.height), int(dct.width)
     if image is not None and image.shape[:2] != (height, width):
         raise ForensicsError(f"{path}: image array is {image.shape[1]}x{image.shape[0]} but the JPEG is "
                              f"{width}x{height}")
@@ -294,4 +328,4 @@ def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAna
     return _analyse(c, q2, (height, width), (0, 0))
 
 
-__all__ = ["METHOD_ID", "DQAnalysis", "dq_analysis", "dq_analysis_file", "estimate_step"]
+__all__ = ["METHOD_ID", "DQAnalysis", "dq_analysis", "dq_analysis_file", "estimate_step", "without_metadata_segments"]
