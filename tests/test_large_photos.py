@@ -84,6 +84,7 @@ def test_banded_grid_votes_equal_the_whole_image(photos_dir, tmp_path):
     for y0, y1 in ((0, 256), (256, 512), (1024, image.shape[0])):
         np.testing.assert_array_equal(J.band_votes(image, y0, y1), whole[y0:y1])
     assert J.grid_origin(image) == J._dominant(whole)[0] == (5, 3)
+    np.testing.assert_array_equal(J.votes_by_band(image), whole)  # what grid_analysis reads, in bounded memory
     # a few bands of votes find the same grid as all of them
     assert J.grid_origin(image, max_pixels=400_000) == (5, 3)
 

@@ -212,9 +212,8 @@ class Analyser:
         job.state, job.stage = "running", "detect"
         method = build_method(cfg.method, cfg.model, None, cfg.device, cfg.per_side or default_per_side(cfg.method),
                               cfg.batch_size)
-        learned = getattr(method, "learned", method)  # the fusion's learned part embeds, and so drives the bar
-        if hasattr(learned, "detector"):
-            learned.detector.progress = lambda done, total: setattr(job, "fraction", done / max(total, 1))
+        if hasattr(method, "set_progress"):  # the learned map and the fusion say how far an image got
+            method.set_progress(lambda fraction: setattr(job, "fraction", fraction))
         items = []
         for i, (name, path) in enumerate(zip(job.names, job.paths), 1):
             job.current, job.fraction, job.image_started = name, 0.0, time.time()
