@@ -81,6 +81,13 @@ def map_contrast(heat: np.ndarray) -> float:
     return float(top.mean() - np.median(v))
 
 
+def _add_scaled(heat: np.ndarray, weight: float, other) -> None:
+    """heat += weight * other, 256 rows at a time (a full-resolution temporary is 96 MB at 24 MP)."""
+    other = np.asarray(other, np.float32)
+    for y in range(0, heat.shape[0], 256):
+        heat[y:y + 256] += weight * other[y:y + 256]
+
+
 def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.ndarray, float],
          dq: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
     """(heatmap, score) of the fusion from the (heatmap, score) of the learned, grid and dq methods."""
@@ -88,10 +95,10 @@ def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.nda
     # In place on one copy: at 24 MP each full-resolution map is 96 MB, and the plain expression held six of them.
     heat = np.array(h_l, dtype=np.float32)  # a copy (expanded from its cells when the learned map is a CellMap)
     heat *= rule.learned_weight
-    heat += (1 - rule.learned_weight) * np.asarray(h_d, np.float32)
+    _add_scaled(heat, 1 - rule.learned_weight, h_d)
     if s_g >= rule.grid_gate:
         heat *= 1 - rule.grid_weight
-        heat += rule.grid_weight * np.asarray(h_g, np.float32)
+        _add_scaled(heat, rule.grid_weight, h_g)
     np.clip(heat, 0.0, 1.0, out=heat)
     sw = rule.learned_weight if rule.score_weight is None else rule.score_weight
     z_rest = sw * calibrated(rule, "learned", s_l) + (1 - sw) * calibrated(rule, "dq", s_d)
