@@ -85,6 +85,14 @@ def test_banded_grid_votes_equal_the_whole_image(photos_dir, tmp_path):
         np.testing.assert_array_equal(J.band_votes(image, y0, y1), whole[y0:y1])
     assert J.grid_origin(image) == J._dominant(whole)[0] == (5, 3)
     np.testing.assert_array_equal(J.votes_by_band(image), whole)  # what grid_analysis reads, in bounded memory
+    # the per-cell vote histograms, counted in bands, equal a plain count over the whole photo
+    h, w = whole.shape
+    rows, cols = h // J.CELL, w // J.CELL
+    iy, ix = np.minimum(np.arange(h) // J.CELL, rows - 1), np.minimum(np.arange(w) // J.CELL, cols - 1)
+    plain = np.zeros((rows, cols, 64))
+    ok = whole >= 0
+    np.add.at(plain, (np.broadcast_to(iy[:, None], whole.shape)[ok], np.broadcast_to(ix, whole.shape)[ok], whole[ok]), 1)
+    np.testing.assert_array_equal(J._cell_histograms(whole), plain)
     # a few bands of votes find the same grid as all of them
     assert J.grid_origin(image, max_pixels=400_000) == (5, 3)
 
