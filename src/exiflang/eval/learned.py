@@ -8,7 +8,7 @@ nothing again. Methods built on a trained model set ``uses_trained_model = True`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -119,6 +119,7 @@ class FusionMethod:
     learned: EmbeddingMethod
     rule: Any = None  # a forensics.fusion.FusionRule; None: the shipped rule file
     method_id: str = ""
+    report: Callable[[float], None] | None = field(default=None, init=False, repr=False, compare=False)  # set_progress
 
     def __post_init__(self) -> None:
         from ..forensics.fusion import METHOD_ID
@@ -149,12 +150,12 @@ class FusionMethod:
         """Call ``report(fraction of this image done)`` through the three steps: the learned map's embedding up to
         LEARNED_SHARE, then the grid and the double-quantisation analyses (shares by their time on a 1024x768 photo
         at 15 patches per side; a bar, not a clock)."""
-        self._report = report
+        self.report = report
         self.learned.set_progress(None if report is None else (lambda f: report(LEARNED_SHARE * f)))
 
     def components(self, image: np.ndarray, path: Path | None = None) -> dict[str, Analysis]:
         """The three component analyses of one image."""
-        report = getattr(self, "_report", None) or (lambda fraction: None)
+        report = self.report or (lambda fraction: None)
         learned = self.learned.analyse(image)
         report(LEARNED_SHARE)
         grid = self.grid.analyse(image)

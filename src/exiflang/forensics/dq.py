@@ -284,17 +284,20 @@ def _read_dct(path: Path):
 
     import jpeglib
 
+    def read(source: Path):
+        dct = jpeglib.read_dct(str(source))
+        dct.Y, dct.qt  # jpeglib reads lazily: a failure must surface here (and before a temporary copy is deleted)
+        return dct
+
     try:
-        return jpeglib.read_dct(str(path))
+        return read(path)
     except Exception as first:  # libjpeg errors surface as plain exceptions
         problem = first
     with tempfile.TemporaryDirectory(prefix="exiflang-dct-") as tmp:
         bare = Path(tmp) / "bare.jpg"
         bare.write_bytes(without_metadata_segments(path.read_bytes()))
         try:
-            dct = jpeglib.read_dct(str(bare))
-            dct.Y, dct.qt  # jpeglib reads lazily: load everything before the copy is deleted
-            return dct
+            return read(bare)
         except Exception:  # noqa: BLE001 - the first error is the one worth reporting
             warnings.warn(f"{path}: cannot read DCT coefficients ({problem}); using the decoded pixels", stacklevel=3)
             return None

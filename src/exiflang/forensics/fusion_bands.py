@@ -27,7 +27,7 @@ MIN_AUC = 0.70
 # "Likely authentic" also needs the learned map, read alone by its band's own calibration, not to lean towards
 # manipulated (probability below one half). In the lossless band the fused score rests on the JPEG-grid detector,
 # whose silence rules out only pastes with a shifted 8x8 grid; when the learned map dissents, the green badge would
-# rest on that silence alone (on the desk composites: 5 of 60 lossless splices called likely authentic; 1 with it).
+# rest on that silence alone (measured with the rule on fresh test composites: docs/RESULTS.md).
 DISSENT_PROBABILITY = 0.5
 
 
