@@ -249,6 +249,7 @@ def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, mode
 
     lines = ["| condition | learned map | fusion, one rule (format 1) | fusion per band (new) | verdicts, learned "
              "default (today) | verdicts, fusion per band (new) | bands |", "|---|---|---|---|---|---|---|"]
+    decisive = []
     for twin, rows in test.items():
         cells = []
         for rule_of in (None, lambda r: old_rule, lambda r: fusion.rule_for(r["condition"])):
@@ -267,7 +268,19 @@ def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, mode
         bands = ", ".join(sorted({r["band"] for r in rows}))
         lines.append(f"| {twin} | " + " | ".join(f"{a:.3f} / {d:.3f}" for a, d, _ in cells)
                      + f" | {verdict_counts(today, labels)} | {verdict_counts(new, labels)} | {bands} |")
-    return "\n".join(lines)
+        decisive.append(f"| {twin} | {_right_calls(today, labels)} | {_right_calls(new, labels)} |")
+    return "\n".join(lines + ["", "What a reader is told plainly: authentic called likely authentic / spliced called "
+                               "likely manipulated", "", "| condition | learned default (today) | fusion per band (new) |",
+                               "|---|---|---|", *decisive])
+
+
+def _right_calls(verdicts: list[str], labels: list[int]) -> str:
+    """Share of authentic images called likely authentic and of spliced ones called likely manipulated."""
+    shares = []
+    for label, word in ((0, "likely authentic"), (1, "likely manipulated")):
+        said = [v for v, y in zip(verdicts, labels) if y == label]
+        shares.append(f"{sum(v == word for v in said) / len(said):.0%}" if said else "-")
+    return " / ".join(shares)
 
 
 def _learned_only(rows: list[dict]) -> tuple[float, float, float]:
