@@ -7,10 +7,16 @@ whichever of them they use (the method, by default the fusion, is built once by 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ExiflangError
 from .analysis import Analysis, analyse_file, verdict_fields
+
+
+# Where an image's progress stands after its analysis and after its metadata checks; writing the report (maps and
+# overlays as PNG) takes the rest. Measured with the fusion at 8 patches per side on 1024x768 shared photos (0.55 s
+# analysis, 0.07 s checks, 0.27 s writing on this 2-core CPU): a bar, not a clock.
+ANALYSED_SHARE, CHECKED_SHARE = 0.62, 0.70
 
 
 class ReportWriteError(ExiflangError):
@@ -28,13 +34,20 @@ def analyse(path: "str | Path", method: str = "fusion", model: str = "default", 
 
 
 def analyse_and_report(method: Any, method_name: str, path: Path, out: Path | None, stem: str,
-                       extra: dict | None = None, max_pixels: int | None = None) -> dict:
+                       extra: dict | None = None, max_pixels: int | None = None,
+                       progress: Callable[[float], None] | None = None) -> dict:
     """Analyse `path` with `method`, check its metadata, write its report as `out/stem.*` (when `out` is given) and
-    return its table row: size, score, flagged fraction, seconds, the verdict fields, provenance."""
+    return its table row: size, score, flagged fraction, seconds, the verdict fields, provenance. ``progress``:
+    called with the share of this image done, within the analysis too where the method reports its own steps."""
     from ..exif.provenance import provenance_checks
 
+    report = progress or (lambda fraction: None)
+    if hasattr(method, "set_progress"):  # the learned map and the fusion say how far their analysis got
+        method.set_progress(None if progress is None else (lambda f: progress(ANALYSED_SHARE * f)))
     done = analyse_file(method, path, max_pixels)
+    report(ANALYSED_SHARE)
     checks = provenance_checks(path, done.pixels)  # the file's own metadata (issue 22): software, thumbnail, C2PA
+    report(CHECKED_SHARE)
     if out is not None:
         _write(done, method, method_name, path, out, stem, {**(extra or {}), "provenance": checks})
     h, w = done.analysis.shape

@@ -109,7 +109,20 @@ class EmbeddingMethod:
 
 
 
-LEARNED_SHARE, GRID_DONE = 0.7, 0.85  # where the fusion's progress stands after the learned map and after the grid
+# The fusion's steps' cost on this project's 2-core CPU (1024x768 shared photos; ratios are what matter): seconds
+# per megapixel for the JPEG-grid origin search (phase-aware models only), the grid analysis and the dq analysis
+# with the fusion, and seconds per embedded patch. They place the bar after each step, as time is spent there: a
+# bar, not a clock. Fixed shares (0.7 after the learned map) held the bar still for most of a coarse-grid image.
+ORIGIN_S_PER_MP, GRID_S_PER_MP, DQ_S_PER_MP, EMBED_S_PER_PATCH = 0.22, 0.23, 0.10, 0.0025
+
+
+def fusion_progress_marks(height: int, width: int, n_patches: int, grid_aligned: bool) -> tuple[float, float, float]:
+    """Where the fusion's bar stands (0-1) after the origin search, after the learned map, and after the grid."""
+    mp = height * width / 1e6
+    costs = [ORIGIN_S_PER_MP * mp * grid_aligned, EMBED_S_PER_PATCH * n_patches, GRID_S_PER_MP * mp, DQ_S_PER_MP * mp]
+    total = sum(costs)
+    ends = np.cumsum(costs) / total
+    return float(ends[0]), float(ends[1]), float(ends[2])
 
 
 @dataclass
@@ -147,19 +160,27 @@ class FusionMethod:
         return {"model_id": self.method_id, "learned": self.learned.settings(), "rule": self.bands.to_dict()}
 
     def set_progress(self, report: Callable[[float], None] | None) -> None:
-        """Call ``report(fraction of this image done)`` through the three steps: the learned map's embedding up to
-        LEARNED_SHARE, then the grid and the double-quantisation analyses (shares by their time on a 1024x768 photo
-        at 15 patches per side; a bar, not a clock)."""
+        """Call ``report(fraction of this image done)`` through the steps: the learned map (its grid's origin, then
+        its patches as they are embedded), the grid analysis, the double-quantisation analysis and the fusion, each
+        with the share of the image's time it takes (`fusion_progress_marks`)."""
         self.report = report
-        self.learned.set_progress(None if report is None else (lambda f: report(LEARNED_SHARE * f)))
 
     def components(self, image: np.ndarray, path: Path | None = None) -> dict[str, Analysis]:
         """The three component analyses of one image."""
+        from ..forensics.grid import is_grid_aligned, make_grid
+
         report = self.report or (lambda fraction: None)
+        model, h, w = self.learned.detector.model, *image.shape[:2]
+        aligned = is_grid_aligned(model)
+        n_patches = make_grid(h, w, int(model.patch_size), self.learned.detector.per_side,
+                              (0, 0) if aligned else None).n_patches
+        origin_end, learned_end, grid_end = fusion_progress_marks(h, w, n_patches, aligned)
+        self.learned.set_progress(None if self.report is None else
+                                  (lambda f: report(origin_end + (learned_end - origin_end) * f)))
         learned = self.learned.analyse(image)
-        report(LEARNED_SHARE)
+        report(learned_end)
         grid = self.grid.analyse(image)
-        report(GRID_DONE)
+        report(grid_end)
         return {"learned": learned, "grid": grid, "dq": self.dq.analyse(image, path=path)}
 
     def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:

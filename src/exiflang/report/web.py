@@ -96,7 +96,7 @@ class Job:
     error: str | None = None
     created: float = field(default_factory=time.time)
     report: Any = None  # exiflang.report.html.Report once done
-    fraction: float = 0.0  # share of the current image's patches embedded (the bulk of its time)
+    fraction: float = 0.0  # share of the current image done (its analysis steps, metadata checks, report)
     image_started: float | None = None  # when the current image's analysis began
     seconds: list[float] = field(default_factory=list)  # how long each finished image took
     # `done` and `fraction` change together when an image finishes; a status request between the two assignments
@@ -212,15 +212,14 @@ class Analyser:
         job.state, job.stage = "running", "detect"
         method = build_method(cfg.method, cfg.model, None, cfg.device, cfg.per_side or default_per_side(cfg.method),
                               cfg.batch_size)
-        if hasattr(method, "set_progress"):  # the learned map and the fusion say how far an image got
-            method.set_progress(lambda fraction: setattr(job, "fraction", fraction))
         items = []
         for i, (name, path) in enumerate(zip(job.names, job.paths), 1):
             job.current, job.fraction, job.image_started = name, 0.0, time.time()
             stem = f"{i:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', path.stem)[:60]}"
             record: dict[str, Any] = {"name": name, "ok": False}
             try:
-                row = analyse_and_report(method, cfg.method, path, job.folder, stem, max_pixels=cfg.max_pixels)
+                row = analyse_and_report(method, cfg.method, path, job.folder, stem, max_pixels=cfg.max_pixels,
+                                         progress=lambda fraction: setattr(job, "fraction", fraction))
                 row["seconds"] = round(row["seconds"], 3)
                 record.update(ok=True, error=None, model_id=method.method_id, **row)
             except ExiflangError as exc:  # one file's problem (unreadable, too small, unwritable): the job goes on
