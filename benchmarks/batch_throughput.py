@@ -1,21 +1,25 @@
 """Photos per second: `exiflang batch` on Ray with 1, 2 and 4 workers against single-process detection, in one run.
 
     .venv/bin/python benchmarks/batch_throughput.py [--n 1000] [--workers 1,2,4] [--method fusion] [--per-side N]
-                                                    [--compile-workers 2]
+                                                    [--compile-workers 2] [--baseline 1caadd9]
 
 The N images are the shared 1024x768 photos, taken in turn; from the second round on, each copy gets a few bytes
 after the JPEG's end-of-image marker (same pixels, same work, another content hash, so nothing counts as done).
 Rows, all on the same N images:
 
 * ``detect (1 process)``: the single-process path of `exiflang detect` (the method built once, then decode +
-  analyse for each image, as `exiflang detect` without --out does), torch on all CPU threads;
+  analyse for each image, as `exiflang detect` without --out does), torch on all CPU threads, in a fresh process;
+* ``detect (1 process), code at REV``: the same loop run by the package as it was at git revision REV (`--baseline`;
+  its ``src/`` is taken with `git archive` into a temporary folder): "today's code" of issue 23, item 4, beside
+  this one in the same run, so the per-photo speed-up and the goal (2x its warm throughput) are measured, not
+  multiplied from other days' figures;
 * ``batch, W worker(s)``: `exiflang batch FOLDER --workers W` in a fresh process (a local Ray cluster, W actors of
   one CPU each); ``wall`` counts everything from the command's start (Ray, model loading in every worker), ``warm``
   leaves out the fixed costs, measured by running the same command again on the finished table (it skips every
   image but lists and hashes them, starts Ray and builds every worker's model);
 * ``batch, W worker(s), --compile``: the same with each worker's image encoder compiled (`models.compiled`);
-* the per-photo speed-up of the compiled encoder, one thread, CPU seconds of the embedding step per photo (90 % of
-  a photo's time), eager vs compiled on the same photos in turn, with the largest difference of the heatmap cells
+* the per-photo speed-up of the compiled encoder, one thread, CPU seconds of the embedding step per photo (about
+  half of a photo's time with the fusion at 15 per side), eager vs compiled on the same photos in turn, with the largest difference of the heatmap cells
   and scores.
 
 Every time is measured in this run on this machine: compare the rows with each other, not with other machines. On
@@ -57,6 +61,32 @@ def make_images(n: int, out: Path) -> list[Path]:
         dst.write_bytes(data if i < len(photos) else data + f"exiflang-copy-{i}".encode())
         paths.append(dst)
     return paths
+
+
+def single_process_in(src: Path, paths: list[Path], method_name: str, per_side: int) -> dict:
+    """`single_process` in a fresh Python whose `exiflang` is the package under ``src``."""
+    listing = Path(tempfile.mkdtemp(prefix="paths-")) / "paths.txt"
+    listing.write_text("\n".join(map(str, paths)))
+    code = ("import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import batch_throughput as b; "
+            "paths = [Path(p) for p in Path(sys.argv[2]).read_text().split(chr(10))]; "
+            "print(json.dumps(b.single_process(paths, sys.argv[3], int(sys.argv[4]))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(listing), method_name,
+                           str(per_side)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+    shutil.rmtree(listing.parent, ignore_errors=True)
+    if proc.returncode != 0:
+        sys.exit(f"single-process detection with {src} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def source_at(revision: str, out: Path) -> Path:
+    """The package's src/ as it was at a git revision, extracted under out (git archive: no checkout touched)."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", revision, "src"], capture_output=True)
+    if archive.returncode != 0:
+        sys.exit(f"cannot read src/ at {revision}: {archive.stderr.decode(errors='replace').strip()}")
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out / "src"
 
 
 def single_process(paths: list[Path], method_name: str, per_side: int) -> dict:
@@ -151,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-side", type=int, default=None,
                         help="patches per side (default: the density the method's verdict was calibrated at)")
     parser.add_argument("--speedup-photos", type=int, default=5, help="photos for the eager/compiled row (default: %(default)s)")
+    parser.add_argument("--baseline", default="1caadd9", metavar="REV",
+                        help="also time single-process detection with the code at this git revision ('' to skip; "
+                             "default: %(default)s, the code before the fusion counted the JPEG-grid votes once)")
     args = parser.parse_args(argv)
     from exiflang.eval.methods import default_per_side
 
@@ -161,8 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         paths = make_images(args.n, work / "images")
         print(f"{len(paths)} images of 1024x768 from the shared photos, method {args.method}, {args.per_side} "
               f"patches per side, {os.cpu_count()} CPU cores", flush=True)
-        single = single_process(paths, args.method, args.per_side)
-        rows = [("detect (1 process)", {**single, "load": os.getloadavg()[0]})]
+        rows = []
+        if args.baseline:
+            old = single_process_in(source_at(args.baseline, work / "baseline"), paths, args.method, args.per_side)
+            rows.append((f"detect (1 process), code at {args.baseline}", {**old, "load": os.getloadavg()[0]}))
+            print(json.dumps(rows[-1]), flush=True)
+        single = single_process_in(SRC, paths, args.method, args.per_side)
+        rows.append(("detect (1 process)", {**single, "load": os.getloadavg()[0]}))
         print(json.dumps(rows[-1]), flush=True)
         runs = [(int(w), False) for w in args.workers.split(",")]
         runs += [(args.compile_workers, True)] if args.compile_workers else []
@@ -175,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = rows[0][1]["photos_per_s"]
-    print(f"\n| run | photos/s (wall) | photos/s (warm) | vs detect (warm) | load average after |\n|---|---|---|---|---|")
+    print(f"\n| run | photos/s (wall) | photos/s (warm) | vs {rows[0][0]} (warm) | load average after |\n|---|---|---|---|---|")
     for label, r in rows:
         warm = r.get("warm_photos_per_s") or r["photos_per_s"]
         print(f"| {label} | {r['photos_per_s']:.3f} | {warm:.3f} | {warm / base:.2f}x | {r['load']:.1f} |")

@@ -48,12 +48,12 @@ def fake_classical(monkeypatch):
     """Stand-ins for jpeg_grid and dq; `calls` records which DQ entry point got which input."""
     calls = []
 
-    def grid_analysis(image):
+    def grid_analysis(image, votes=None):
         if min(image.shape[:2]) < 16:
             raise ValueError("too small")
         return FakeResult(_left_half(image), 3.0, (np.int64(2), np.int64(5)))
 
-    def dq_analysis(image):
+    def dq_analysis(image, votes=None):
         calls.append(("pixels", None))
         return FakeResult(_left_half(image), 1.0, (0, 0))
 

@@ -10,15 +10,14 @@ from photo_helpers import shared_photos
 
 
 def test_shares_follow_the_steps_cost():
-    origin, learned, grid = fusion_progress_marks(768, 1024, 48, grid_aligned=True)
-    assert 0 < origin < learned < grid < 1
-    # a finer grid gives the embedding a larger share; a model without the phase search starts embedding at once
-    _, learned_fine, _ = fusion_progress_marks(768, 1024, 165, grid_aligned=True)
-    assert learned_fine - origin > learned - origin
-    assert fusion_progress_marks(768, 1024, 48, grid_aligned=False)[0] == 0.0
+    votes, learned, grid = fusion_progress_marks(768, 1024, 48)
+    assert 0 < votes < learned < grid < 1
+    # a finer grid gives the embedding a larger share
+    _, learned_fine, _ = fusion_progress_marks(768, 1024, 165)
+    assert learned_fine - votes > learned - votes
     # the same image twice as large (four times the pixels, the same patches): the pixel steps weigh more
-    origin_big, learned_big, _ = fusion_progress_marks(1536, 2048, 48, grid_aligned=True)
-    assert origin_big > origin and learned_big - origin_big < learned - origin
+    votes_big, learned_big, _ = fusion_progress_marks(1536, 2048, 48)
+    assert votes_big > votes and learned_big - votes_big < learned - votes
 
 
 def test_the_bar_moves_through_every_step_of_one_image(photos_dir, tmp_path):
@@ -28,7 +27,7 @@ def test_the_bar_moves_through_every_step_of_one_image(photos_dir, tmp_path):
     analyse_and_report(method, "fusion", photo, tmp_path, "one", progress=seen.append)
     assert seen == sorted(seen) and seen[-2:] == [ANALYSED_SHARE, CHECKED_SHARE], seen
     analysis = [f for f in seen if f < ANALYSED_SHARE]
-    # the origin search is done before the first batch; 48 patches in batches of 4 give 12 distinct steps
+    # the grid votes are counted before the first batch; 48 patches in batches of 4 give 12 distinct steps
     assert analysis[0] > 0 and len(set(analysis)) >= 12 + 2, analysis
     assert (tmp_path / "one.json").is_file()
     # without a callback the method stays quiet (a bench run reuses the method for many images)

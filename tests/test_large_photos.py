@@ -95,6 +95,22 @@ def test_banded_grid_votes_equal_the_whole_image(photos_dir, tmp_path):
     np.testing.assert_array_equal(J._cell_histograms(whole), plain)
     # a few bands of votes find the same grid as all of them
     assert J.grid_origin(image, max_pixels=400_000) == (5, 3)
+    # votes counted once (the fusion's) give the origin each reader would have counted for itself
+    assert J.origin_from_votes(whole) == J.grid_origin(image)
+    assert J.origin_from_votes(whole, max_pixels=400_000) == J.grid_origin(image, max_pixels=400_000)
+
+
+def test_the_origin_from_counted_votes_reads_the_same_sampled_bands():
+    """Eight 256-row bands: the sampled ones (max_pixels of two bands) vote (1, 1), the rest, more of them,
+    (2, 2): the origin from counted votes follows the sample, as grid_origin's own count does."""
+    h, w = 8 * J.ORIGIN_BAND, 64
+    sampled = J._origin_bands(h, w, max_pixels=2 * J.ORIGIN_BAND * w)
+    assert len(sampled) == 2
+    votes = np.full((h, w), 2 * 8 + 2, dtype=np.int8)
+    for y0, y1 in sampled:
+        votes[y0:y1] = 1 * 8 + 1
+    assert J.origin_from_votes(votes) == (2, 2)
+    assert J.origin_from_votes(votes, max_pixels=2 * J.ORIGIN_BAND * w) == (1, 1)
 
 
 def test_decode_of_a_large_photo_equals_pillow(big_photo):

@@ -64,12 +64,13 @@ class GridMethod:
         """Settings that change results."""
         return {"model_id": self.method_id}
 
-    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
-        """Grid heatmap and score of the decoded pixels (``path`` is not used)."""
+    def analyse(self, image: np.ndarray, path: Path | None = None, votes: np.ndarray | None = None) -> Analysis:
+        """Grid heatmap and score of the decoded pixels (``path`` is not used; ``votes``: their
+        `jpeg_grid.votes_by_band` when counted already)."""
         from ..forensics.jpeg_grid import grid_analysis
 
         try:
-            result = grid_analysis(image)
+            result = grid_analysis(image, votes)
         except ValueError as exc:
             raise MethodError(f"{self.method_id}: {exc}") from exc
         return _classical_analysis(result, image, self.method_id)
@@ -93,13 +94,14 @@ class DQMethod:
         """Settings that change results."""
         return {"model_id": self.method_id}
 
-    def analyse(self, image: np.ndarray, path: Path | None = None) -> Analysis:
-        """DQ heatmap and score; from the file's coefficients when ``path`` is a JPEG."""
+    def analyse(self, image: np.ndarray, path: Path | None = None, votes: np.ndarray | None = None) -> Analysis:
+        """DQ heatmap and score; from the file's coefficients when ``path`` is a JPEG (``votes``: the pixels'
+        `jpeg_grid.votes_by_band` when counted already, for the grid of a pixel-domain analysis)."""
         from ..forensics.dq import dq_analysis, dq_analysis_file
 
         from_file = starts_as_jpeg(path)
         try:
-            result = dq_analysis_file(path, image=image) if from_file else dq_analysis(image)
+            result = dq_analysis_file(path, image=image) if from_file else dq_analysis(image, votes)
         except ValueError as exc:
             raise MethodError(f"{self.method_id}: {exc}") from exc
         return _classical_analysis(result, image, self.method_id,

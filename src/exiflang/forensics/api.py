@@ -190,9 +190,10 @@ class Detector:
         """A detector for a model object, a built-in name or a weights folder (loaded once per process)."""
         return cls(resolve_model(model, device), **settings)
 
-    def grid(self, image: np.ndarray) -> PatchGrid:
-        """The patch grid this detector lays on an image (JPEG-aligned for phase-aware models)."""
-        return model_grid(image, self.model, self.per_side)
+    def grid(self, image: np.ndarray, votes: np.ndarray | None = None) -> PatchGrid:
+        """The patch grid this detector lays on an image (JPEG-aligned for phase-aware models; ``votes``: the
+        image's JPEG-grid votes, when counted already)."""
+        return model_grid(image, self.model, self.per_side, votes)
 
     def embed(self, image: np.ndarray, grid: PatchGrid | None = None) -> tuple[np.ndarray, PatchGrid]:
         """L2-normalised patch embeddings [N, D] on ``grid`` (default: `self.grid(image)`)."""

@@ -247,10 +247,12 @@ def _score(llr: np.ndarray) -> float:
     return float(max(0.0, np.median(llr[region]) - np.median(llr[~region])))
 
 
-def dq_analysis(image: np.ndarray) -> DQAnalysis:
-    """DQ heatmap and score from decoded pixels (HxW / HxWx3 uint8), on the grid `jpeg_grid.grid_origin` finds."""
+def dq_analysis(image: np.ndarray, votes: np.ndarray | None = None) -> DQAnalysis:
+    """DQ heatmap and score from decoded pixels (HxW / HxWx3 uint8), on the grid `jpeg_grid.grid_origin` finds
+    (from ``votes``, the image's `jpeg_grid.votes_by_band`, when the caller has counted them already)."""
     lum = jpeg_grid.luminance(image)  # validates
-    origin = jpeg_grid.grid_origin(image) or (0, 0)
+    found = jpeg_grid.grid_origin(image) if votes is None else jpeg_grid.origin_from_votes(votes)
+    origin = found or (0, 0)
     oy, ox = origin
     x = _block_dct(lum, oy, ox)
     q2 = np.array([estimate_step(x[..., f]) for f in range(N_FREQ)])

@@ -222,15 +222,19 @@ def is_grid_aligned(model) -> bool:
     return bool(getattr(getattr(model, "config", None), "grid_aligned", False))
 
 
-def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE) -> PatchGrid:
-    """The patch grid a model wants on this image: JPEG-aligned for phase-aware models, the paper's otherwise."""
+def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE,
+               votes: np.ndarray | None = None) -> PatchGrid:
+    """The patch grid a model wants on this image: JPEG-aligned for phase-aware models, the paper's otherwise
+    (``votes``: the image's `jpeg_grid.votes_by_band`, when the caller has counted them already)."""
     patch = int(model.patch_size)
     origin = None
     check_min_side(image.shape[0], image.shape[1], patch, f"one {patch}x{patch} model patch")  # before any search
     if is_grid_aligned(model):
-        from .jpeg_grid import ORIGIN_SAMPLE_PIXELS, grid_origin
+        from .jpeg_grid import ORIGIN_SAMPLE_PIXELS, grid_origin, origin_from_votes
 
-        origin = grid_origin(image, ORIGIN_SAMPLE_PIXELS) or (0, 0)
+        found = (grid_origin(image, ORIGIN_SAMPLE_PIXELS) if votes is None
+                 else origin_from_votes(votes, ORIGIN_SAMPLE_PIXELS))
+        origin = found or (0, 0)
     return make_grid(image.shape[0], image.shape[1], patch, per_side, origin)
 
 

@@ -247,14 +247,32 @@ def grid_origin(image: np.ndarray, max_pixels: int | None = None) -> tuple[int, 
     h, w = image.shape[:2]
     if h < 2 * ORIGIN_BAND:
         return _dominant(grid_votes(luminance(image)))[0]
+    hist = np.zeros(64, dtype=np.int64)
+    for y0, y1 in _origin_bands(h, w, max_pixels):
+        hist += _vote_histogram(band_votes(image, y0, y1))
+    return _dominant_from_histogram(hist)[0]
+
+
+def origin_from_votes(votes: np.ndarray, max_pixels: int | None = None) -> tuple[int, int] | None:
+    """`grid_origin(image, max_pixels)` from the image's `votes_by_band`, without counting them again: the same
+    bands are read, so the same origin (the fusion counts the votes once for the learned map's grid, the grid
+    analysis and the pixel-domain dq analysis)."""
+    h, w = votes.shape
+    if h < 2 * ORIGIN_BAND:
+        return _dominant(votes)[0]
+    hist = np.zeros(64, dtype=np.int64)
+    for y0, y1 in _origin_bands(h, w, max_pixels):
+        hist += _vote_histogram(votes[y0:y1])
+    return _dominant_from_histogram(hist)[0]
+
+
+def _origin_bands(h: int, w: int, max_pixels: int | None) -> list[tuple[int, int]]:
+    """The bands whose votes decide the origin: all, or evenly spaced ones holding about ``max_pixels``."""
     bands = _bands(h)
     if max_pixels is not None and h * w > max_pixels:
         n = max(1, int(max_pixels) // (ORIGIN_BAND * w))
         bands = [bands[i] for i in sorted(set(np.linspace(0, len(bands) - 1, n).round().astype(int)))]
-    hist = np.zeros(64, dtype=np.int64)
-    for y0, y1 in bands:
-        hist += _vote_histogram(band_votes(image, y0, y1))
-    return _dominant_from_histogram(hist)[0]
+    return bands
 
 
 def _cell_histograms(votes: np.ndarray) -> np.ndarray:
@@ -304,9 +322,13 @@ def _regions(hist: np.ndarray, smooth: np.ndarray, g0: int | None) -> list[tuple
     return found
 
 
-def grid_analysis(image: np.ndarray) -> GridAnalysis:
-    """Grid votes, dominant origin, a-contrario off-grid regions, heatmap and score of an HxW / HxWx3 uint8 image."""
-    votes = votes_by_band(image)
+def grid_analysis(image: np.ndarray, votes: np.ndarray | None = None) -> GridAnalysis:
+    """Grid votes, dominant origin, a-contrario off-grid regions, heatmap and score of an HxW / HxWx3 uint8 image
+    (``votes``: its `votes_by_band`, when the caller has counted them already)."""
+    _check_image(image)
+    votes = votes_by_band(image) if votes is None else votes
+    if votes.shape != image.shape[:2]:
+        raise ForensicsError(f"votes of shape {votes.shape} for an image of {image.shape[:2]}")
     h, w = votes.shape
     origin, fraction, _ = _dominant(votes)
     g0 = None if origin is None else origin[0] * 8 + origin[1]
@@ -333,5 +355,6 @@ def grid_analysis(image: np.ndarray) -> GridAnalysis:
     return GridAnalysis(heatmap=heat, score=float(score), origin=origin, votes=votes, origin_fraction=fraction)
 
 
-__all__ = ["METHOD_ID", "ORIGIN_SAMPLE_PIXELS", "GridAnalysis", "band_votes", "grid_analysis", "grid_origin", "grid_votes", "luminance", "votes_by_band",
+__all__ = ["METHOD_ID", "ORIGIN_SAMPLE_PIXELS", "GridAnalysis", "band_votes", "grid_analysis", "grid_origin", "grid_votes", "luminance", "origin_from_votes",
+           "votes_by_band",
            "zero_counts"]
