@@ -8,12 +8,14 @@ measure everything on the TEST desk composites (never used for a choice), old ru
 desk twins and `small_pastes/` with its q90 twin; the test root is the desk table's (held-out cameras, seed 0),
 the validation root another seed (1) of the same held-out cameras. Every image is analysed once per root by
 the learned model (embeddings cached), the JPEG-grid and the double-quantisation detectors; the component maps
-(every 4th pixel) and scores are cached under ROOT/components_ps<per-side>/, so a rerun only re-tunes.
+(every 4th pixel) and scores are cached under ROOT/components_ps<per-side>_<model id>/, so a rerun only re-tunes
+(and another `--model` gets its own components, never the default's).
 
 For each band of `forensics.condition`, decided from each file itself (never from the twin's name):
 1. robust z-scores of each method's score on the band's validation authentic images;
 2. a grid search of the band's rule (grid gate and weight, learned share of the map and of the score, weight
-   of the map's contrast) for the best mean over the band's twins of p-mAP + detection AP;
+   of the map's contrast) for the best mean over the band's twins of p-mAP + detection AP; then the Gaussian
+   smoothing of the fused map (sigma 0, 8, 16 or 24 px) with the best mean p-mAP (it changes the map only);
 3. Platt scaling of the fused score on the band's validation images, and of the learned component's score
    alone (it may withhold "likely authentic": `forensics.fusion_bands.DISSENT_PROBABILITY`); the "likely manipulated" cut is the
    larger of probability 0.75 and the probability of `authentic_cut`: for each kind of validation file in the
@@ -54,7 +56,7 @@ SETS = [("lossless", "composites", "."), ("jpeg95", "composites", "jpeg95"), ("j
         ("small_image", "composites", "small_image"), ("small_pastes", "small_pastes", "."),
         ("small_pastes_jpeg90", "small_pastes", "jpeg90")]
 GRID = dict(gate=(1.0, 3.0, 1e9), grid_weight=(0.75, 1.0), learned=(0.0, 0.25, 0.5, 0.75, 1.0),
-            score=(0.0, 0.25, 0.5, 0.75, 1.0), map=(0.0, 0.5), gated=(False, True))
+            score=(0.0, 0.25, 0.5, 0.75, 1.0), map=(0.0, 0.5), gated=(False, True), smooth_px=(0, 8, 16, 24))
 
 
 def components(method, image_path: Path, mask_path, label: int, cache: Path) -> dict:
@@ -96,6 +98,11 @@ def _row(z) -> dict:
             "score": {k: float(z[f"score_{k}"]) for k in ("learned", "grid", "dq")}}
 
 
+def components_dir(root: Path, per_side: int, model_id: str) -> Path:
+    """Where a root's component cache for this learned model and density lives."""
+    return root / f"components_ps{per_side}_{model_id}"
+
+
 def collect(root: Path, method, per_side: int, every: int = 1) -> dict[str, list[dict]]:
     """Rows per twin of a desk root, every `every`-th image of the loader's order (spliced, then authentic: a
     subsample keeps the class mix), analysing what the cache lacks, with progress on stderr."""
@@ -109,7 +116,8 @@ def collect(root: Path, method, per_side: int, every: int = 1) -> dict[str, list
         samples = load_dataset(f"generic:{folder}").samples[::every]
         rows, t0 = [], time.time()
         for i, s in enumerate(samples):
-            cache = root / f"components_ps{per_side}" / name / f"{Path(s.image).parent.name}__{Path(s.image).stem}.npz"
+            cache = (components_dir(root, per_side, method.learned.method_id) / name
+                     / f"{Path(s.image).parent.name}__{Path(s.image).stem}.npz")
             rows.append(components(method, Path(s.image), s.mask, int(s.label), cache))
             if (i + 1) % 20 == 0:
                 print(f"{root.name} {name}: {i + 1}/{len(samples)} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
@@ -120,7 +128,7 @@ def collect(root: Path, method, per_side: int, every: int = 1) -> dict[str, list
 def fused(rule, r: dict) -> tuple[np.ndarray, float]:
     from exiflang.forensics.fusion import fuse
 
-    return fuse(rule, *((r["heat"][k], r["score"][k]) for k in ("learned", "grid", "dq")))
+    return fuse(rule, *((r["heat"][k], r["score"][k]) for k in ("learned", "grid", "dq")), pixel_step=STEP)
 
 
 def measure(rule_of, rows: list[dict], maps: bool = True) -> tuple[float, float, float]:
@@ -151,9 +159,11 @@ def tune_band(base, rows_by_twin: dict[str, list[dict]]):
                  rows_by_twin, maps=True)
     contrast = robust_calibration([map_contrast(fused(best, r)[0]) for r in authentic])
     best = replace(best, calibration={**cal, "contrast": contrast})
-    return _best((replace(best, score_weight=sw, map_weight=mw, gated_grid_score=gated)
+    best = _best((replace(best, score_weight=sw, map_weight=mw, gated_grid_score=gated)
                   for sw, mw, gated in itertools.product(GRID["score"], GRID["map"], GRID["gated"])),
                  rows_by_twin, maps=False)
+    # last, the smoothing of the fused map: it is applied after the score is read, so it changes the map only
+    return _best((replace(best, smooth_px=float(px)) for px in GRID["smooth_px"]), rows_by_twin, maps=True)
 
 
 def _best(rules, rows_by_twin: dict[str, list[dict]], maps: bool):
@@ -243,16 +253,21 @@ def verdict_counts(decisions: list, labels: list[int]) -> str:
     return f"{100 * fa:.0f} % / {'-' if np.isnan(miss) else f'{100 * miss:.0f} %'} / {100 * (v == CANNOT_JUDGE).mean():.0f} %"
 
 
-def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, model_id: str, per_side: int) -> str:
-    """p-mAP / det AP and verdict counts per test condition, old beside new."""
+def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, model_id: str, per_side: int,
+                shipped=None) -> str:
+    """p-mAP / det AP and verdict counts per test condition, old beside new (``shipped``: the per-band rules in the
+    package before this run, another column)."""
     from exiflang.forensics.calibration import CANNOT_JUDGE, too_little_to_judge
 
-    lines = ["| condition | learned map | fusion, one rule (format 1) | fusion per band (new) | verdicts, learned "
-             "default (today) | verdicts, fusion per band (new) | bands |", "|---|---|---|---|---|---|---|"]
+    rules = [None, lambda r: old_rule] + ([lambda r: shipped.rule_for(r["condition"])] if shipped else [])
+    rules.append(lambda r: fusion.rule_for(r["condition"]))
+    lines = ["| condition | learned map | fusion, one rule (format 1) | " + ("fusion per band (shipped) | " if shipped
+             else "") + "fusion per band (new) | verdicts, learned default (today) | verdicts, fusion per band (new) "
+             "| bands |", "|---|---|---|---|---|---|---|" + ("---|" if shipped else "")]
     decisive = []
     for twin, rows in test.items():
         cells = []
-        for rule_of in (None, lambda r: old_rule, lambda r: fusion.rule_for(r["condition"])):
+        for rule_of in rules:
             if rule_of is None:
                 cells.append(_learned_only(rows))
             else:
@@ -320,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old-rule", type=Path, default=Path(__file__).parent / "configs" / "fusion_rule_v1.json",
                    help="the format-1 rule shipped before (one rule for every file), measured beside the new one")
     p.add_argument("--write", action="store_true", help=f"write the per-band rule to {RULE_FILE}")
+    p.add_argument("--shipped-rules", type=Path, default=RULE_FILE,
+                   help="the per-band rules measured as 'shipped' beside the new ones (default: the package's file "
+                        "as it is before --write; e.g. a file from git show REV:src/exiflang/forensics/fusion_rule.json)")
     args = p.parse_args(argv)
     old_rule = FusionRule.load(args.old_rule)
     learned = build_method("exiflang", args.model, args.cache_dir, per_side=args.per_side)
@@ -327,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     model_id = learned.method_id.split("+")[-1]
     val = collect(args.val, method, args.per_side, args.val_every)
     test = collect(args.test, method, args.per_side)
-    test.update(photo_rows(method, held_out_photos(args.photos, args.test), args.test / f"components_ps{args.per_side}"))
+    test.update(photo_rows(method, held_out_photos(args.photos, args.test),
+                           components_dir(args.test, args.per_side, model_id)))
 
     bands, lines = {}, ["| band | validation twins (images) | long side | rule | validation AUC | 'likely manipulated' "
                         "from p |", "|---|---|---|---|---|---|"]
@@ -347,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                      + f" | {min(sides)}-{max(sides)} px"
                      + f" | gate {rule.grid_gate:g}, grid {rule.grid_weight}, map learned {rule.learned_weight}, score "
                        f"learned {rule.score_weight}, contrast {rule.map_weight}, grid in score "
-                       f"{'gated' if rule.gated_grid_score else 'always'} | {auc:.3f} | {cal.bands[2].low:.4f} (set by "
+                       f"{'gated' if rule.gated_grid_score else 'always'}, map smoothed {rule.smooth_px:g} px | {auc:.3f} | {cal.bands[2].low:.4f} (set by "
                        f"{cut_twin}) |")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     fusion = ConditionalFusion(bands, old_rule.learned_score, model_id, args.per_side, provenance=(
@@ -358,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## Test `{args.test}` (never used for a choice), {args.per_side} patches per side; p-mAP / det AP "
           f"(maps compared every {STEP}th pixel); verdicts: authentic called likely manipulated / spliced called "
           f"likely authentic / cannot judge\n")
-    print(test_tables(test, fusion, old_rule, learned_cal, model_id, args.per_side))
+    shipped = ConditionalFusion.load(args.shipped_rules) if args.model == "default" else None  # fitted to it
+    print(test_tables(test, fusion, old_rule, learned_cal, model_id, args.per_side, shipped))
     if args.write:
         import json
 

@@ -17,6 +17,10 @@ and stored in `fusion_rule.json` beside this file):
   with ``gated_grid_score`` the grid z-score counts only when the grid detector passes its gate),
   plus ``map_weight`` times the z-scored contrast of the fused map (`map_contrast`): an image is suspicious
   when the grid detector or the camera/compression evidence says so, more so when its map singles out a region.
+* **Smoothing of the map** (``smooth_px``): after the score is read, a Gaussian of that sigma in pixels. The dq
+  map is made of 8-px blocks decided one by one and the learned map of 64-px cells; a paste is a region, and
+  its blocks' evidence pooled over a neighbourhood outlines it better (validation p-mAP chose 8-24 px per band;
+  docs/RESULTS.md has the test table, without and with it).
 
 **Per condition (format 2).** One rule does not fit every file: the grid detector is blind once a file is
 re-saved, double quantisation needs one, and the learned map weakens with compression and size. The shipped
@@ -32,9 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 RULE_FILE = Path(__file__).with_name("fusion_rule.json")
 METHOD_ID = "fusion-v2"  # v2: one rule and calibration per condition band (fusion_bands)
+SMOOTH_TRUNCATE = 3.0  # the fused map's smoothing kernel reaches 3 sigmas (0.3 % of its weight lies beyond)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,10 @@ class FusionRule:
     calibration: dict = field(default_factory=dict)  # method -> {"median": m, "scale": s} on val authentic
     learned_score: str = "gap"  # the learned model's image score (forensics.scores), chosen on the same composites
     provenance: str = "untuned defaults"
+    # Gaussian sigma (pixels of the full-resolution map) applied to the fused map after the score is read: the dq
+    # map is made of 8-px blocks and the learned map of 64-px cells, both coarser and noisier than a paste's
+    # outline. Chosen per band on validation p-mAP (0: none, as rules written before it).
+    smooth_px: float = 0.0
 
     def to_json(self) -> str:
         """JSON text of the rule."""
@@ -89,8 +99,9 @@ def _add_scaled(heat: np.ndarray, weight: float, other) -> None:
 
 
 def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.ndarray, float],
-         dq: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
-    """(heatmap, score) of the fusion from the (heatmap, score) of the learned, grid and dq methods."""
+         dq: tuple[np.ndarray, float], pixel_step: int = 1) -> tuple[np.ndarray, float]:
+    """(heatmap, score) of the fusion from the (heatmap, score) of the learned, grid and dq methods
+    (``pixel_step``: the maps hold every k-th pixel of the image, as the tuning scripts keep them)."""
     (h_l, s_l), (h_g, s_g), (h_d, s_d) = learned, grid, dq
     # In place on one copy: at 24 MP each full-resolution map is 96 MB, and the plain expression held six of them.
     heat = np.array(h_l, dtype=np.float32)  # a copy (expanded from its cells when the learned map is a CellMap)
@@ -106,7 +117,10 @@ def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.nda
     score = max(z_grid, z_rest)
     if rule.map_weight:
         score += rule.map_weight * calibrated(rule, "contrast", map_contrast(heat))
+    if rule.smooth_px > 0:  # the map only, after the score: the verdict is what it was without smoothing
+        # in place: no second full-resolution map
+        ndimage.gaussian_filter(heat, rule.smooth_px / pixel_step, output=heat, mode="nearest", truncate=SMOOTH_TRUNCATE)
     return heat, float(score)
 
 
-__all__ = ["FusionRule", "RULE_FILE", "METHOD_ID", "calibrated", "fuse", "map_contrast"]
+__all__ = ["FusionRule", "RULE_FILE", "METHOD_ID", "SMOOTH_TRUNCATE", "calibrated", "fuse", "map_contrast"]
