@@ -161,15 +161,15 @@ class FusionMethod:
         return {"model_id": self.method_id, "learned": self.learned.settings(), "rule": self.bands.to_dict()}
 
     def set_progress(self, report: Callable[[float], None] | None) -> None:
-        """Call ``report(fraction of this image done)`` through the steps: the learned map (its grid's origin, then
-        its patches as they are embedded), the grid analysis, the double-quantisation analysis and the fusion, each
-        with the share of the image's time it takes (`fusion_progress_marks`)."""
+        """Call ``report(fraction of this image done)`` through the steps: the JPEG-grid votes, the learned map's
+        patches as they are embedded, the rest of the grid analysis, the double-quantisation analysis and the
+        fusion, each with the share of the image's time it takes (`fusion_progress_marks`)."""
         self.report = report
 
     def components(self, image: np.ndarray, path: Path | None = None) -> dict[str, Analysis]:
         """The three component analyses of one image. The JPEG-grid votes are counted once, for the learned map's
         grid origin, the grid analysis and (on decoded pixels) the dq analysis: the same results as each counting
-        its own, in about 0.7x the time on a 1024x768 photo."""
+        its own (tests/test_shared_votes.py), in less time (benchmarks/batch_throughput.py's baseline row)."""
         from ..forensics.grid import is_grid_aligned, make_grid
         from ..forensics.jpeg_grid import votes_by_band
 
@@ -178,11 +178,11 @@ class FusionMethod:
         aligned = is_grid_aligned(model)
         n_patches = make_grid(h, w, int(model.patch_size), self.learned.detector.per_side,
                               (0, 0) if aligned else None).n_patches
-        origin_end, learned_end, grid_end = fusion_progress_marks(h, w, n_patches)
+        votes_end, learned_end, grid_end = fusion_progress_marks(h, w, n_patches)
         self.learned.set_progress(None if self.report is None else
-                                  (lambda f: report(origin_end + (learned_end - origin_end) * f)))
+                                  (lambda f: report(votes_end + (learned_end - votes_end) * f)))
         votes = votes_by_band(image)
-        report(origin_end)
+        report(votes_end)
         learned = self.learned.analyse(image, votes=votes)
         report(learned_end)
         grid = self.grid.analyse(image, votes=votes)
