@@ -276,14 +276,16 @@ def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, mode
         for r in rows:
             c = r["condition"]
             small = too_little_to_judge(c.height, c.width, 128)
-            today.append(CANNOT_JUDGE if small else learned_cal.verdict(learned_cal.probability(r["score"]["learned"])))
+            if learned_cal is not None:  # a candidate model without its own calibration has no "today" verdicts
+                today.append(CANNOT_JUDGE if small else learned_cal.verdict(learned_cal.probability(r["score"]["learned"])))
         new = [fusion.decide(fused(fusion.rule_for(r["condition"]), r)[1], r["condition"], model_id, per_side, 128,
                              learned_score=r["score"]["learned"]).verdict for r in rows]
         labels = [r["label"] for r in rows]
         bands = ", ".join(sorted({r["band"] for r in rows}))
+        today_counts = verdict_counts(today, labels) if today else "- (model not calibrated)"
         lines.append(f"| {twin} | " + " | ".join(f"{a:.3f} / {d:.3f}" for a, d, _ in cells)
-                     + f" | {verdict_counts(today, labels)} | {verdict_counts(new, labels)} | {bands} |")
-        decisive.append(f"| {twin} | {_right_calls(today, labels)} | {_right_calls(new, labels)} |")
+                     + f" | {today_counts} | {verdict_counts(new, labels)} | {bands} |")
+        decisive.append(f"| {twin} | {_right_calls(today, labels) if today else '-'} | {_right_calls(new, labels)} |")
     return "\n".join(lines + ["", "What a reader is told plainly: authentic called likely authentic / spliced called "
                                "likely manipulated", "", "| condition | learned default (today) | fusion per band (new) |",
                                "|---|---|---|", *decisive])
