@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     val = collect(args.val, method, args.per_side, args.val_every)
     test = collect(args.test, method, args.per_side)
     test.update(photo_rows(method, held_out_photos(args.photos, args.test),
-                           components_dir(args.test, args.per_side, model_id)))
+                           components_dir(args.test, args.per_side, learned.method_id)))
 
     bands, lines = {}, ["| band | validation twins (images) | long side | rule | validation AUC | 'likely manipulated' "
                         "from p |", "|---|---|---|---|---|---|"]

@@ -230,9 +230,7 @@ def votes_by_band(image: np.ndarray) -> np.ndarray:
     """`grid_votes` of the whole image, computed band by band: the same int8 HxW votes, with the DCT of every
     position (32 bytes per pixel) held for one band at a time instead of for the whole photo (770 MB at 24 MP)."""
     _check_image(image)
-    if image.shape[0] < 2 * ORIGIN_BAND:
-        return grid_votes(luminance(image))
-    return np.concatenate([band_votes(image, y0, y1) for y0, y1 in _bands(image.shape[0])])
+    return np.concatenate([band_votes(image, y0, y1) for y0, y1 in _origin_bands(*image.shape[:2], None)])
 
 
 def grid_origin(image: np.ndarray, max_pixels: int | None = None) -> tuple[int, int] | None:
@@ -244,30 +242,29 @@ def grid_origin(image: np.ndarray, max_pixels: int | None = None) -> tuple[int, 
     surely as a hundred (`Detector` uses `ORIGIN_SAMPLE_PIXELS`, so time stays flat on large photos).
     """
     _check_image(image)
-    h, w = image.shape[:2]
-    if h < 2 * ORIGIN_BAND:
-        return _dominant(grid_votes(luminance(image)))[0]
-    hist = np.zeros(64, dtype=np.int64)
-    for y0, y1 in _origin_bands(h, w, max_pixels):
-        hist += _vote_histogram(band_votes(image, y0, y1))
-    return _dominant_from_histogram(hist)[0]
+    return _origin_of_bands(*image.shape[:2], max_pixels, lambda y0, y1: band_votes(image, y0, y1))
 
 
 def origin_from_votes(votes: np.ndarray, max_pixels: int | None = None) -> tuple[int, int] | None:
     """`grid_origin(image, max_pixels)` from the image's `votes_by_band`, without counting them again: the same
     bands are read, so the same origin (the fusion counts the votes once for the learned map's grid, the grid
     analysis and the pixel-domain dq analysis)."""
-    h, w = votes.shape
-    if h < 2 * ORIGIN_BAND:
-        return _dominant(votes)[0]
+    return _origin_of_bands(*votes.shape, max_pixels, lambda y0, y1: votes[y0:y1])
+
+
+def _origin_of_bands(h: int, w: int, max_pixels: int | None, votes_of) -> tuple[int, int] | None:
+    """The dominant origin of the votes ``votes_of(y0, y1)`` gives for the bands that decide it (`_origin_bands`)."""
     hist = np.zeros(64, dtype=np.int64)
     for y0, y1 in _origin_bands(h, w, max_pixels):
-        hist += _vote_histogram(votes[y0:y1])
+        hist += _vote_histogram(votes_of(y0, y1))
     return _dominant_from_histogram(hist)[0]
 
 
 def _origin_bands(h: int, w: int, max_pixels: int | None) -> list[tuple[int, int]]:
-    """The bands whose votes decide the origin: all, or evenly spaced ones holding about ``max_pixels``."""
+    """The bands whose votes decide the origin: the whole image when it is under two bands high (one band's votes
+    are the whole image's), else all bands, or evenly spaced ones holding about ``max_pixels``."""
+    if h < 2 * ORIGIN_BAND:
+        return [(0, h)]
     bands = _bands(h)
     if max_pixels is not None and h * w > max_pixels:
         n = max(1, int(max_pixels) // (ORIGIN_BAND * w))
