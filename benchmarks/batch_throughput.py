@@ -1,7 +1,7 @@
 """Photos per second: `exiflang batch` on Ray with 1, 2 and 4 workers against single-process detection, in one run.
 
     .venv/bin/python benchmarks/batch_throughput.py [--n 1000] [--workers 1,2,4] [--method fusion] [--per-side N]
-                                                    [--compile-workers 2] [--baseline 1caadd9]
+                                                    [--compile-workers 2] [--bf16-workers 2] [--baseline 1caadd9]
 
 The N images are the shared 1024x768 photos, taken in turn; from the second round on, each copy gets a few bytes
 after the JPEG's end-of-image marker (same pixels, same work, another content hash, so nothing counts as done).
@@ -18,6 +18,8 @@ Rows, all on the same N images:
   leaves out the fixed costs, measured by running the same command again on the finished table (it skips every
   image but lists and hashes them, starts Ray and builds every worker's model);
 * ``batch, W worker(s), --compile``: the same with each worker's image encoder compiled (`models.compiled`);
+* ``batch, W worker(s), --precision bfloat16``: the same with the encoder's trunk in bfloat16 (maps not identical:
+  their accuracy is benchmarks/precision_accuracy.py's table);
 * the per-photo speed-up of the compiled encoder, one thread, CPU seconds of the embedding step per photo (about
   half of a photo's time with the fusion at 15 per side), eager vs compiled on the same photos in turn, with the largest difference of the heatmap cells
   and scores.
@@ -105,7 +107,7 @@ def single_process(paths: list[Path], method_name: str, per_side: int) -> dict:
     return {"photos_per_s": len(paths) / seconds, "seconds": seconds, "threads": torch.get_num_threads()}
 
 
-def ray_batch(folder: Path, workers: int, method_name: str, per_side: int, compile_: bool) -> dict:
+def ray_batch(folder: Path, workers: int, method_name: str, per_side: int, extra: list[str]) -> dict:
     """`exiflang batch FOLDER --workers W` in a fresh process, then the same command again on its finished table:
     that second run analyses nothing but pays every fixed cost (listing and hashing the files, starting Ray, building
     the workers' models, compiling), so N / (first - second) is the warm rate."""
@@ -113,7 +115,7 @@ def ray_batch(folder: Path, workers: int, method_name: str, per_side: int, compi
 
     out = Path(tempfile.mkdtemp(prefix="batch-bench-"))
     cmd = [sys.executable, "-m", "exiflang", "batch", str(folder), "--out", str(out), "--workers", str(workers),
-           "--method", method_name, "--per-side", str(per_side), *(["--compile"] if compile_ else [])]
+           "--method", method_name, "--per-side", str(per_side), *extra]
     walls, progress = [], []
     for _ in range(2):
         t0 = time.perf_counter()
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="Ray worker counts to time (default: %(default)s)")
     parser.add_argument("--compile-workers", type=int, default=2,
                         help="also time this worker count with --compile (0: skip; default: %(default)s)")
+    parser.add_argument("--bf16-workers", type=int, default=2,
+                        help="also time this worker count with --precision bfloat16 (0: skip; default: %(default)s)")
     parser.add_argument("--method", default="fusion", help="the detector, on both paths (default: %(default)s, "
                         "the default of `exiflang detect` and `exiflang batch`)")
     parser.add_argument("--per-side", type=int, default=None,
@@ -202,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         single = single_process_in(SRC, paths, args.method, args.per_side)
         rows.append(("detect (1 process)", {**single, "load": os.getloadavg()[0]}))
         print(json.dumps(rows[-1]), flush=True)
-        runs = [(int(w), False) for w in args.workers.split(",")]
-        runs += [(args.compile_workers, True)] if args.compile_workers else []
-        for workers, compile_ in runs:
-            label = f"batch, {workers} worker(s)" + (", --compile" if compile_ else "")
-            rows.append((label, {**ray_batch(work / "images", workers, args.method, args.per_side, compile_),
+        runs = [(int(w), []) for w in args.workers.split(",")]
+        runs += [(args.compile_workers, ["--compile"])] if args.compile_workers else []
+        runs += [(args.bf16_workers, ["--precision", "bfloat16"])] if args.bf16_workers else []
+        for workers, extra in runs:
+            label = f"batch, {workers} worker(s)" + "".join(f", {a}" if a.startswith("--") else f" {a}" for a in extra)
+            rows.append((label, {**ray_batch(work / "images", workers, args.method, args.per_side, extra),
                                  "load": os.getloadavg()[0]}))
             print(label, json.dumps(rows[-1][1]), flush=True)
         speed = compiled_speedup(paths[: args.speedup_photos], args.per_side)

@@ -119,6 +119,19 @@ def add_device_argument(parser: Any, default: str = "cpu", help: str = "torch de
                         help=f"{help}: auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
 
 
+def add_precision_argument(parser: Any) -> None:
+    """The --precision flag of the commands that analyse many images (`batch`, `bench`)."""
+    from ..forensics.grid import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="the learned encoder's arithmetic. bfloat16: its trunk under bfloat16 autocast, the stem "
+                             "and the JPEG-zero features in float32; 1.2-1.3x fewer CPU seconds per photo with the "
+                             "default method on a CPU with bfloat16 instructions (AVX512-BF16, AMX), slower on one "
+                             "without; maps and scores move slightly (docs/RESULTS.md, "
+                             "benchmarks/precision_accuracy.py), so its results carry their own settings digest and "
+                             "embedding cache. float32 is exact (default: %(default)s)")
+
+
 class ProgressLine:
     """Progress messages on stderr for commands without a bar: off with --quiet or when stderr is no terminal."""
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     """Add the `batch` sub-command."""
-    from .argtypes import (batch_size_int, gpus_per_worker, images_per_call, out_dir, per_side_int, rows_per_part,
-                           seed_int, worker_count)
+    from .argtypes import add_precision_argument, batch_size_int, out_dir, per_side_int, seed_int
     from exiflang.eval.methods import DEFAULT_METHOD, FUSION_PER_SIDE, LEARNED_PER_SIDE
 
     from .bench import METHOD_HELP, METHOD_NAMES
@@ -39,6 +38,25 @@ def register(subparsers) -> None:
     p.add_argument("--per-side", type=per_side_int, default=None, help=f"patches along the longer side, {per_side_int.limits} (default: the density the method's verdict was calibrated at, as in `exiflang detect`: {FUSION_PER_SIDE} for fusion, {LEARNED_PER_SIDE} for exiflang)")
     p.add_argument("--batch-size", type=batch_size_int, default=None,
                    help=f"patches per forward pass, {batch_size_int.limits} (default: 64 on a CPU, 256 on a GPU)")
+    _add_cluster_arguments(p)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each worker's image encoder: about a minute more at the start of every worker, "
+                        "then 1.1-1.2x fewer CPU seconds per photo (the same results to 1e-4; worth it from a few "
+                        "hundred photos per worker)")
+    add_precision_argument(p)
+    p.add_argument("--maps", action="store_true",
+                   help="also write each image's report files (heatmap .npy, PNGs, .json) into DIR/_maps/, named "
+                        "<name>-<hash prefix> (off by default: a million images make millions of files)")
+    p.add_argument("--report", action="store_true",
+                   help="with --maps: also write DIR/_maps/index.html, one offline page with every image of this table")
+    p.add_argument("--overwrite", action="store_true", help="delete the table's parts in --out first and analyse everything")
+    p.set_defaults(func=run)
+
+
+def _add_cluster_arguments(p) -> None:
+    """How the run spreads over Ray: workers, their CPUs and GPUs, the cluster, and the work and table units."""
+    from .argtypes import gpus_per_worker, images_per_call, rows_per_part, worker_count
+
     p.add_argument("--workers", type=worker_count, default=2,
                    help=f"Ray workers (actors, each with its own model), {worker_count.limits} (default: %(default)s)")
     p.add_argument("--threads-per-worker", type=worker_count, default=1,
@@ -55,17 +73,6 @@ def register(subparsers) -> None:
     p.add_argument("--rows-per-part", type=rows_per_part, default=256,
                    help=f"rows per Parquet part (a part is also written every 30 s), {rows_per_part.limits} "
                         "(default: %(default)s)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile each worker's image encoder: about a minute more at the start of every worker, "
-                        "then 1.1-1.2x fewer CPU seconds per photo (the same results to 1e-4; worth it from a few "
-                        "hundred photos per worker)")
-    p.add_argument("--maps", action="store_true",
-                   help="also write each image's report files (heatmap .npy, PNGs, .json) into DIR/_maps/, named "
-                        "<name>-<hash prefix> (off by default: a million images make millions of files)")
-    p.add_argument("--report", action="store_true",
-                   help="with --maps: also write DIR/_maps/index.html, one offline page with every image of this table")
-    p.add_argument("--overwrite", action="store_true", help="delete the table's parts in --out first and analyse everything")
-    p.set_defaults(func=run)
 
 
 def _write_page(args: argparse.Namespace, digest_rows) -> None:
@@ -91,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .argtypes import ensure_writable_dir
 
+    if args.compile and args.precision != "float32":
+        raise CommandError("--compile checks the compiled encoder against float32; use it without --precision bfloat16")
     if args.report and not args.maps:
         raise CommandError("--report needs --maps (the page shows the per-image files)")
     ensure_writable_dir(args.out)
@@ -100,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     options = BatchOptions(method=args.method, model=args.model, per_side=per_side, batch_size=args.batch_size,
                            seed=args.seed, workers=args.workers, threads=args.threads_per_worker,
                            gpus=args.gpus_per_worker, images_per_call=args.images_per_call,
-                           rows_per_part=args.rows_per_part, compile=args.compile,
+                           rows_per_part=args.rows_per_part, compile=args.compile, precision=args.precision,
                            maps_dir=str((args.out / "_maps").resolve()) if args.maps else None)
     try:
         progress = run_batch(args.inputs, args.out, options, address=args.address, overwrite=args.overwrite)

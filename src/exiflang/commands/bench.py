@@ -35,8 +35,8 @@ def default_cache_dir() -> Path:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the bench sub-command."""
-    from .argtypes import (add_device_argument, batch_size_int, iteration_count, out_dir, per_side_int, percentile,
-                           positive_int, seed_int, unit_interval)
+    from .argtypes import (add_device_argument, add_precision_argument, batch_size_int, iteration_count, out_dir,
+                           per_side_int, percentile, positive_int, seed_int, unit_interval)
 
     p = subparsers.add_parser(
         "bench",
@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"mean-shift iterations, {iteration_count.limits} (default: %(default)s)")
     p.add_argument("--percentile", type=percentile, default=10.0, help="mean-shift radius percentile (default: %(default)s)")
     p.add_argument("--threshold", type=unit_interval, default=0.5, help="fixed heatmap threshold for f1_fixed/mcc_fixed (default: %(default)s)")
+    add_precision_argument(p)
     p.add_argument("--batch-size", type=batch_size_int, default=64,
                    help=f"patches per forward pass, {batch_size_int.limits} (default: %(default)s)")
     add_device_argument(p)
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.bench import build_method
 
     method = build_method(args.method, args.model, cache, args.device, args.per_side, args.batch_size,
-                                  args.iters, args.percentile, args.seed)
+                                  args.iters, args.percentile, args.seed, args.precision)
     from ..eval.bench import camera_overlap, camera_overlap_line, camera_overlap_warning, dataset_cameras
 
     samples = dataset.samples[::max(1, args.every)]

@@ -49,6 +49,7 @@ class BatchOptions:
     part_seconds: float = 30.0
     maps_dir: str | None = None  # write each image's report files here (the names `exiflang detect --out` writes)
     compile: bool = False  # torch.compile each worker's image encoder (`models.compiled`): ~1 min start, then faster
+    precision: str = "float32"  # the encoder's arithmetic (forensics.grid.PRECISIONS)
 
     @property
     def device(self) -> str:
@@ -58,7 +59,8 @@ class BatchOptions:
     def method_kwargs(self) -> dict:
         """The keywords of `methods.build_method`."""
         return {"model": self.model, "device": self.device, "per_side": self.per_side,
-                "batch_size": self.batch_size or (256 if self.gpus else 64), "seed": self.seed}
+                "batch_size": self.batch_size or (256 if self.gpus else 64), "seed": self.seed,
+                "precision": self.precision}
 
     def on_cluster(self, cluster_gpus: float) -> "BatchOptions":
         """The options with the automatic choices made for the cluster Ray sees (GPU actors where it has GPUs)."""

@@ -69,8 +69,10 @@ class EmbeddingMethod:
     def settings(self) -> dict:
         """Settings that change results."""
         d = self.detector
+        # float32 leaves the settings (and so every digest written before the option existed) as they were
+        precision = {} if d.precision == "float32" else {"precision": d.precision}
         return {"model_id": self.method_id, "per_side": d.per_side, "iters": d.iters,
-                "percentile": d.percentile, "description": self.description}
+                "percentile": d.percentile, "description": self.description, **precision}
 
     def set_progress(self, report: Callable[[float], None] | None) -> None:
         """Call ``report(fraction of this image done)`` as its patches are embedded (the web page's bar)."""
@@ -83,7 +85,9 @@ class EmbeddingMethod:
         # A JPEG-aligned grid (phase-aware models) is part of the key: other origin, other patches.
         aligned = f"_o{grid.origin[0]}{grid.origin[1]}s{grid.stride}" if grid.origin != (0, 0) or (
             self.model_config.get("grid_aligned")) else ""
-        return self.cache_dir / self.method_id / f"{pixel_sha256(image)[:24]}_ps{self.detector.per_side}{aligned}.npy"
+        precision = "" if self.detector.precision == "float32" else f"_{self.detector.precision}"
+        return self.cache_dir / self.method_id / (
+            f"{pixel_sha256(image)[:24]}_ps{self.detector.per_side}{aligned}{precision}.npy")
 
     def _embeddings(self, image: np.ndarray, votes: np.ndarray | None = None):
         """Patch embeddings and grid, from the cache when possible (``votes``: the image's JPEG-grid votes)."""

@@ -31,6 +31,7 @@ class MethodOptions:
     iters: int = 5
     percentile: float = 10.0
     seed: int = 0
+    precision: str = "float32"  # the learned encoder's arithmetic (forensics.grid.PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def _detector(o: MethodOptions, model: Any) -> Any:
     from ..forensics import Detector
 
     return Detector.load(model, o.device, per_side=o.per_side, batch_size=o.batch_size, iters=o.iters,
-                         percentile=o.percentile)
+                         percentile=o.percentile, precision=o.precision)
 
 
 def _build_random(o: MethodOptions) -> EmbeddingMethod:
@@ -111,7 +112,7 @@ def default_per_side(method: str) -> int:
 
 def build_method(method: str, model: str = "default", cache_dir: Path | None = None, device: str = "cpu",
                  per_side: int = 30, batch_size: int = 64, iters: int = 5, percentile: float = 10.0,
-                 seed: int = 0) -> Any:
+                 seed: int = 0, precision: str = "float32") -> Any:
     """A Method by name (see `METHODS`): 'exiflang', 'random', 'noise', 'grid', 'dq' or 'fusion'."""
     spec = METHODS.get(method)
     if spec is None:
@@ -119,7 +120,8 @@ def build_method(method: str, model: str = "default", cache_dir: Path | None = N
     missing = [m for m in spec.requires if not _module_available(m)]
     if missing:
         raise BenchError(f"method {method!r} needs {', '.join(missing)}, which this installation does not have")
-    return spec.build(MethodOptions(model, cache_dir, device, per_side, batch_size, iters, percentile, seed))
+    return spec.build(MethodOptions(model, cache_dir, device, per_side, batch_size, iters, percentile, seed,
+                                    precision))
 
 
 def settings_digest(method_name: str, method: Any) -> str:

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..ranges import MAX_BATCH_SIZE, MAX_ITERS, MAX_PER_SIDE, range_problem
 from .consistency import mode_consistency_map
-from .grid import (DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, embed_patches, is_grid_aligned, model_grid,
-                   per_side_note)
+from .grid import (DEFAULT_PER_SIDE, PRECISIONS, CellMap, ForensicsError, PatchGrid, embed_patches, is_grid_aligned,
+                   model_grid, per_side_note)
 from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
 from .ncut import normalized_cut
 from .scores import IMAGE_SCORE, candidate_scores
@@ -170,6 +170,7 @@ class Detector:
     percentile: float = 10.0
     model_id: str = ""
     calibration: Any = None  # forensics.calibration.Calibration shipped with the model (None: no probability)
+    precision: str = "float32"  # the encoder's arithmetic (`grid.PRECISIONS`): bfloat16 is faster, maps not identical
     # progress(done, total) after each batch of patches embedded: a long image's progress (the web page's bar)
     progress: Any = field(default=None, repr=False, compare=False)
 
@@ -180,6 +181,8 @@ class Detector:
             problem = range_problem(getattr(self, name), {"low": 1, "high": high})
             if problem:
                 raise ForensicsError(f"{name} {problem}")
+        if self.precision not in PRECISIONS:
+            raise ForensicsError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
         self.model = resolve_model(self.model)
         self.model_id = self.model_id or model_identifier(self.model)
         if self.calibration is None:
@@ -198,7 +201,8 @@ class Detector:
     def embed(self, image: np.ndarray, grid: PatchGrid | None = None) -> tuple[np.ndarray, PatchGrid]:
         """L2-normalised patch embeddings [N, D] on ``grid`` (default: `self.grid(image)`)."""
         grid = grid or self.grid(image)
-        return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid, progress=self.progress)
+        return embed_patches(image, self.model, batch_size=self.batch_size, grid=grid, progress=self.progress,
+                             precision=self.precision)
 
     def analyse_embeddings(self, embeddings: np.ndarray, grid: PatchGrid, lossy: bool | None = None,
                            image: np.ndarray | None = None) -> DetectionResult:

@@ -238,6 +238,10 @@ def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE,
     return make_grid(image.shape[0], image.shape[1], patch, per_side, origin)
 
 
+# Encoder precisions of `embed_patches`: float32 (exact, the default) or bfloat16 autocast (faster, maps measured).
+PRECISIONS = ("float32", "bfloat16")
+
+
 def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int) -> Iterator["torch.Tensor"]:
     """Yield float32 tensors [B, 3, P, P] in [0, 1] of the grid's patches, row-major."""
     import torch
@@ -266,17 +270,23 @@ def embed_patches(
     channels_last: bool = True,
     grid: PatchGrid | None = None,
     progress=None,
+    precision: str = "float32",
 ) -> tuple[np.ndarray, PatchGrid]:
     """Embed every grid patch of an HxWx3 uint8 image with ``model.encode_image``: L2-normalised [N, D] float32.
-    ``progress(done, total)``, when given, is called after each batch (patches embedded so far, all patches)."""
+    ``progress(done, total)``, when given, is called after each batch (patches embedded so far, all patches).
+    ``precision`` "bfloat16" runs the encoder under bfloat16 autocast (the stem and the JPEG-zero features stay
+    float32): faster where the CPU has bfloat16 instructions, maps within `benchmarks/precision_accuracy.py`'s
+    table of float32's, not equal to them."""
     import torch
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ForensicsError(f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
+    if precision not in PRECISIONS:
+        raise ForensicsError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     grid = grid or model_grid(image, model, per_side)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     chunks = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bfloat16"):
         for batch in iter_patch_batches(image, grid, batch_size):
             batch = batch.to(device)
             if channels_last:

@@ -202,7 +202,11 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled trunk features [B, feature_dim] (before `fc`)."""
-        stem = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        # The stem reads pixels in float32 even under bfloat16 autocast: one grey level of camera noise (~0.015
+        # after normalisation) is about bfloat16's step at these magnitudes, so a bfloat16 stem would blur the very
+        # traces the model reads. The trunk after it tolerates bfloat16 (benchmarks/precision_accuracy.py).
+        with torch.autocast(x.device.type, enabled=False):
+            stem = self.maxpool(self.relu(self.bn1(self.conv1(x.float()))))
         x = stem if self.jpeg_zeros is None else torch.cat([stem, self.jpeg_zeros(x)], 1)
         for i in range(self.n_stages):
             x = getattr(self, f"layer{i + 1}")(x)
