@@ -15,7 +15,10 @@ For each band of `forensics.condition`, decided from each file itself (never fro
 1. robust z-scores of each method's score on the band's validation authentic images;
 2. a grid search of the band's rule (grid gate and weight, learned share of the map and of the score, weight
    of the map's contrast) for the best mean over the band's twins of p-mAP + detection AP; then the Gaussian
-   smoothing of the fused map (sigma 0, 8, 16 or 24 px) with the best mean p-mAP (it changes the map only);
+   smoothing of the fused map (sigma 0, 8, 16 or 24 px) with the best mean p-mAP (it changes the map only); then
+   whether to flip a map whose high side covers over half the image, by the mean *strict* p-mAP (the map's own
+   polarity, as the reader sees it; the polarity-free p-mAP of the other choices cannot tell), flipping unless
+   validation prefers the map unflipped;
 3. Platt scaling of the fused score on the band's validation images, and of the learned component's score
    alone (it may withhold "likely authentic": `forensics.fusion_bands.DISSENT_PROBABILITY`); the "likely manipulated" cut is the
    larger of probability 0.75 and the probability of `authentic_cut`: for each kind of validation file in the
@@ -131,16 +134,17 @@ def fused(rule, r: dict) -> tuple[np.ndarray, float]:
     return fuse(rule, *((r["heat"][k], r["score"][k]) for k in ("learned", "grid", "dq")), pixel_step=STEP)
 
 
-def measure(rule_of, rows: list[dict], maps: bool = True) -> tuple[float, float, float]:
-    """(p-mAP, det AP, det AUC) of a rule (a function row -> rule) over rows (p-mAP NaN unless `maps`)."""
-    from exiflang.eval.metrics import detection_metrics
+def measure(rule_of, rows: list[dict], maps: bool = True, strict: bool = False) -> tuple[float, float, float]:
+    """(p-mAP, det AP, det AUC) of a rule (a function row -> rule) over rows (p-mAP NaN unless `maps`; `strict`:
+    the map's own polarity, what a reader sees, instead of the better of the map and its inverse)."""
+    from exiflang.eval.metrics import average_precision, detection_metrics
 
     aps, scores = [], []
     for r in rows:
         heat, score = fused(rule_of(r), r)
         scores.append(score)
         if maps and r["label"] == 1 and r["mask"].any():
-            aps.append(_ap(heat, r["mask"]))
+            aps.append(average_precision(heat.ravel(), r["mask"].ravel()) if strict else _ap(heat, r["mask"]))
     det = detection_metrics(np.asarray(scores), np.asarray([r["label"] for r in rows]))
     return float(np.mean(aps)) if aps else float("nan"), float(det["det_ap"]), float(det["det_auc"])
 
@@ -162,15 +166,20 @@ def tune_band(base, rows_by_twin: dict[str, list[dict]]):
     best = _best((replace(best, score_weight=sw, map_weight=mw, gated_grid_score=gated)
                   for sw, mw, gated in itertools.product(GRID["score"], GRID["map"], GRID["gated"])),
                  rows_by_twin, maps=False)
-    # last, the smoothing of the fused map: it is applied after the score is read, so it changes the map only
-    return _best((replace(best, smooth_px=float(px)) for px in GRID["smooth_px"]), rows_by_twin, maps=True)
+    # then the smoothing of the fused map: it is applied after the score is read, so it changes the map only
+    best = _best((replace(best, smooth_px=float(px)) for px in GRID["smooth_px"]), rows_by_twin, maps=True)
+    # last its polarity, by the p-mAP of the map as the reader sees it (the other choices cannot see polarity). The
+    # flip comes first, so it wins ties: a paste is the smaller region (the learned map always follows that rule),
+    # and validation must prefer the unflipped map to keep a map that lights up most of the frame.
+    return _best((replace(best, flip_majority=flip) for flip in (True, False)), rows_by_twin, maps=True, strict=True)
 
 
-def _best(rules, rows_by_twin: dict[str, list[dict]], maps: bool):
-    """The rule with the best mean over the twins of p-mAP (maps) or detection AP (not maps); the first on ties."""
+def _best(rules, rows_by_twin: dict[str, list[dict]], maps: bool, strict: bool = False):
+    """The rule with the best mean over the twins of p-mAP (maps; `strict`: in the map's own polarity) or detection
+    AP (not maps); the first on ties."""
     best, best_value = None, -1.0
     for rule in rules:
-        value = float(np.mean([measure(lambda r: rule, rows, maps=maps)[0 if maps else 1]
+        value = float(np.mean([measure(lambda r: rule, rows, maps=maps, strict=strict)[0 if maps else 1]
                                for rows in rows_by_twin.values()]))
         if value > best_value:
             best, best_value = rule, value
@@ -264,8 +273,11 @@ def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, mode
     lines = ["| condition | learned map | fusion, one rule (format 1) | " + ("fusion per band (shipped) | " if shipped
              else "") + "fusion per band (new) | verdicts, learned default (today) | verdicts, fusion per band (new) "
              "| bands |", "|---|---|---|---|---|---|---|" + ("---|" if shipped else "")]
-    decisive = []
+    decisive, strict = [], []
     for twin, rows in test.items():
+        if any(r["label"] == 1 for r in rows):  # the camera files are authentic only: no map to score
+            strict.append(f"| {twin} | " + " | ".join(f"{measure(rule_of, rows, strict=True)[0]:.3f}"
+                                                       for rule_of in rules[1:]) + " |")
         cells = []
         for rule_of in rules:
             if rule_of is None:
@@ -286,9 +298,12 @@ def test_tables(test: dict[str, list[dict]], fusion, old_rule, learned_cal, mode
         lines.append(f"| {twin} | " + " | ".join(f"{a:.3f} / {d:.3f}" for a, d, _ in cells)
                      + f" | {today_counts} | {verdict_counts(new, labels)} | {bands} |")
         decisive.append(f"| {twin} | {_right_calls(today, labels) if today else '-'} | {_right_calls(new, labels)} |")
+    strict_head = ["", "Strict p-mAP of the fused map (its own polarity: the map a reader sees)", "",
+                   "| condition | fusion, one rule (format 1) | " + ("fusion per band (shipped) | " if shipped else "")
+                   + "fusion per band (new) |", "|---|---|---|" + ("---|" if shipped else "")]
     return "\n".join(lines + ["", "What a reader is told plainly: authentic called likely authentic / spliced called "
                                "likely manipulated", "", "| condition | learned default (today) | fusion per band (new) |",
-                               "|---|---|---|", *decisive])
+                               "|---|---|---|", *decisive] + strict_head + strict)
 
 
 def _right_calls(verdicts: list[str], labels: list[int]) -> str:
@@ -368,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                      + f" | {min(sides)}-{max(sides)} px"
                      + f" | gate {rule.grid_gate:g}, grid {rule.grid_weight}, map learned {rule.learned_weight}, score "
                        f"learned {rule.score_weight}, contrast {rule.map_weight}, grid in score "
-                       f"{'gated' if rule.gated_grid_score else 'always'}, map smoothed {rule.smooth_px:g} px | {auc:.3f} | {cal.bands[2].low:.4f} (set by "
+                       f"{'gated' if rule.gated_grid_score else 'always'}, map smoothed {rule.smooth_px:g} px{', flipped when mostly high' if rule.flip_majority else ''} | {auc:.3f} | {cal.bands[2].low:.4f} (set by "
                        f"{cut_twin}) |")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     fusion = ConditionalFusion(bands, old_rule.learned_score, model_id, args.per_side, provenance=(

@@ -81,6 +81,12 @@ def test_demo_reports_against_its_known_mask(tmp_path, fake_model, capsys):
     page = (tmp_path / "index.html").read_text()  # the demo's page (issue 22): its image and its metadata checks
     assert "demo_composite.overlay.png" in page and "no EXIF metadata at all" in page
     assert f"HTML report     {tmp_path / 'index.html'}" in out
+    # the same default method and verdict as `exiflang detect` (issue 21 item 5): the verdict its JSON holds
+    import json
+
+    saved = json.loads((tmp_path / "demo_composite.json").read_text())
+    assert saved["method"] == "fusion" and f"verdict         {saved['verdict'] or '–'}" in out
+    assert "probability of manipulation" in out
 
 
 def test_builtin_default_model_runs(tmp_path):

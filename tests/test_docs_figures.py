@@ -20,16 +20,24 @@ PRINTED = {"p_ap": re.compile(r"^p-AP\s+(\d+\.\d+)", re.M), "chance": re.compile
 
 
 @pytest.fixture(scope="module")
-def demo_figures(tmp_path_factory) -> dict[str, float]:
+def demo_figures(tmp_path_factory) -> dict:
     """p-AP, chance and mask IoU that `exiflang demo --out DIR` (seed 0) prints now."""
     import contextlib
     import io
 
-    out = io.StringIO()
+    out, folder = io.StringIO(), tmp_path_factory.mktemp("demo")
     with contextlib.redirect_stdout(out):
-        assert main(["demo", "--out", str(tmp_path_factory.mktemp("demo"))]) == 0
+        assert main(["demo", "--out", str(folder)]) == 0
     text = out.getvalue()
-    return {key: float(rx.search(text).group(1)) for key, rx in PRINTED.items()}
+    return {**{key: float(rx.search(text).group(1)) for key, rx in PRINTED.items()}, "text": text, "folder": folder}
+
+
+def test_the_demo_prints_the_verdict_its_report_holds(demo_figures):
+    import json
+
+    saved = json.loads((demo_figures["folder"] / "demo_composite.json").read_text())
+    assert saved["verdict"] and f"verdict         {saved['verdict']}" in demo_figures["text"]
+    assert f"probability of manipulation {saved['probability']:.0%}" in demo_figures["text"]
 
 
 def _decimals(quoted: str) -> int:

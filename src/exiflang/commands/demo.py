@@ -43,41 +43,54 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Make the composite, detect, write the report, print the score and p-AP against the known mask."""
+    """Make the composite, analyse it as `exiflang detect` would (same default method, same report), print the score,
+    probability, verdict and p-AP against the known mask."""
     import numpy as np
     from sklearn.metrics import average_precision_score
 
     from exiflang.device import resolve_device
-    from exiflang.forensics import Detector, write_report
+    from exiflang.eval.file_analysis import analyse_and_report
+    from exiflang.eval.methods import DEFAULT_METHOD, build_method, default_per_side
     from exiflang.forensics.synthetic import make_composite
     from exiflang.imageio import atomic_save_image
+    from exiflang.report.html import write_html_report
 
     width, height = args.size
     args.device = resolve_device(args.device)
-    detector = Detector.load(args.model, args.device)  # a bad model is a one-line error before any work
+    # `exiflang detect`'s default method at its calibrated density; a bad model is a one-line error before any work
+    method = build_method(DEFAULT_METHOD, args.model, None, args.device, default_per_side(DEFAULT_METHOD))
     print(f"generating a {width}x{height} composite (seed {args.seed}) ...")
     composite, truth = make_composite(height, width, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_save_image(args.out / "demo_composite.png", composite, "PNG")
-    atomic_save_image(args.out / "demo_truth_mask.png", (truth * 255).astype(np.uint8), "PNG")
-    result = detector.detect(composite)
-    from exiflang.exif.provenance import provenance_checks
-    from exiflang.report.html import write_html_report
-
     source = args.out / "demo_composite.png"
-    paths = write_report(result, composite, args.out, "demo_composite",
-                         {"provenance": provenance_checks(source, composite)})
+    atomic_save_image(source, composite, "PNG")
+    atomic_save_image(args.out / "demo_truth_mask.png", (truth * 255).astype(np.uint8), "PNG")
+    row = analyse_and_report(method, DEFAULT_METHOD, source, args.out, "demo_composite")
     page = write_html_report(args.out, [(str(source), "demo_composite", None)], model=args.model,
                              device=args.device, exif_check=False, title="exiflang demo: a composite made here")
-    p_ap = float(average_precision_score(truth.ravel(), result.heatmap.ravel()))
-    iou = float((result.mask & truth).sum() / max((result.mask | truth).sum(), 1))
-    print(f"model           {result.model_id}")
-    print(f"score           {result.score:.3f}   (image score; higher = more likely manipulated)")
+    _print_summary(args.out, method, row, truth, page)
+    return 0
+
+
+def _print_summary(out, method, row: dict, truth, page) -> None:
+    """What the demo found, beside the known mask: score, probability, verdict, p-AP, mask IoU, files."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.metrics import average_precision_score
+
+    heat = np.load(out / "demo_composite.heatmap.npy")
+    mask = np.asarray(Image.open(out / "demo_composite.mask.png").convert("L")) > 127
+    p_ap = float(average_precision_score(truth.ravel(), heat.ravel()))
+    iou = float((mask & truth).sum() / max((mask | truth).sum(), 1))
+    probability = "–" if row.get("probability") is None else f"{row['probability']:.0%}"
+    reason = f" ({row['verdict_reason']})" if row.get("verdict_reason") else ""
+    print(f"method          {method.method_id}")
+    print(f"verdict         {row.get('verdict') or '–'}{reason}, probability of manipulation {probability}")
+    print(f"score           {row['score']:.3f}   (image score; higher = more likely manipulated)")
     print(f"p-AP            {p_ap:.3f}   (pixel average precision of the heatmap; chance = {truth.mean():.3f})")
-    print(f"mask IoU        {iou:.3f}   (normalised-cut mask vs the pasted region)")
-    print(f"seconds         {result.seconds:.2f}")
-    print(f"look at         {paths['overlay.png']}  (heatmap over the photo; bright = likely spliced)")
-    print(f"                {paths['mask.png']}, {paths['pca.png']}, {args.out / 'demo_truth_mask.png'}")
+    print(f"mask IoU        {iou:.3f}   (the mask vs the pasted region)")
+    print(f"seconds         {row['seconds']:.2f}")
+    print(f"look at         {out / 'demo_composite.overlay.png'}  (heatmap over the photo; bright = likely spliced)")
+    print(f"                {out / 'demo_composite.mask.png'}, {out / 'demo_truth_mask.png'}")
     print(f"HTML report     {page}")
     print("your own photos: exiflang detect PHOTO.jpg --out report/")
-    return 0

@@ -17,6 +17,8 @@ and stored in `fusion_rule.json` beside this file):
   with ``gated_grid_score`` the grid z-score counts only when the grid detector passes its gate),
   plus ``map_weight`` times the z-scored contrast of the fused map (`map_contrast`): an image is suspicious
   when the grid detector or the camera/compression evidence says so, more so when its map singles out a region.
+* **Polarity of the map** (``flip_majority``): after the score is read, the map is flipped where its high side
+  covers more than half of the image, as the learned map's is.
 * **Smoothing of the map** (``smooth_px``): after the score is read, a Gaussian of that sigma in pixels. The dq
   map is made of 8-px blocks decided one by one and the learned map of 64-px cells; a paste is a region, and
   its blocks' evidence pooled over a neighbourhood outlines it better (validation p-mAP chose 8-24 px per band;
@@ -62,6 +64,11 @@ class FusionRule:
     # map is made of 8-px blocks and the learned map of 64-px cells, both coarser and noisier than a paste's
     # outline. Chosen per band on validation p-mAP (0: none, as rules written before it).
     smooth_px: float = 0.0
+    # Flip the fused map when its high side covers more than half of the image, as the learned map does
+    # (heatmap.apply_polarity): a paste is the smaller region, and a map that lights up the host instead (dq marks
+    # the side without the primary compression, which may be the host) shows the reader the wrong part. The
+    # bench's p-mAP cannot see it (it takes the better polarity); chosen per band on validation strict p-mAP.
+    flip_majority: bool = False
 
     def to_json(self) -> str:
         """JSON text of the rule."""
@@ -117,6 +124,8 @@ def fuse(rule: FusionRule, learned: tuple[np.ndarray, float], grid: tuple[np.nda
     score = max(z_grid, z_rest)
     if rule.map_weight:
         score += rule.map_weight * calibrated(rule, "contrast", map_contrast(heat))
+    if rule.flip_majority and np.count_nonzero(heat >= 0.5) > 0.5 * heat.size:  # the map only, as smoothing
+        np.subtract(1.0, heat, out=heat)
     if rule.smooth_px > 0:  # the map only, after the score: the verdict is what it was without smoothing
         # in place: no second full-resolution map
         ndimage.gaussian_filter(heat, rule.smooth_px / pixel_step, output=heat, mode="nearest", truncate=SMOOTH_TRUNCATE)
