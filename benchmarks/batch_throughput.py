@@ -20,9 +20,9 @@ Rows, all on the same N images:
 * ``batch, W worker(s), --compile``: the same with each worker's image encoder compiled (`models.compiled`);
 * ``batch, W worker(s), --precision bfloat16``: the same with the encoder's trunk in bfloat16 (maps not identical:
   their accuracy is benchmarks/precision_accuracy.py's table);
-* the per-photo speed-up of the compiled encoder, one thread, CPU seconds of the embedding step per photo (about
-  half of a photo's time with the fusion at 15 per side), eager vs compiled on the same photos in turn, with the largest difference of the heatmap cells
-  and scores.
+* the per-photo speed-up of the compiled and of the bfloat16 encoder, one thread, CPU seconds of the embedding step
+  per photo (about half of a photo's time with the fusion at 15 per side), eager, compiled and bfloat16 on the same
+  photos in turn, with the largest differences of their heatmap cells and scores from eager's.
 
 Every time is measured in this run on this machine: compare the rows with each other, not with other machines. On
 a machine shared with other work the rows run one after another under whatever load there is; the 1-minute load
@@ -132,9 +132,9 @@ def ray_batch(folder: Path, workers: int, method_name: str, per_side: int, extra
 
 
 def compiled_speedup(paths: list[Path], per_side: int, rounds: int = 2) -> dict:
-    """Eager vs compiled encoder, one torch thread: CPU seconds of the embedding step per photo (the step the
-    compiled graph replaces; the consistency step's numpy calls may spin BLAS threads, whose CPU time under load
-    says nothing about the encoder), alternating which goes first; and the largest difference of the maps."""
+    """Eager vs compiled vs bfloat16 encoder, one torch thread: CPU seconds of the embedding step per photo (the step
+    they replace; the consistency step's numpy calls may spin BLAS threads, whose CPU time under load says nothing
+    about the encoder), rotating which goes first; and the largest differences of the maps from eager's."""
     import torch
 
     from exiflang.forensics import Detector
@@ -147,22 +147,26 @@ def compiled_speedup(paths: list[Path], per_side: int, rounds: int = 2) -> dict:
     t0 = time.perf_counter()
     assert compile_image_encoder(fast.model, fast.batch_size, log=print)
     compile_s = time.perf_counter() - t0
+    half = Detector.load("default", per_side=per_side, precision="bfloat16")
     images = [load_rgb(p)[0] for p in paths]
-    times = {"eager": 0.0, "compiled": 0.0}
-    diff_map, diff_score = 0.0, 0.0
+    times = {"eager": 0.0, "compiled": 0.0, "bfloat16": 0.0}
+    diffs = {name: {"map": 0.0, "score": 0.0} for name in ("compiled", "bfloat16")}
     for i in range(rounds * len(images)):
         image, results = images[i % len(images)], {}
-        order = [("eager", eager), ("compiled", fast)]
-        for name, det in (order if i % 2 == 0 else order[::-1]):
+        order = [("eager", eager), ("compiled", fast), ("bfloat16", half)]
+        for name, det in order[i % 3:] + order[:i % 3]:
             t = time.process_time()
             emb, grid = det.embed(image)
             times[name] += time.process_time() - t
             results[name] = det.analyse_embeddings(emb, grid)
-        diff_map = max(diff_map, float(np.abs(results["eager"].cell_heatmap - results["compiled"].cell_heatmap).max()))
-        diff_score = max(diff_score, abs(results["eager"].score - results["compiled"].score))
+        for name, d in diffs.items():
+            d["map"] = max(d["map"], float(np.abs(results["eager"].cell_heatmap - results[name].cell_heatmap).max()))
+            d["score"] = max(d["score"], abs(results["eager"].score - results[name].score))
     n = rounds * len(images)
     return {"eager_cpu_s": times["eager"] / n, "compiled_cpu_s": times["compiled"] / n,
-            "compile_s": compile_s, "max_map_diff": diff_map, "max_score_diff": diff_score, "photos": len(images)}
+            "bfloat16_cpu_s": times["bfloat16"] / n, "compile_s": compile_s, "max_map_diff": diffs["compiled"]["map"],
+            "max_score_diff": diffs["compiled"]["score"], "bf16_map_diff": diffs["bfloat16"]["map"],
+            "bf16_score_diff": diffs["bfloat16"]["score"], "photos": len(images)}
 
 
 def _copy_model(model):
@@ -225,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| embedding step, 1 thread: eager encoder | | {speed['eager_cpu_s']:.3f} CPU s/photo | 1.00x | |")
     print(f"| embedding step, 1 thread: compiled encoder | | {speed['compiled_cpu_s']:.3f} CPU s/photo | "
           f"{speed['eager_cpu_s'] / speed['compiled_cpu_s']:.2f}x | |")
+    print(f"| embedding step, 1 thread: bfloat16 trunk | | {speed['bfloat16_cpu_s']:.3f} CPU s/photo | "
+          f"{speed['eager_cpu_s'] / speed['bfloat16_cpu_s']:.2f}x | |")
     print(f"\ncompiled vs eager on {speed['photos']} photos (each twice): max |heatmap cell diff| {speed['max_map_diff']:.1e}, "
           f"max |score diff| {speed['max_score_diff']:.1e} (must be <= 1e-4); compiling took {speed['compile_s']:.0f} s")
+    print(f"bfloat16 vs eager: max |heatmap cell diff| {speed['bf16_map_diff']:.1e}, max |score diff| "
+          f"{speed['bf16_score_diff']:.1e} (another arithmetic: its accuracy is benchmarks/precision_accuracy.py's)")
     return 0 if max(speed["max_map_diff"], speed["max_score_diff"]) <= 1e-4 else 1
 
 
