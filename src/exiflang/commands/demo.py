@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     """Make the composite, analyse it as `exiflang detect` would (same default method, same report), print the score,
     probability, verdict and p-AP against the known mask."""
     import numpy as np
-    from sklearn.metrics import average_precision_score
 
     from exiflang.device import resolve_device
     from exiflang.eval.file_analysis import analyse_and_report

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..ranges import MAX_BATCH_SIZE, MAX_ITERS, MAX_PER_SIDE, range_problem
 from .consistency import mode_consistency_map
-from .grid import (DEFAULT_PER_SIDE, PRECISIONS, CellMap, ForensicsError, PatchGrid, embed_patches, is_grid_aligned,
-                   model_grid, per_side_note)
+from .grid import (DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, check_precision, embed_patches,
+                   is_grid_aligned, model_grid, per_side_note)
 from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
 from .ncut import normalized_cut
 from .scores import IMAGE_SCORE, candidate_scores
@@ -181,8 +181,7 @@ class Detector:
             problem = range_problem(getattr(self, name), {"low": 1, "high": high})
             if problem:
                 raise ForensicsError(f"{name} {problem}")
-        if self.precision not in PRECISIONS:
-            raise ForensicsError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)  # before the model loads: a bad option is a one-line error, no work done
         self.model = resolve_model(self.model)
         self.model_id = self.model_id or model_identifier(self.model)
         if self.calibration is None:

@@ -242,6 +242,12 @@ def model_grid(image: np.ndarray, model, per_side: int = DEFAULT_PER_SIDE,
 PRECISIONS = ("float32", "bfloat16")
 
 
+def check_precision(precision: str) -> None:
+    """A one-line ForensicsError for a precision outside `PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ForensicsError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+
+
 def iter_patch_batches(image: np.ndarray, grid: PatchGrid, batch_size: int) -> Iterator["torch.Tensor"]:
     """Yield float32 tensors [B, 3, P, P] in [0, 1] of the grid's patches, row-major."""
     import torch
@@ -281,8 +287,7 @@ def embed_patches(
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ForensicsError(f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
-    if precision not in PRECISIONS:
-        raise ForensicsError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     grid = grid or model_grid(image, model, per_side)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     chunks = []
