@@ -416,3 +416,11 @@ def test_untrained_models_are_never_cached(tmp_path):
     from exiflang.probes.ranking import text_cache_folder
 
     assert text_cache_folder(create_model("tiny", seed=1), tmp_path) is None  # "tiny-untrained": no content id
+
+
+def test_shared_history_without_history_is_refused_in_one_line(tmp_path, capsys):
+    """`--shared-history` shares the processing that `--history-prob` turns on; alone it would do nothing."""
+    code, _, err = _cli(capsys, ["train", "--index", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                                 "--shared-history", "0.5"])
+    assert code != 0 and "--shared-history" in _one_line(err) and "--history-prob" in _one_line(err)
+    assert not (tmp_path / "o").exists()

@@ -186,3 +186,54 @@ def _training_photos(photos_dir, n: int) -> list:
         arr = load_rgb(path)[0]
         photos.append(TrainingPhoto(str(path), f"{i:064x}", arr.shape[1], arr.shape[0], f"Make: M{i}, Model: X", "m", "x"))
     return photos
+
+
+def _shared_step(batches: PatchBatches, want_shared: bool) -> int:
+    """The first step whose batch shares one history (or does not)."""
+    from exiflang.data.history import shared_batch_history
+
+    return next(s for s in range(200)
+                if (shared_batch_history(batches.history, batches.seed, s) is not None) == want_shared)
+
+
+def _history_part(text: str) -> list[str]:
+    """A crop text's history tags (no EXIF text, no block-phase or camera-grid tags, which vary by crop)."""
+    return [t for t in text.split(", ")[2:] if "Offset" not in t]
+
+
+def test_a_shared_batch_gives_every_photo_one_history_and_keeps_the_other_draws(photos_dir):
+    """Issue 19: `shared_history` processes a batch's photos alike; what each tag says is what was applied."""
+    photos = _training_photos(photos_dir, 4)
+    only_jpeg = dict(gamma=False, blur=False, noise=False, resample=False, double_jpeg=False)
+    cfg = HistoryConfig(prob=0.5, shared_history=0.5, **only_jpeg)
+    batches = PatchBatches(PhotoStore(photos, cache=True), 128, 4, 2, seed=3, history=cfg)
+    step = _shared_step(batches, True)
+    item = batches[step]
+    texts = [batches.crop_text(row) for row in item["segments"].tolist()]
+    histories = {tuple(_history_part(t)) for t in texts}
+    assert len(histories) == 1 and next(iter(histories))  # one non-empty history for all 8 crops
+    tags = dict(t.split(": ") for t in next(iter(histories)))
+    checked = 0
+    for text, pixels in zip(texts, item["pixels"]):
+        if "Row Offset: 0" in text and "Column Offset: 0" in text:  # a crop on the re-compression's grid
+            estimate = estimate_jpeg_quality(pixels.numpy().transpose(1, 2, 0),
+                                             subsampling=tags["Recompressed Chroma Subsampling"])
+            assert estimate == int(tags["Recompressed JPEG Quality"])
+            checked += 1
+    assert checked >= 2
+    # Unshared steps draw per photo, as before; sharing leaves every crop's block phase where it was.
+    unshared = PatchBatches(PhotoStore(photos, cache=True), 128, 4, 2, seed=3,
+                            history=HistoryConfig(prob=0.5, **only_jpeg))
+    phases = [[t for t in batches.crop_text(r).split(", ") if "Block" in t] for r in item["segments"].tolist()]
+    before = [[t for t in unshared.crop_text(r).split(", ") if "Block" in t] for r in unshared[step]["segments"].tolist()]
+    assert phases == before
+    other = _shared_step(batches, False)
+    assert torch.equal(batches[other]["pixels"], unshared[other]["pixels"])
+    assert batches[step]["segments"].tolist() == item["segments"].tolist()  # a pure function of (seed, step)
+
+
+def test_shared_history_share_is_checked_and_old_recipes_read_it_as_off():
+    assert HistoryConfig.from_dict({k: v for k, v in HistoryConfig().to_dict().items()
+                                    if k != "shared_history"}).shared_history == 0.0
+    with pytest.raises(ValueError, match="shared_history"):
+        HistoryConfig.from_dict({**HistoryConfig().to_dict(), "shared_history": -0.1})

@@ -105,17 +105,27 @@ def _add_history_flags(h: Any) -> None:
     h.add_argument("--aligned-windows", type=unit_interval, default=0.0, metavar="P",
                    help="share of processed windows cut on the camera's 8x8 grid, as when a whole photo is re-saved "
                         "(default 0: any offset)")
+    h.add_argument("--shared-history", type=unit_interval, default=0.0, metavar="P",
+                   help="share of batches whose photos all get one and the same processing, as every patch of a "
+                        "re-saved or resized composite does, so that only the cameras tell the batch's texts apart "
+                        "(default 0: each photo draws its own)")
 
 
 def history_recipe(args: argparse.Namespace) -> dict | None:
     """TrainOptions.history from the history flags (None: the plain recipe)."""
+    from ..errors import CommandError
+
+    if args.shared_history > 0 and args.history_prob <= 0:
+        raise CommandError("--shared-history shares the processing of --history-prob among a batch: give "
+                           "--history-prob above 0 too")
     if args.history_prob <= 0 and not args.phase_tags:
         return None
     from ..data.history import HistoryConfig
 
     off = {op: False for op in args.no_history_op}
     return HistoryConfig(prob=args.history_prob, phase_tags=args.phase_tags is not False, **off,
-                         original_grid_tags=args.original_grid_tags, aligned_windows=args.aligned_windows).to_dict()
+                         original_grid_tags=args.original_grid_tags, aligned_windows=args.aligned_windows,
+                         shared_history=args.shared_history).to_dict()
 
 
 def refuse_to_replace_a_run(out: str, resume: bool, overwrite: bool) -> None:

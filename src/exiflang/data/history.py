@@ -28,7 +28,7 @@ which the batch builder seeds from (seed, epoch, photo), so a training step stay
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,7 @@ class HistoryConfig:
     # Off by default, as in every recipe saved before they existed (so those resume and retrain exactly):
     original_grid_tags: bool = False  # the camera grid's offset from a re-compression's grid, as tags
     aligned_windows: float = 0.0  # share of processed windows that start on the camera's grid
+    shared_history: float = 0.0  # share of batches whose photos all get one and the same processing
 
     @property
     def enabled_ops(self) -> list[str]:
@@ -84,8 +85,9 @@ class HistoryConfig:
         if unknown:
             raise ValueError(f"unknown history setting(s) {sorted(unknown)}; known: {sorted(known)}")
         config = cls(**data)
-        if not 0.0 <= config.aligned_windows <= 1.0:
-            raise ValueError(f"aligned_windows must be in [0, 1], got {config.aligned_windows}")
+        for name in ("aligned_windows", "shared_history"):
+            if not 0.0 <= getattr(config, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(config, name)}")
         return config
 
 
@@ -193,6 +195,23 @@ def sample_history(cfg: HistoryConfig, rng: np.random.Generator) -> History:
     return History(tuple((op, params[op]) for op in OPS if op in chosen))
 
 
+def shared_batch_history(cfg: HistoryConfig, seed: int, step: int) -> History | None:
+    """The one history every photo of a step's batch gets, for a share `cfg.shared_history` of steps (else None).
+
+    Why: a desk receives a whole composite re-saved or resized at once, so every patch of it shares one history
+    and only the cameras differ. With a history drawn per photo, the texts of a batch almost always differ by
+    their history tags alone, so the model can match them without reading the camera through the processing;
+    a shared history leaves the camera as the only thing that tells the batch's texts apart. Drawn from
+    (seed, step) only, so every rank of a distributed step draws the same one.
+    """
+    if cfg.shared_history <= 0 or not cfg.enabled_ops:
+        return None
+    rng = np.random.default_rng([seed, step, 0x5EED])
+    if rng.random() >= cfg.shared_history:
+        return None
+    return sample_history(replace(cfg, prob=1.0), rng)
+
+
 def source_window(history: History, out_size: int) -> int:
     """Side of the source window that the history turns into an `out_size` window (resampling changes it)."""
     for name, value in history.steps:
@@ -250,5 +269,5 @@ def estimate_jpeg_quality(pixels: np.ndarray, qualities: tuple[int, ...] = QUALI
     return int(qualities[int(np.argmin(errors))])
 
 
-__all__ = ["HistoryConfig", "History", "OPS", "sample_history", "apply_history", "source_window", "phase_tags",
+__all__ = ["HistoryConfig", "History", "OPS", "sample_history", "shared_batch_history", "apply_history", "source_window", "phase_tags",
            "original_grid_tags", "tag_vocabulary", "estimate_jpeg_quality"]

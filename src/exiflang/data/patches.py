@@ -21,7 +21,7 @@ import torch
 from ..errors import ExiflangError
 from ..imageio import ImageLoadError, as_rgb_array, decode_bytes, load_rgb
 from .history import (History, HistoryConfig, apply_history, original_grid_tags, phase_tags, sample_history,
-                      source_window, tag_vocabulary)
+                      shared_batch_history, source_window, tag_vocabulary)
 
 EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
 
@@ -206,14 +206,16 @@ class PatchBatches(torch.utils.data.Dataset):
         start = b * self.photos_per_batch + self.rank * self.local_photos
         return order[start:start + self.local_photos]
 
-    def photo_crops(self, index: int, epoch: int) -> tuple[np.ndarray, list[list[str]]]:
-        """The crops of one photo on one visit [crops, 3, P, P] uint8, and each crop's tags (history, phase)."""
+    def photo_crops(self, index: int, epoch: int,
+                    shared: History | None = None) -> tuple[np.ndarray, list[list[str]]]:
+        """The crops of one photo on one visit [crops, 3, P, P] uint8, and each crop's tags (history, phase);
+        `shared`: the batch's one history, in place of the photo's own draw."""
         photo = self.store.photos[index]
         rng = np.random.default_rng([self.seed, epoch, index])
         if self.history is None:
             positions = crop_positions(photo.height, photo.width, self.patch, self.crops, rng)
             return cut_crops(self.store.image(index), positions, self.patch), [[] for _ in range(self.crops)]
-        return visit_crops(self.store.image(index), self.patch, self.crops, self.history, rng)
+        return visit_crops(self.store.image(index), self.patch, self.crops, self.history, rng, shared)
 
     def crop_text(self, segments: Sequence[int]) -> str:
         """The full text of a crop from its segment ids: the EXIF text, then its tags, in the same form."""
@@ -225,9 +227,10 @@ class PatchBatches(torch.utils.data.Dataset):
         (equal iff the full texts are equal), 'step'}."""
         epoch = step // self.steps_per_epoch
         idx = self.batch_photos(step)
+        shared = shared_batch_history(self.history, self.seed, step) if self.history is not None else None
         pixels, rows = [], []
         for i in idx:
-            crops, tags = self.photo_crops(int(i), epoch)
+            crops, tags = self.photo_crops(int(i), epoch, shared)
             pixels.append(crops)
             base = self.text_ids[self.store.photos[int(i)].text]
             rows += [[base] + [self.segment_ids[t] for t in crop_tags] for crop_tags in tags]
@@ -278,8 +281,8 @@ def window_corner(max_y: int, max_x: int, aligned_share: float, rng: np.random.G
     return int(rng.integers(max_y + 1)), int(rng.integers(max_x + 1))
 
 
-def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig,
-                rng: np.random.Generator) -> tuple[np.ndarray, list[list[str]]]:
+def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig, rng: np.random.Generator,
+                shared: History | None = None) -> tuple[np.ndarray, list[list[str]]]:
     """One visit of a photo under the history recipe: maybe processed, crops at chosen block phases, their tags.
 
     The camera's JPEG grid is taken to start at the stored array's origin (true for camera files and for
@@ -287,9 +290,13 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig,
     the camera grid for a share `cfg.aligned_windows` of visits (a whole photo re-saved) and anywhere otherwise (a
     pasted region re-saved with its host); its re-compression grid starts at the window's corner, and the camera
     grid's offset from it is tagged when the camera grid reached that re-compression (`cfg.original_grid_tags`).
+    `shared` (a batch's one history) replaces the visit's own draw, which is still made so that every later
+    draw of the visit stays where it was.
     """
     height, width = image.shape[:2]
     history = sample_history(cfg, rng)
+    if shared is not None:
+        history = shared
     phases = crop_phases(n, rng)
     out = cfg.window
     while history.steps and source_window(history, out) > min(height, width):
