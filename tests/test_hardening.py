@@ -418,9 +418,11 @@ def test_untrained_models_are_never_cached(tmp_path):
     assert text_cache_folder(create_model("tiny", seed=1), tmp_path) is None  # "tiny-untrained": no content id
 
 
-def test_shared_history_without_history_is_refused_in_one_line(tmp_path, capsys):
-    """`--shared-history` shares the processing that `--history-prob` turns on; alone it would do nothing."""
+@pytest.mark.parametrize("flag", ["--shared-history", "--warp"])
+def test_history_parts_without_history_are_refused_in_one_line(flag, tmp_path, capsys):
+    """`--shared-history` and `--warp` belong to the history that `--history-prob` turns on; alone they would
+    do nothing."""
     code, _, err = _cli(capsys, ["train", "--index", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
-                                 "--shared-history", "0.5"])
-    assert code != 0 and "--shared-history" in _one_line(err) and "--history-prob" in _one_line(err)
+                                 flag, "0.5"])
+    assert code != 0 and flag in _one_line(err) and "--history-prob" in _one_line(err)
     assert not (tmp_path / "o").exists()

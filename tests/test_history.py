@@ -237,3 +237,52 @@ def test_shared_history_share_is_checked_and_old_recipes_read_it_as_off():
                                     if k != "shared_history"}).shared_history == 0.0
     with pytest.raises(ValueError, match="shared_history"):
         HistoryConfig.from_dict({**HistoryConfig().to_dict(), "shared_history": -0.1})
+
+
+def _find_crop(frame: np.ndarray, crop: np.ndarray) -> tuple[int, int]:
+    """Where an HxWx3 crop sits in a frame (exact pixels)."""
+    p = crop.shape[0]
+    ys, xs = np.nonzero(np.all(frame[:frame.shape[0] - p + 1, :frame.shape[1] - p + 1] == crop[0, 0], axis=-1))
+    hits = [(int(y), int(x)) for y, x in zip(ys, xs) if np.array_equal(frame[y:y + p, x:x + p], crop)]
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_a_warped_visit_is_the_lens_warp_its_tags_name_at_the_radius_they_name(photos_dir):
+    """Issue 24: `warp` distorts the whole frame by the tagged k1; each crop's radius tag is its centre's."""
+    from exiflang.data.history import WARP_K1, radius_tag
+    from exiflang.data.warp import distort, frame_radius
+
+    image = _photo(photos_dir)
+    height, width = image.shape[:2]
+    only_warp = HistoryConfig(prob=0.0, warp=1.0)  # warped, nothing else: crops are pixels of the warped frame
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(3):
+        crops, tags = visit_crops(image, 64, 2, only_warp, rng)
+        k1 = float(tags[0][0].split(": ")[1])
+        assert k1 in WARP_K1 and tags[0][0] == f"Lens Distortion k1: {k1:+.3f}"
+        seen.add(k1)
+        warped = distort(image, k1)
+        for crop, crop_tags in zip(crops, tags):
+            y, x = _find_crop(warped, crop.transpose(1, 2, 0))
+            assert crop_tags[1] == radius_tag(frame_radius(height, width, y + 31.5, x + 31.5))
+            assert not any("Block" in t for t in crop_tags)  # resampled: no JPEG grid is left to tag
+    assert len(seen) > 1
+    assert not any(t.startswith(("Lens", "Distance")) for t in tag_vocabulary())  # earlier recipes: same words
+    assert {radius_tag(0.0), radius_tag(1.66), f"Lens Distortion k1: {WARP_K1[0]:+.3f}"} <= set(tag_vocabulary(True))
+    assert HistoryConfig.from_dict({k: v for k, v in HistoryConfig().to_dict().items() if k != "warp"}).warp == 0.0
+
+
+def test_a_warped_and_re_saved_visit_keeps_the_re_save_grid_and_drops_the_camera_grid(photos_dir):
+    image = _photo(photos_dir)
+    cfg = HistoryConfig(prob=1.0, warp=1.0, gamma=False, blur=False, noise=False, resample=False,
+                        double_jpeg=False, original_grid_tags=True)
+    _, tags = visit_crops(image, 64, 2, cfg, np.random.default_rng(2))
+    assert tags[0][0].startswith("Lens Distortion") and tags[0][1].startswith("Recompressed JPEG Quality")
+    assert any("Block" in t for t in tags[0])  # the re-save's grid is there
+    assert not any(t.startswith("Original") for t in tags[0])  # the warp resampled the camera's grid away
+    photos = _training_photos(photos_dir, 4)
+    first = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=4, history=cfg)[1]
+    again = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=4, history=cfg)[1]
+    assert torch.equal(first["pixels"], again["pixels"]) and torch.equal(first["segments"], again["segments"])

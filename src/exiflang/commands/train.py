@@ -109,14 +109,19 @@ def _add_history_flags(h: Any) -> None:
                    help="share of batches whose photos all get one and the same processing, as every patch of a "
                         "re-saved or resized composite does, so that only the cameras tell the batch's texts apart "
                         "(default 0: each photo draws its own)")
+    h.add_argument("--warp", type=unit_interval, default=0.0, metavar="P",
+                   help="share of photo visits lens-warped first as a whole frame (radial k1 over lensfun's range), "
+                        "the k1 and each crop's distance from the centre written as tags, for camera calibration "
+                        "(default 0)")
 
 
 def history_recipe(args: argparse.Namespace) -> dict | None:
     """TrainOptions.history from the history flags (None: the plain recipe)."""
     from ..errors import CommandError
 
-    if args.shared_history > 0 and args.history_prob <= 0:
-        raise CommandError("--shared-history shares the processing of --history-prob among a batch: give "
+    if (args.shared_history > 0 or args.warp > 0) and args.history_prob <= 0:
+        flag = "--shared-history" if args.shared_history > 0 else "--warp"
+        raise CommandError(f"{flag} is part of the processing history that --history-prob turns on: give "
                            "--history-prob above 0 too")
     if args.history_prob <= 0 and not args.phase_tags:
         return None
@@ -125,7 +130,7 @@ def history_recipe(args: argparse.Namespace) -> dict | None:
     off = {op: False for op in args.no_history_op}
     return HistoryConfig(prob=args.history_prob, phase_tags=args.phase_tags is not False, **off,
                          original_grid_tags=args.original_grid_tags, aligned_windows=args.aligned_windows,
-                         shared_history=args.shared_history).to_dict()
+                         shared_history=args.shared_history, warp=args.warp).to_dict()
 
 
 def refuse_to_replace_a_run(out: str, resume: bool, overwrite: bool) -> None:

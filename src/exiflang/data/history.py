@@ -20,6 +20,12 @@ offset from the last one (`Original JPEG Grid Row Offset`, `... Column Offset`),
 (`HistoryConfig.aligned_windows`) start on the camera's grid, the case of a whole photo re-saved: without both,
 the text never tells aligned from misaligned double compression apart, and 63 of 64 random windows are misaligned.
 
+A share of visits (`HistoryConfig.warp`, off by default) is first lens-warped as a whole frame (radial
+Brown–Conrady distortion with k1 from `WARP_K1`, lensfun's range; `data.warp`), the optical centre at the
+photo's centre: `Lens Distortion k1` is a visit tag and each crop's `Distance From Optical Centre` (radius of its
+centre, 1 = half the shorter side, in steps of 0.1) a crop tag, since distortion is a function of the radius.
+This is the lever the method offers for camera calibration (issue 24): resampling geometry as processing history.
+
 Values are drawn from small fixed sets (`tag_vocabulary` lists every possible tag string), so a frozen text
 encoder's features for every tag can be computed once. Everything random comes from the generator passed in,
 which the batch builder seeds from (seed, epoch, photo), so a training step stays a pure function of
@@ -43,6 +49,10 @@ KERNELS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BIL
 NOISE_SIGMAS = (1, 2, 3, 4, 6, 8)
 QUALITIES = tuple(range(50, 99))
 SUBSAMPLING = {"4:4:4": 0, "4:2:0": 2}
+# k1 of a lens warp: lensfun's 1 % .. 99 % quantiles (-0.089 .. +0.072), denser near 0 where most lenses sit.
+WARP_K1 = (-0.09, -0.06, -0.04, -0.025, -0.015, -0.008, 0.008, 0.015, 0.025, 0.04, 0.06)
+RADIUS_STEPS = tuple(round(0.1 * i, 1) for i in range(18))  # 0.0 .. 1.7: a 4:3 frame's corner is at 5/3
+RESAMPLING = ("resample", "warp")  # ops after which no JPEG grid survives in the pixels
 OPS = ("gamma", "blur", "resample", "noise", "jpeg", "double_jpeg")
 # Each op's chance of being applied on a processed visit (at least one always is).
 OP_PROBS = {"gamma": 0.25, "blur": 0.3, "resample": 0.35, "noise": 0.3, "jpeg": 0.6, "double_jpeg": 0.35}
@@ -65,6 +75,7 @@ class HistoryConfig:
     original_grid_tags: bool = False  # the camera grid's offset from a re-compression's grid, as tags
     aligned_windows: float = 0.0  # share of processed windows that start on the camera's grid
     shared_history: float = 0.0  # share of batches whose photos all get one and the same processing
+    warp: float = 0.0  # share of visits whose whole photo is lens-warped first (issue 24)
 
     @property
     def enabled_ops(self) -> list[str]:
@@ -85,7 +96,7 @@ class HistoryConfig:
         if unknown:
             raise ValueError(f"unknown history setting(s) {sorted(unknown)}; known: {sorted(known)}")
         config = cls(**data)
-        for name in ("aligned_windows", "shared_history"):
+        for name in ("aligned_windows", "shared_history", "warp"):
             if not 0.0 <= getattr(config, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(config, name)}")
         return config
@@ -102,15 +113,21 @@ class History:
     def has_grid(self) -> bool:
         """Whether the pixels still carry a JPEG grid of known origin (no resampling after the last compression)."""
         names = [name for name, _ in self.steps]
-        if "resample" not in names:
+        last_resampling = max((i for i, n in enumerate(names) if n in RESAMPLING), default=-1)
+        if last_resampling < 0:
             return True
         last_jpeg = max((i for i, n in enumerate(names) if n in ("jpeg", "double_jpeg")), default=-1)
-        return last_jpeg > names.index("resample")
+        return last_jpeg > last_resampling
 
     @property
     def keeps_original_grid(self) -> bool:
         """Whether the camera's grid reached the last re-compression (no resampling before it): double compression."""
-        return self.recompressed and all(name != "resample" for name, _ in self.steps)
+        return self.recompressed and all(name not in RESAMPLING for name, _ in self.steps)
+
+    @property
+    def warp_k1(self) -> float | None:
+        """The lens warp's k1, or None when the visit was not warped."""
+        return next((value for name, value in self.steps if name == "warp"), None)
 
     @property
     def recompressed(self) -> bool:
@@ -121,7 +138,9 @@ class History:
         """The history as "Tag Name: value" strings, in order of application."""
         out: list[str] = []
         for name, value in self.steps:
-            if name == "gamma":
+            if name == "warp":
+                out.append(warp_tag(value))
+            elif name == "gamma":
                 out.append(f"Gamma: {value}")
             elif name == "blur":
                 kind, amount = value
@@ -151,8 +170,19 @@ def original_grid_tags(dy: int, dx: int) -> list[str]:
     return [f"Original JPEG Grid Row Offset: {dy % 8}", f"Original JPEG Grid Column Offset: {dx % 8}"]
 
 
-def tag_vocabulary() -> list[str]:
-    """Every tag string a history or a block phase can produce, sorted (for precomputed text features)."""
+def warp_tag(k1: float) -> str:
+    """The visit tag of a lens warp."""
+    return f"Lens Distortion k1: {k1:+.3f}"
+
+
+def radius_tag(radius: float) -> str:
+    """A crop's distance from the optical centre (1 = half the shorter side), to the nearest 0.1 up to 1.7."""
+    return f"Distance From Optical Centre: {min(round(radius, 1), RADIUS_STEPS[-1]):.1f}"
+
+
+def tag_vocabulary(warp: bool = False) -> list[str]:
+    """Every tag string a history or a block phase can produce, sorted (for precomputed text features); the
+    lens-warp tags only for a recipe that warps (so the vocabulary of every earlier recipe is unchanged)."""
     tags = {f"Gamma: {g}" for g in GAMMAS}
     tags |= {f"Blurred: {s}" for s in BLUR_SIGMAS} | {f"Sharpened: {a}" for a in SHARPEN_AMOUNTS}
     tags |= {f"Resampled: {f:.2f}" for f in RESAMPLE_FACTORS} | {f"Resampling Kernel: {k}" for k in KERNELS}
@@ -161,6 +191,8 @@ def tag_vocabulary() -> list[str]:
     tags |= {f"Recompressed Chroma Subsampling: {s}" for s in SUBSAMPLING}
     for d in range(8):
         tags |= set(phase_tags(d, d)) | set(original_grid_tags(d, d))
+    if warp:
+        tags |= {warp_tag(k) for k in WARP_K1} | {radius_tag(r) for r in RADIUS_STEPS}
     return sorted(tags)
 
 
@@ -184,15 +216,17 @@ def sample_history(cfg: HistoryConfig, rng: np.random.Generator) -> History:
     }
     first = _pick(rng, QUALITIES)
     params["double_jpeg"] = (first, *params["jpeg"])
+    # Drawn last and only when switched on, so that every earlier recipe keeps its draws.
+    warp = (("warp", _pick(rng, WARP_K1)),) if cfg.warp > 0 and rng.random() < cfg.warp else ()
     ops = cfg.enabled_ops
     if not processed or not ops:
-        return History()
+        return History(warp)
     chosen = [op for op in ops if coins[op]]
     if "jpeg" in chosen and "double_jpeg" in chosen:  # one re-save pipeline ends in one kind of compression
         chosen.remove("jpeg")
     if not chosen:
         chosen = [ops[int(fallback) % len(ops)]]
-    return History(tuple((op, params[op]) for op in OPS if op in chosen))
+    return History(warp + tuple((op, params[op]) for op in OPS if op in chosen))
 
 
 def shared_batch_history(cfg: HistoryConfig, seed: int, step: int) -> History | None:
@@ -232,7 +266,7 @@ def _jpeg(arr: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
 def apply_history(window: np.ndarray, history: History, out_size: int, rng: np.random.Generator) -> np.ndarray:
     """Process an HxWx3 uint8 source window (side `source_window(history, out_size)`) into out_size x out_size."""
     arr = np.ascontiguousarray(window)
-    for name, value in history.steps:
+    for name, value in history.steps:  # "warp" is not here: it was applied to the whole frame (visit_crops)
         if name == "gamma":
             lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** value), 0, 255).astype(np.uint8)
             arr = lut[arr]
@@ -270,4 +304,4 @@ def estimate_jpeg_quality(pixels: np.ndarray, qualities: tuple[int, ...] = QUALI
 
 
 __all__ = ["HistoryConfig", "History", "OPS", "sample_history", "shared_batch_history", "apply_history", "source_window", "phase_tags",
-           "original_grid_tags", "tag_vocabulary", "estimate_jpeg_quality"]
+           "original_grid_tags", "tag_vocabulary", "warp_tag", "radius_tag", "WARP_K1", "estimate_jpeg_quality"]

@@ -21,7 +21,8 @@ import torch
 from ..errors import ExiflangError
 from ..imageio import ImageLoadError, as_rgb_array, decode_bytes, load_rgb
 from .history import (History, HistoryConfig, apply_history, original_grid_tags, phase_tags, sample_history,
-                      shared_batch_history, source_window, tag_vocabulary)
+                      radius_tag, shared_batch_history, source_window, tag_vocabulary)
+from .warp import distort, frame_radius
 
 EVAL_STREAM = 1_000_003  # RNG stream id for held-out crops, apart from every training epoch
 
@@ -189,7 +190,7 @@ class PatchBatches(torch.utils.data.Dataset):
         self.history = history
         # Text segments: the photos' EXIF texts, then every history / block-phase tag; a crop's text is a list of
         # segment ids (its photo's text, then its tags).
-        self.segments = texts + (tag_vocabulary() if history is not None else [])
+        self.segments = texts + (tag_vocabulary(history.warp > 0) if history is not None else [])
         self.segment_ids = {t: i for i, t in enumerate(self.segments)}
 
     def __len__(self) -> int:
@@ -303,7 +304,10 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig, rng: 
         out -= 32
     if history.steps and out < patch + 8:
         history = History()  # the photo is too small for this processing: an unprocessed visit
+    if history.warp_k1 is not None:  # a lens warps the whole frame: where a window sits decides what it gets
+        image = distort(image, history.warp_k1)
     visit_tags: list[str] = []
+    src, wy, wx = out, 0, 0
     if history.steps:
         src = source_window(history, out)
         wy, wx = window_corner(height - src, width - src, cfg.aligned_windows, rng)
@@ -325,6 +329,10 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig, rng: 
             x = grid[1] + _phase_position(w - patch - grid[1], px, rng) if w - patch >= grid[1] else 0
         crops[i] = pixels[y:y + patch, x:x + patch].transpose(2, 0, 1)
         crop_tags = history.tags() + visit_tags
+        if history.warp_k1 is not None:
+            zoom = src / pixels.shape[0] if history.steps else 1.0  # output window pixel -> frame pixel
+            crop_tags.append(radius_tag(frame_radius(height, width, wy + (y + patch / 2) * zoom - 0.5,
+                                                     wx + (x + patch / 2) * zoom - 0.5)))
         if cfg.phase_tags and grid is not None:
             crop_tags += phase_tags(y - grid[0], x - grid[1])
         tags.append(crop_tags)
