@@ -290,6 +290,19 @@ def _radial_models(args) -> dict:
     return models
 
 
+def _candidates(specs: list[str]) -> dict:
+    """Extra learned rows from LABEL=PATH arguments, loaded image-only."""
+    from exiflang.models import load_model
+
+    out = {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            raise SystemExit(f"--candidate wants LABEL=PATH, got {spec!r}")
+        out[label] = load_model(path, image_only=True)
+    return out
+
+
 def cmd_distortion(args) -> int:
     """The radial protocol (tiles at known radii, rings, camera-disjoint) for every representation."""
     from exiflang.paths import shared_data_dir
@@ -299,6 +312,7 @@ def cmd_distortion(args) -> int:
     models = _radial_models(args)
     if args.only:
         models = {name: m for name, m in models.items() if name == "default" or name in args.only}
+    models.update(_candidates(args.candidate))
     photos_dir = args.photos or str((shared_data_dir() or Path("../shared/data")) / "photos")
     paths, groups = heldout_frames(models["default"], photos_dir, (1024, 768))
     rset = radial_set(paths, groups, args.versions)
@@ -427,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "beside the model (src/exiflang/weights/default)")
     dis.add_argument("--only", nargs="+", metavar="NAME", help="evaluate only the default and these representations "
                                                              "('random weights', 'image-only', 'oracle: spectrum', ...)")
+    dis.add_argument("--candidate", action="append", default=[], metavar="LABEL=PATH",
+                     help="another learned row beside the default, same frames and splits (repeatable)")
     dis.add_argument("--json", help="write results here")
     dis.set_defaults(func=cmd_distortion)
     strong = sub.add_parser("distortion-strong", help="calibrate's band on strong warps, photos the probe never saw")

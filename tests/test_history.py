@@ -248,11 +248,15 @@ def _find_crop(frame: np.ndarray, crop: np.ndarray) -> tuple[int, int]:
     return hits[0]
 
 
-def test_a_warped_visit_is_the_lens_warp_its_tags_name_at_the_radius_they_name(photos_dir):
-    """Issue 24: `warp` distorts the whole frame by the tagged k1; each crop's radius tag is its centre's."""
+def test_a_warped_visit_is_the_lens_warp_its_tags_name_at_the_radius_they_name(photos_dir, monkeypatch):
+    """Issue 24: `warp` distorts the whole frame by the tagged k1; the radius tag is the window centre's."""
+    import exiflang.data.patches as patches
     from exiflang.data.history import WARP_K1, radius_tag
     from exiflang.data.warp import distort, frame_radius
 
+    corners = []
+    real_corner = patches.window_corner
+    monkeypatch.setattr(patches, "window_corner", lambda *a: corners.append(real_corner(*a)) or corners[-1])
     image = _photo(photos_dir)
     height, width = image.shape[:2]
     only_warp = HistoryConfig(prob=0.0, warp=1.0)  # warped, nothing else: crops are pixels of the warped frame
@@ -264,9 +268,12 @@ def test_a_warped_visit_is_the_lens_warp_its_tags_name_at_the_radius_they_name(p
         assert k1 in WARP_K1 and tags[0][0] == f"Lens Distortion k1: {k1:+.3f}"
         seen.add(k1)
         warped = distort(image, k1)
+        wy, wx = corners[-1]
+        window = only_warp.window
         for crop, crop_tags in zip(crops, tags):
             y, x = _find_crop(warped, crop.transpose(1, 2, 0))
-            assert crop_tags[1] == radius_tag(frame_radius(height, width, y + 31.5, x + 31.5))
+            assert wy <= y <= wy + window - 64 and wx <= x <= wx + window - 64  # inside the processed window
+            assert crop_tags[1] == radius_tag(frame_radius(height, width, wy + window / 2 - 0.5, wx + window / 2 - 0.5))
             assert not any("Block" in t for t in crop_tags)  # resampled: no JPEG grid is left to tag
     assert len(seen) > 1
     assert not any(t.startswith(("Lens", "Distance")) for t in tag_vocabulary())  # earlier recipes: same words
@@ -286,3 +293,5 @@ def test_a_warped_and_re_saved_visit_keeps_the_re_save_grid_and_drops_the_camera
     first = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=4, history=cfg)[1]
     again = PatchBatches(PhotoStore(photos, cache=True), 64, 2, 2, seed=4, history=cfg)[1]
     assert torch.equal(first["pixels"], again["pixels"]) and torch.equal(first["segments"], again["segments"])
+    # The patch-patch term needs every crop's text on another crop of its photo: the radius is a visit tag.
+    assert np.unique(first["crop_group"].numpy(), return_counts=True)[1].min() >= 2

@@ -22,8 +22,9 @@ the text never tells aligned from misaligned double compression apart, and 63 of
 
 A share of visits (`HistoryConfig.warp`, off by default) is first lens-warped as a whole frame (radial
 Brown–Conrady distortion with k1 from `WARP_K1`, lensfun's range; `data.warp`), the optical centre at the
-photo's centre: `Lens Distortion k1` is a visit tag and each crop's `Distance From Optical Centre` (radius of its
-centre, 1 = half the shorter side, in steps of 0.1) a crop tag, since distortion is a function of the radius.
+photo's centre: `Lens Distortion k1` and `Distance From Optical Centre` (the radius of the processed window's
+centre, 1 = half the shorter side, in steps of 0.1; distortion is a function of the radius) are visit tags. Not
+per crop: the patch-patch term needs pairs of crops with one text, and the window is 320 px, about ±0.25 in r.
 This is the lever the method offers for camera calibration (issue 24): resampling geometry as processing history.
 
 Values are drawn from small fixed sets (`tag_vocabulary` lists every possible tag string), so a frozen text
@@ -176,7 +177,7 @@ def warp_tag(k1: float) -> str:
 
 
 def radius_tag(radius: float) -> str:
-    """A crop's distance from the optical centre (1 = half the shorter side), to the nearest 0.1 up to 1.7."""
+    """A window's distance from the optical centre (1 = half the shorter side), to the nearest 0.1 up to 1.7."""
     return f"Distance From Optical Centre: {min(round(radius, 1), RADIUS_STEPS[-1]):.1f}"
 
 

@@ -307,7 +307,6 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig, rng: 
     if history.warp_k1 is not None:  # a lens warps the whole frame: where a window sits decides what it gets
         image = distort(image, history.warp_k1)
     visit_tags: list[str] = []
-    src, wy, wx = out, 0, 0
     if history.steps:
         src = source_window(history, out)
         wy, wx = window_corner(height - src, width - src, cfg.aligned_windows, rng)
@@ -316,6 +315,8 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig, rng: 
         grid = (0, 0) if history.recompressed else ((-wy) % 8, (-wx) % 8) if history.has_grid else None
         if cfg.original_grid_tags and history.keeps_original_grid:
             visit_tags = original_grid_tags(-wy, -wx)  # where the camera grid sits, seen from the last one
+        if history.warp_k1 is not None:  # a visit-level tag, so that the crop pairs sharing a text still do
+            visit_tags = visit_tags + [radius_tag(frame_radius(height, width, wy + src / 2 - 0.5, wx + src / 2 - 0.5))]
     else:
         pixels, grid = image, (0, 0)
     h, w = pixels.shape[:2]
@@ -329,10 +330,6 @@ def visit_crops(image: np.ndarray, patch: int, n: int, cfg: HistoryConfig, rng: 
             x = grid[1] + _phase_position(w - patch - grid[1], px, rng) if w - patch >= grid[1] else 0
         crops[i] = pixels[y:y + patch, x:x + patch].transpose(2, 0, 1)
         crop_tags = history.tags() + visit_tags
-        if history.warp_k1 is not None:
-            zoom = src / pixels.shape[0] if history.steps else 1.0  # output window pixel -> frame pixel
-            crop_tags.append(radius_tag(frame_radius(height, width, wy + (y + patch / 2) * zoom - 0.5,
-                                                     wx + (x + patch / 2) * zoom - 0.5)))
         if cfg.phase_tags and grid is not None:
             crop_tags += phase_tags(y - grid[0], x - grid[1])
         tags.append(crop_tags)
