@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/ps30"), help="bench outputs (default %(default)s)")
     p.add_argument("--model", action="append", default=[], metavar="LABEL=PATH", help="a learned model (repeatable)")
     p.add_argument("--per-side", default="15,30", help="densities (default %(default)s)")
-    p.add_argument("--twins", default="jpeg90,social", help="desk twins (default %(default)s)")
+    p.add_argument("--twins", default="jpeg90,social",
+                   help="desk twins, 'lossless' for the composites themselves (default %(default)s)")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/emb_cache15"), help="embedding cache")
     args = p.parse_args(argv)
     models = [m.split("=", 1) for m in (args.model or ["default=default"])]
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, path in models:
             cells = []
             for d in densities:
-                s = bench(args.root / "composites" / twin, path, d, args.out / f"{twin}_{_slug(label)}_ps{d}",
+                folder = args.root / "composites" / ("." if twin == "lossless" else twin)
+                s = bench(folder, path, d, args.out / f"{twin}_{_slug(label)}_ps{d}",
                           args.cache_dir)
                 cells.append(f"{s['pmap']:.3f} / {s.get('det_ap') or 0:.3f}")
             print(f"| {twin} | {label} | " + " | ".join(cells) + " |", flush=True)
