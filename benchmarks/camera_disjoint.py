@@ -30,13 +30,13 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
-def parse_models(specs: list[str]) -> list[tuple[str, str]]:
-    """'label=model' strings -> (label, model) pairs."""
+def parse_models(specs: list[str], flag: str = "--model") -> list[tuple[str, str]]:
+    """'label=model' strings (the values of `flag`) -> (label, model) pairs."""
     out = []
     for spec in specs:
         label, sep, model = spec.partition("=")
         if not sep or not label or not model:
-            raise SystemExit(f"--model {spec!r}: expected LABEL=MODEL (a built-in name or a model folder)")
+            raise SystemExit(f"{flag} {spec!r}: expected LABEL=MODEL (a built-in name or a model folder)")
         out.append((label, model))
     return out
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from camera_disjoint import parse_models, slug  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_")
 
 
 def bench(folder: Path, model: str, per_side: int, out: Path, cache: Path) -> dict:
@@ -42,17 +40,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="desk twins, 'lossless' for the composites themselves (default %(default)s)")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/emb_cache15"), help="embedding cache")
     args = p.parse_args(argv)
-    models = [m.split("=", 1) for m in (args.model or ["default=default"])]
+    models = parse_models(args.model or ["default=default"])
     densities = [int(d) for d in args.per_side.split(",")]
     print("| twin | model | " + " | ".join(f"{d} per side" for d in densities) + " |")
     print("|---|---|" + "---|" * len(densities))
     for twin in args.twins.split(","):
+        folder = args.root / "composites" / ("." if twin == "lossless" else twin)
         for label, path in models:
             cells = []
             for d in densities:
-                folder = args.root / "composites" / ("." if twin == "lossless" else twin)
-                s = bench(folder, path, d, args.out / f"{twin}_{_slug(label)}_ps{d}",
-                          args.cache_dir)
+                s = bench(folder, path, d, args.out / f"{twin}_{slug(label)}_ps{d}", args.cache_dir)
                 cells.append(f"{s['pmap']:.3f} / {s.get('det_ap') or 0:.3f}")
             print(f"| {twin} | {label} | " + " | ".join(cells) + " |", flush=True)
     return 0

@@ -292,15 +292,10 @@ def _radial_models(args) -> dict:
 
 def _candidates(specs: list[str]) -> dict:
     """Extra learned rows from LABEL=PATH arguments, loaded image-only."""
+    from camera_disjoint import parse_models
     from exiflang.models import load_model
 
-    out = {}
-    for spec in specs:
-        label, sep, path = spec.partition("=")
-        if not sep or not label or not path:
-            raise SystemExit(f"--candidate wants LABEL=PATH, got {spec!r}")
-        out[label] = load_model(path, image_only=True)
-    return out
+    return {label: load_model(path, image_only=True) for label, path in parse_models(specs, "--candidate")}
 
 
 def cmd_distortion(args) -> int:

@@ -111,8 +111,8 @@ def _add_history_flags(h: Any) -> None:
                         "(default 0: each photo draws its own)")
     h.add_argument("--warp", type=unit_interval, default=0.0, metavar="P",
                    help="share of photo visits lens-warped first as a whole frame (radial k1 over lensfun's range), "
-                        "the k1 and each crop's distance from the centre written as tags, for camera calibration "
-                        "(default 0)")
+                        "the k1 and the processed window's distance from the centre written as tags, for camera "
+                        "calibration (default 0)")
 
 
 def history_recipe(args: argparse.Namespace) -> dict | None:

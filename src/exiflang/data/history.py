@@ -304,5 +304,6 @@ def estimate_jpeg_quality(pixels: np.ndarray, qualities: tuple[int, ...] = QUALI
     return int(qualities[int(np.argmin(errors))])
 
 
-__all__ = ["HistoryConfig", "History", "OPS", "sample_history", "shared_batch_history", "apply_history", "source_window", "phase_tags",
-           "original_grid_tags", "tag_vocabulary", "warp_tag", "radius_tag", "WARP_K1", "estimate_jpeg_quality"]
+__all__ = ["HistoryConfig", "History", "OPS", "WARP_K1", "sample_history", "shared_batch_history", "apply_history",
+           "source_window", "phase_tags", "original_grid_tags", "tag_vocabulary", "warp_tag", "radius_tag",
+           "estimate_jpeg_quality"]
