@@ -28,6 +28,13 @@ class FakeResult:
     score: float
     origin: tuple
 
+    @property
+    def cell_map(self):
+        """The map as the real detectors give it: per block (here 1 px blocks)."""
+        from exiflang.forensics.cells import block_map
+
+        return block_map(self.heatmap, *self.heatmap.shape, 1)
+
 
 def _fake_module(monkeypatch, name: str, **functions) -> None:
     module = types.ModuleType(name)

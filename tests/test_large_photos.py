@@ -65,11 +65,13 @@ def _benchmark_module():
     return module
 
 
-def test_peak_memory_of_detect_on_24mp_photo(big_photo, tmp_path):
-    """The child's own peak RSS (VmHWM): 2.5 GB before issue 14; decode + model + maps fit in 1 GB now."""
+@pytest.mark.parametrize("method", ["exiflang", "fusion"])
+def test_peak_memory_of_detect_on_24mp_photo(big_photo, tmp_path, method):
+    """The child's own peak RSS (VmHWM): 2.5 GB before issue 14; decode + model + maps fit in 1 GB now, the
+    default fusion included (1.13 GB while the classical maps were held per pixel)."""
     bench = _benchmark_module()
     cmd = [sys.executable, "-c", bench.PEAK_WRAPPER, "detect", str(big_photo), "--out", str(tmp_path / "o"),
-           "--no-exif-check", "--method", "exiflang"]
+           "--no-exif-check", "--method", method]
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
                           env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
@@ -137,3 +139,47 @@ def test_cell_map_and_views():
     reduced = reduce_image(image, step)
     means = image.reshape(250, 4, 375, 4, 3).astype(np.float64).mean(axis=(1, 3))
     assert reduced.shape == (250, 375, 3) and np.abs(reduced - means).max() <= 0.5 + 1e-9
+
+
+def _expanded(cells: np.ndarray, shape: tuple[int, int], origin: tuple[int, int]) -> np.ndarray:
+    """How the detectors expanded their 8 px blocks to pixels before they kept them per block: pixels before the
+    origin join the first block, the remainder the last."""
+    rows, cols = cells.shape
+    iy = np.clip((np.arange(shape[0]) - origin[0]) // 8, 0, rows - 1)
+    ix = np.clip((np.arange(shape[1]) - origin[1]) // 8, 0, cols - 1)
+    return cells[iy][:, ix]
+
+
+def test_classical_maps_per_block_expand_and_fuse_as_pixel_maps(photos_dir, tmp_path):
+    """The grid and dq maps are held per 8 px block; expanded, they are the pixel maps the detectors gave, and the
+    fusion reading them a band of rows at a time gives the same map and score as from the pixel maps."""
+    from exiflang.forensics.dq import dq_analysis, dq_analysis_file
+    from exiflang.forensics.fusion import FusionRule, fuse
+
+    photo, _ = load_rgb(photos_dir / PHOTO)
+    # a square pasted from 3 px lower-right of its source (another grid phase, which the grid detector finds),
+    # then the frame cut 3 and 5 px in: the camera's grid no longer starts at the corner, and the odd size
+    # leaves a remainder past the last whole block
+    image = photo[:766, :1026].copy()
+    image[300:500, 400:650] = photo[303:503, 403:653]
+    image = np.ascontiguousarray(image[3:, 5:])
+    shape = image.shape[:2]
+    grid = J.grid_analysis(image)
+    assert grid.score > 3.0 and grid.cell_map.cells.shape == (763 // 8, 1021 // 8)
+    np.testing.assert_array_equal(grid.heatmap, _expanded(grid.cell_map.cells, shape, (0, 0)))
+    dq = dq_analysis(image)
+    assert dq.origin == (5, 3) and dq.cell_map.shape == shape  # blocks start on the camera's grid
+    np.testing.assert_array_equal(dq.heatmap, _expanded(dq.cell_map.cells, shape, dq.origin))
+    path = tmp_path / "resaved.jpg"
+    Image.fromarray(image).save(path, quality=85)
+    from_file = dq_analysis_file(path, image=load_rgb(path)[0])
+    np.testing.assert_array_equal(from_file.heatmap, _expanded(from_file.cell_map.cells, shape, (0, 0)))
+    np.testing.assert_array_equal(dq.cell_map.rows(250, 517), dq.heatmap[250:517])
+    learned = CellMap(np.random.default_rng(0).random((10, 14)).astype(np.float32),
+                      make_grid(*shape, 128, per_side=10, origin=(0, 0)))
+    for rule in (FusionRule(grid_gate=3.0, grid_weight=0.7, learned_weight=0.4, map_weight=0.5, smooth_px=8.0,
+                            flip_majority=True), FusionRule(grid_gate=1e9, learned_weight=0.8)):
+        by_block = fuse(rule, (learned, 0.3), (grid.cell_map, grid.score), (dq.cell_map, dq.score))
+        by_pixel = fuse(rule, (np.asarray(learned), 0.3), (grid.heatmap, grid.score), (dq.heatmap, dq.score))
+        np.testing.assert_array_equal(by_block[0], by_pixel[0])
+        assert by_block[1] == by_pixel[1]

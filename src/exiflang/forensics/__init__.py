@@ -5,7 +5,8 @@ Pipeline (Huh et al. 2018, as used by EXIF-as-Language): dense patch grid -> emb
 shift to the dominant response map -> heatmap / score (`heatmap`), normalised-cut mask (`ncut`).
 """
 from .api import DetectionResult, Detector, consistency_from_embeddings, detect, resolve_model
-from .grid import DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, embed_patches, make_grid, model_grid
+from .cells import CellMap, PatchGrid
+from .grid import DEFAULT_PER_SIDE, ForensicsError, embed_patches, make_grid, model_grid
 from .report import read_heatmap, write_report
 
 __all__ = [

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..ranges import MAX_BATCH_SIZE, MAX_ITERS, MAX_PER_SIDE, range_problem
 from .consistency import mode_consistency_map
-from .grid import (DEFAULT_PER_SIDE, CellMap, ForensicsError, PatchGrid, check_precision, embed_patches,
+from .cells import CellMap, PatchGrid
+from .grid import (DEFAULT_PER_SIDE, ForensicsError, check_precision, embed_patches,
                    is_grid_aligned, model_grid, per_side_note)
 from .heatmap import apply_polarity, cell_areas, consistency_gap, normalised_inconsistency
 from .ncut import normalized_cut

@@ -78,6 +78,7 @@ from scipy import ndimage, special
 from ..imageio import ImageLoadError, check_min_side, regular_file_problem, starts_as_jpeg
 from . import jpeg_grid
 from .errors import ForensicsError
+from .cells import CellMap, block_map
 
 METHOD_ID = "dq-v1"
 # The first AC coefficients in JPEG zig-zag order, as (row = vertical frequency, column = horizontal).
@@ -98,9 +99,15 @@ SCALES = np.geomspace(0.2, 300.0, 20)  # Laplacian scales (coefficient units) of
 class DQAnalysis:
     """Result of `dq_analysis` / `dq_analysis_file`."""
 
-    heatmap: np.ndarray  # float32 HxW in [0, 1], high = likely spliced (singly compressed)
+    cell_map: CellMap  # float32 in [0, 1] per 8x8 block, high = likely spliced (singly compressed)
     score: float  # higher = more likely manipulated; 0 when no double quantisation is found
     origin: tuple[int, int]  # (dy, dx) of the 8x8 grid the blocks were taken on
+
+    @property
+    def heatmap(self) -> np.ndarray:
+        """The map at full resolution: float32 HxW in [0, 1], each pixel its block's value (the pixels before the
+        grid's origin join the first block, the remainder the last)."""
+        return self.cell_map.full()
 
 
 def _block_dct(lum: np.ndarray, oy: int, ox: int) -> np.ndarray:
@@ -225,14 +232,11 @@ def _analyse(c: np.ndarray, q2: np.ndarray, shape: tuple[int, int], origin: tupl
         llr += fit[np.clip(c[..., f].astype(np.int64), -MAX_BIN, MAX_BIN) + MAX_BIN]
         used += 1
     if used == 0:
-        return DQAnalysis(heatmap=np.zeros((h, w), dtype=np.float32), score=0.0, origin=origin)
+        return DQAnalysis(block_map(np.zeros((rows, cols), np.float32), h, w, 8, origin), score=0.0, origin=origin)
     llr = 3.0 * ndimage.uniform_filter(llr, size=3, mode="nearest")
-    cell = special.expit(llr)
-    oy, ox = origin
-    iy = np.clip((np.arange(h) - oy) // 8, 0, rows - 1)
-    ix = np.clip((np.arange(w) - ox) // 8, 0, cols - 1)
-    heat = cell.astype(np.float32)[iy][:, ix]  # expanded in float32: half the memory of a float64 map
-    return DQAnalysis(heatmap=heat, score=_score(llr), origin=origin)
+    # kept per block (a full-resolution float32 map is 96 MB at 24 MP): pixels take their block's value
+    heat = block_map(special.expit(llr).astype(np.float32), h, w, 8, origin)
+    return DQAnalysis(heat, score=_score(llr), origin=origin)
 
 
 def _score(llr: np.ndarray) -> float:
@@ -312,7 +316,7 @@ def dq_analysis_file(path: str | Path, image: np.ndarray | None = None) -> DQAna
     if problem:
         raise ImageLoadError(f"{path}: {problem}")
     if image is not None:
-        jpeg_grid.luminance(image)  # validates the array
+        jpeg_grid.check_image(image)  # validates the array (its luminance would be 96 MB at 24 MP, unused here)
     dct = _read_dct(path) if starts_as_jpeg(path) else None
     if dct is None:
         if image is None:

@@ -27,7 +27,8 @@ from PIL import Image
 from exiflang.imageio import as_rgb_array, atomic_save_image, atomic_write_npy, atomic_write_text, upright
 
 from .consistency import box_sum_full, cover_counts
-from .grid import CellMap, ForensicsError, PatchGrid
+from .cells import CellMap, PatchGrid
+from .grid import ForensicsError
 from .scores import IMAGE_SCORE
 
 VIEW_MAX_SIDE = 2048  # longest side of the PNG views; larger photos are reduced by the smallest whole factor
