@@ -4,7 +4,8 @@ measure everything on the TEST desk composites (never used for a choice), old ru
     .venv/bin/python benchmarks/tune_desk_fusion.py --val runs/deskval --test runs/desk \
         --cache-dir runs/emb_cache15 --per-side 15 [--write]
 
-`--val` and `--test` are roots made by `benchmarks/desk_regime.py` (or its `build_sets`): `composites/` with the
+`--val` (repeatable: several validation roots are pooled per twin) and `--test` are roots made by
+`benchmarks/desk_regime.py` (or its `build_sets`): `composites/` with the
 desk twins and `small_pastes/` with its q90 twin; the test root is the desk table's (held-out cameras, seed 0),
 the validation root another seed (1) of the same held-out cameras. Every image is analysed once per root by
 the learned model (embeddings cached), the JPEG-grid and the double-quantisation detectors; the component maps
@@ -62,32 +63,68 @@ GRID = dict(gate=(1.0, 3.0, 1e9), grid_weight=(0.75, 1.0), learned=(0.0, 0.25, 0
             score=(0.0, 0.25, 0.5, 0.75, 1.0), map=(0.0, 0.5), gated=(False, True), smooth_px=(0, 8, 16, 24))
 
 
-def components(method, image_path: Path, mask_path, label: int, cache: Path) -> dict:
-    """One image's component maps (every STEP-th pixel), scores and file condition, cached as .npz."""
+def components(method, image_path: Path, mask_path, label: int, cache: Path, learned: bool = True) -> dict | None:
+    """One image's component maps (every STEP-th pixel), scores and file condition, cached as .npz: the learned
+    part at ``cache`` (per model), the grid and dq parts, which no model changes, once per root beside it
+    (`classical_cache`), so another model only embeds. ``learned=False``: the classical part only (returns None)."""
+    classical = classical_cache(cache, method)
+    if not classical.is_file():
+        _save_npz(classical, _classical_arrays(method, image_path, mask_path, label))
+    if not learned:
+        return None
+    if not cache.is_file():
+        _save_npz(cache, _learned_arrays(method, image_path))
+    with np.load(classical) as c, np.load(cache) as m:
+        return _row({**{k: c[k] for k in c.files}, **{k: m[k] for k in m.files}})
+
+
+def classical_cache(cache: Path, method) -> Path:
+    """The grid and dq part of the image whose learned part is at ``cache`` (ROOT/components_*/TWIN/NAME.npz):
+    ROOT/components_classical_<grid id>_<dq id>/TWIN/NAME.npz."""
+    return cache.parents[2] / f"components_classical_{method.grid.method_id}_{method.dq.method_id}" / cache.parent.name / cache.name
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # two collectors may meet on one image
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _heat(analysis) -> np.ndarray:
+    return np.asarray(analysis.heatmap, np.float32)[::STEP, ::STEP].astype(np.float16)
+
+
+def _classical_arrays(method, image_path: Path, mask_path, label: int) -> dict:
+    """Grid and dq maps and scores of one image, its mask and file condition (the votes counted once, as
+    `FusionMethod.components` does)."""
     from exiflang.eval.datasets import Sample, load_mask
     from exiflang.forensics.condition import read_condition
+    from exiflang.forensics.jpeg_grid import votes_by_band
     from exiflang.imageio import load_rgb
 
-    if cache.is_file():
-        with np.load(cache) as z:
-            return _row(z)
     image, _ = load_rgb(image_path)
     h, w = image.shape[:2]
     cond = read_condition(h, w, image_path)
     mask = load_mask(Sample(image_path, mask_path, label), (h, w)) if mask_path else np.zeros((h, w), bool)
-    parts = method.components(image, image_path)
-    arrays = {f"heat_{k}": np.asarray(v.heatmap, np.float32)[::STEP, ::STEP].astype(np.float16)
-              for k, v in parts.items()}
+    votes = votes_by_band(image)
+    parts = {"grid": method.grid.analyse(image, votes=votes), "dq": method.dq.analyse(image, path=image_path, votes=votes)}
+    arrays = {f"heat_{k}": _heat(v) for k, v in parts.items()}
     arrays.update({f"score_{k}": np.float64(v.score) for k, v in parts.items()})
     arrays.update(mask=mask[::STEP, ::STEP], label=np.int64(label), height=np.int64(h), width=np.int64(w),
                   quality=np.int64(cond.jpeg_quality or 0), lossy=np.int64(bool(cond.lossy)),
                   standard=np.int64(bool(cond.standard_tables)))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")  # two collectors may meet on one image
-    np.savez(tmp, **arrays)
-    tmp.replace(cache)
-    with np.load(cache) as z:
-        return _row(z)
+    return arrays
+
+
+def _learned_arrays(method, image_path: Path) -> dict:
+    """The learned map and score of one image (on the grid origin its votes give, as in the fusion)."""
+    from exiflang.forensics.jpeg_grid import votes_by_band
+    from exiflang.imageio import load_rgb
+
+    image, _ = load_rgb(image_path)
+    learned = method.learned.analyse(image, votes=votes_by_band(image))
+    return {"heat_learned": _heat(learned), "score_learned": np.float64(learned.score)}
 
 
 def _row(z) -> dict:
@@ -106,7 +143,7 @@ def components_dir(root: Path, per_side: int, model_id: str) -> Path:
     return root / f"components_ps{per_side}_{model_id}"
 
 
-def collect(root: Path, method, per_side: int, every: int = 1) -> dict[str, list[dict]]:
+def collect(root: Path, method, per_side: int, every: int = 1, learned: bool = True) -> dict[str, list[dict]]:
     """Rows per twin of a desk root, every `every`-th image of the loader's order (spliced, then authentic: a
     subsample keeps the class mix), analysing what the cache lacks, with progress on stderr."""
     from exiflang.eval.datasets import load_dataset
@@ -121,7 +158,7 @@ def collect(root: Path, method, per_side: int, every: int = 1) -> dict[str, list
         for i, s in enumerate(samples):
             cache = (components_dir(root, per_side, method.learned.method_id) / name
                      / f"{Path(s.image).parent.name}__{Path(s.image).stem}.npz")
-            rows.append(components(method, Path(s.image), s.mask, int(s.label), cache))
+            rows.append(components(method, Path(s.image), s.mask, int(s.label), cache, learned))
             if (i + 1) % 20 == 0:
                 print(f"{root.name} {name}: {i + 1}/{len(samples)} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
         out[name] = rows
@@ -323,14 +360,51 @@ def _learned_only(rows: list[dict]) -> tuple[float, float, float]:
     return float(np.mean(aps)) if aps else float("nan"), float(det["det_ap"]), float(det["det_auc"])
 
 
-def photo_rows(method, pairs: dict[str, list[Path]], cache_root: Path) -> dict[str, list[dict]]:
+def photo_rows(method, pairs: dict[str, list[Path]], cache_root: Path, learned: bool = True) -> dict[str, list[dict]]:
     """Authentic rows (no mask) of the held-out cameras' photos and their social-chain copies."""
     out = {}
     for name, paths in pairs.items():
         sub = name.replace(",", "").replace(" ", "_")
-        out[name] = [components(method, p, None, 0, cache_root / sub / (p.parent.name + "__" + p.stem + ".npz"))
+        out[name] = [components(method, p, None, 0, cache_root / sub / (p.parent.name + "__" + p.stem + ".npz"), learned)
                      for p in paths]
     return out
+
+
+def pooled_roots(roots: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
+    """The rows of several validation roots, per twin: a twin's composites from every root together."""
+    out: dict[str, list[dict]] = {}
+    for rows_by_twin in roots:
+        for twin, rows in rows_by_twin.items():
+            out.setdefault(twin, []).extend(rows)
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    from exiflang.forensics.fusion import RULE_FILE
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--val", type=Path, action="append",
+                   help="a validation desk root (default runs/deskval); give it again to tune on several roots "
+                        "pooled, e.g. a second seed: more validation composites, less chance in each choice")
+    p.add_argument("--test", type=Path, default=Path("runs/desk"))
+    p.add_argument("--photos", type=Path, default=Path("../shared/data/photos"))
+    p.add_argument("--model", default="default")
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/emb_cache15"))
+    p.add_argument("--per-side", type=int, default=15)
+    p.add_argument("--val-every", type=int, default=1, help="tune on every k-th validation image (time)")
+    p.add_argument("--old-rule", type=Path, default=Path(__file__).parent / "configs" / "fusion_rule_v1.json",
+                   help="the format-1 rule shipped before (one rule for every file), measured beside the new one")
+    p.add_argument("--write", action="store_true", help=f"write the per-band rule to {RULE_FILE}")
+    p.add_argument("--classical-only", action="store_true",
+                   help="only compute the grid and dq components of every root (no model needed: they are the "
+                        "same for every model), then stop; e.g. while the model to tune is still training")
+    p.add_argument("--shipped-rules", type=Path, default=RULE_FILE,
+                   help="the per-band rules measured as 'shipped' beside the new ones (default: the package's file "
+                        "as it is before --write; e.g. a file from git show REV:src/exiflang/forensics/fusion_rule.json)")
+    args = p.parse_args(argv)
+    args.val = args.val or [Path("runs/deskval")]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,29 +415,19 @@ def main(argv: list[str] | None = None) -> int:
     from exiflang.forensics.fusion_bands import BandFusion, ConditionalFusion
     from exiflang.imageio import atomic_write_text
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--val", type=Path, default=Path("runs/deskval"))
-    p.add_argument("--test", type=Path, default=Path("runs/desk"))
-    p.add_argument("--photos", type=Path, default=Path("../shared/data/photos"))
-    p.add_argument("--model", default="default")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/emb_cache15"))
-    p.add_argument("--per-side", type=int, default=15)
-    p.add_argument("--val-every", type=int, default=1, help="tune on every k-th validation image (time)")
-    p.add_argument("--old-rule", type=Path, default=Path(__file__).parent / "configs" / "fusion_rule_v1.json",
-                   help="the format-1 rule shipped before (one rule for every file), measured beside the new one")
-    p.add_argument("--write", action="store_true", help=f"write the per-band rule to {RULE_FILE}")
-    p.add_argument("--shipped-rules", type=Path, default=RULE_FILE,
-                   help="the per-band rules measured as 'shipped' beside the new ones (default: the package's file "
-                        "as it is before --write; e.g. a file from git show REV:src/exiflang/forensics/fusion_rule.json)")
-    args = p.parse_args(argv)
+    args = parse_args(argv)
     old_rule = FusionRule.load(args.old_rule)
     learned = build_method("exiflang", args.model, args.cache_dir, per_side=args.per_side)
     method = FusionMethod(learned, rule=old_rule)
     model_id = learned.method_id.split("+")[-1]
-    val = collect(args.val, method, args.per_side, args.val_every)
-    test = collect(args.test, method, args.per_side)
+    use_model = not args.classical_only
+    val = pooled_roots([collect(root, method, args.per_side, args.val_every, use_model) for root in args.val])
+    test = collect(args.test, method, args.per_side, learned=use_model)
     test.update(photo_rows(method, held_out_photos(args.photos, args.test),
-                           components_dir(args.test, args.per_side, learned.method_id)))
+                           components_dir(args.test, args.per_side, learned.method_id), use_model))
+    if args.classical_only:
+        print("grid and dq components of " + ", ".join(map(str, [*args.val, args.test])) + " are cached")
+        return 0
 
     bands, lines = {}, ["| band | validation twins (images) | long side | rule | validation AUC | 'likely manipulated' "
                         "from p |", "|---|---|---|---|---|---|"]
@@ -386,11 +450,12 @@ def main(argv: list[str] | None = None) -> int:
                        f"{'gated' if rule.gated_grid_score else 'always'}, map smoothed {rule.smooth_px:g} px{', flipped when mostly high' if rule.flip_majority else ''} | {auc:.3f} | {cal.bands[2].low:.4f} (set by "
                        f"{cut_twin}) |")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    val_names = " + ".join(f"`{root}`" for root in args.val)
     fusion = ConditionalFusion(bands, old_rule.learned_score, model_id, args.per_side, provenance=(
-        f"benchmarks/tune_desk_fusion.py on {args.val} (validation desk composites, held-out cameras), model "
+        f"benchmarks/tune_desk_fusion.py on {val_names} (validation desk composites, held-out cameras), model "
         f"{model_id}, {args.per_side} patches per side, {stamp}"))
     learned_cal = for_model(learned.model)
-    print(f"## Per-band fusion rules, tuned on `{args.val}` ({stamp})\n\n" + "\n".join(lines))
+    print(f"## Per-band fusion rules, tuned on {val_names} ({stamp})\n\n" + "\n".join(lines))
     print(f"\n## Test `{args.test}` (never used for a choice), {args.per_side} patches per side; p-mAP / det AP "
           f"(maps compared every {STEP}th pixel); verdicts: authentic called likely manipulated / spliced called "
           f"likely authentic / cannot judge\n")
