@@ -3,7 +3,7 @@ validation root, on them pooled, and on the test root, in one table (a diagnosis
 
     .venv/bin/python benchmarks/jpeg_mid_scores.py --model runs/ft_long/model --val runs/deskval --val runs/deskval2
 
-The map part of the band's rule is tuned as `tune_desk_fusion.tune_band` does (on the pooled validation roots);
+The map part of the band's rule is tuned by `tune_desk_fusion.tune_map`, as `tune_band` does (on the pooled validation roots);
 then each (learned share of the score, weight of the map's contrast, grid in score gated or not) is scored by the
 mean over the band's twins of detection AP. Components come from the tune script's caches (run it first).
 """
@@ -33,7 +33,7 @@ def mean_det_ap(rule, rows_by_twin: dict) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from exiflang.eval.bench import FusionMethod, build_method
-    from exiflang.forensics.fusion import FusionRule, map_contrast
+    from exiflang.forensics.fusion import FusionRule
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default")
@@ -47,13 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     vals = [band_rows(T.collect(root, method, 15), args.band) for root in args.val]
     pooled = T.pooled_roots(vals)
     test = band_rows(T.collect(args.test, method, 15), args.band)
-    authentic = [r for rows in pooled.values() for r in rows if r["label"] == 0]
-    cal = {k: T.robust_calibration([r["score"][k] for r in authentic]) for k in ("learned", "grid", "dq")}
-    base = replace(old_rule, calibration=cal, map_weight=0.0)
-    best = T._best((replace(base, grid_gate=g, grid_weight=gw, learned_weight=lw) for g, gw, lw in
-                    itertools.product(T.GRID["gate"], T.GRID["grid_weight"], T.GRID["learned"])), pooled, maps=True)
-    contrast = T.robust_calibration([map_contrast(T.fused(best, r)[0]) for r in authentic])
-    best = replace(best, calibration={**cal, "contrast": contrast})
+    best = T.tune_map(old_rule, pooled)
     names = [str(v) for v in args.val]
     print(f"model {args.model}, band {args.band}; map: gate {best.grid_gate:g}, grid {best.grid_weight}, learned "
           f"{best.learned_weight}; mean det AP over the band's twins\n")

@@ -67,13 +67,20 @@ def components(method, image_path: Path, mask_path, label: int, cache: Path, lea
     """One image's component maps (every STEP-th pixel), scores and file condition, cached as .npz: the learned
     part at ``cache`` (per model), the grid and dq parts, which no model changes, once per root beside it
     (`classical_cache`), so another model only embeds. ``learned=False``: the classical part only (returns None)."""
+    from exiflang.forensics.jpeg_grid import votes_by_band
+    from exiflang.imageio import load_rgb
+
     classical = classical_cache(cache, method)
-    if not classical.is_file():
-        _save_npz(classical, _classical_arrays(method, image_path, mask_path, label))
+    missing = [not classical.is_file(), learned and not cache.is_file()]
+    if any(missing):  # decoded and its grid votes counted once for both parts
+        image = load_rgb(image_path)[0]
+        votes = votes_by_band(image)
+    if missing[0]:
+        _save_npz(classical, _classical_arrays(method, image, votes, image_path, mask_path, label))
     if not learned:
         return None
-    if not cache.is_file():
-        _save_npz(cache, _learned_arrays(method, image_path))
+    if missing[1]:
+        _save_npz(cache, _heat_and_score("learned", method.learned.analyse(image, votes=votes)))
     with np.load(classical) as c, np.load(cache) as m:
         return _row({**{k: c[k] for k in c.files}, **{k: m[k] for k in m.files}})
 
@@ -91,40 +98,27 @@ def _save_npz(path: Path, arrays: dict) -> None:
     tmp.replace(path)
 
 
-def _heat(analysis) -> np.ndarray:
-    return np.asarray(analysis.heatmap, np.float32)[::STEP, ::STEP].astype(np.float16)
+def _heat_and_score(name: str, analysis) -> dict:
+    """A component's map (every STEP-th pixel, float16) and score as .npz arrays."""
+    heat = np.asarray(analysis.heatmap, np.float32)[::STEP, ::STEP].astype(np.float16)
+    return {f"heat_{name}": heat, f"score_{name}": np.float64(analysis.score)}
 
 
-def _classical_arrays(method, image_path: Path, mask_path, label: int) -> dict:
-    """Grid and dq maps and scores of one image, its mask and file condition (the votes counted once, as
-    `FusionMethod.components` does)."""
+def _classical_arrays(method, image: np.ndarray, votes: np.ndarray, image_path: Path, mask_path, label: int) -> dict:
+    """Grid and dq maps and scores of one image (its grid votes counted already, as `FusionMethod.components`
+    shares them), its mask and file condition."""
     from exiflang.eval.datasets import Sample, load_mask
     from exiflang.forensics.condition import read_condition
-    from exiflang.forensics.jpeg_grid import votes_by_band
-    from exiflang.imageio import load_rgb
 
-    image, _ = load_rgb(image_path)
     h, w = image.shape[:2]
     cond = read_condition(h, w, image_path)
     mask = load_mask(Sample(image_path, mask_path, label), (h, w)) if mask_path else np.zeros((h, w), bool)
-    votes = votes_by_band(image)
-    parts = {"grid": method.grid.analyse(image, votes=votes), "dq": method.dq.analyse(image, path=image_path, votes=votes)}
-    arrays = {f"heat_{k}": _heat(v) for k, v in parts.items()}
-    arrays.update({f"score_{k}": np.float64(v.score) for k, v in parts.items()})
+    arrays = {**_heat_and_score("grid", method.grid.analyse(image, votes=votes)),
+              **_heat_and_score("dq", method.dq.analyse(image, path=image_path, votes=votes))}
     arrays.update(mask=mask[::STEP, ::STEP], label=np.int64(label), height=np.int64(h), width=np.int64(w),
                   quality=np.int64(cond.jpeg_quality or 0), lossy=np.int64(bool(cond.lossy)),
                   standard=np.int64(bool(cond.standard_tables)))
     return arrays
-
-
-def _learned_arrays(method, image_path: Path) -> dict:
-    """The learned map and score of one image (on the grid origin its votes give, as in the fusion)."""
-    from exiflang.forensics.jpeg_grid import votes_by_band
-    from exiflang.imageio import load_rgb
-
-    image, _ = load_rgb(image_path)
-    learned = method.learned.analyse(image, votes=votes_by_band(image))
-    return {"heat_learned": _heat(learned), "score_learned": np.float64(learned.score)}
 
 
 def _row(z) -> dict:
@@ -190,16 +184,7 @@ def tune_band(base, rows_by_twin: dict[str, list[dict]]):
     """The best rule for one band's validation rows. The map and the score are separate choices (the gate and
     the map weights change only the map; the score's weights only the score): first the map with the best mean
     p-mAP over the band's twins, then, on that map, the score with the best mean detection AP."""
-    from exiflang.forensics.fusion import map_contrast
-
-    authentic = [r for rows in rows_by_twin.values() for r in rows if r["label"] == 0]
-    cal = {k: robust_calibration([r["score"][k] for r in authentic]) for k in ("learned", "grid", "dq")}
-    base = replace(base, calibration=cal, map_weight=0.0)
-    best = _best((replace(base, grid_gate=gate, grid_weight=gw, learned_weight=lw)
-                  for gate, gw, lw in itertools.product(GRID["gate"], GRID["grid_weight"], GRID["learned"])),
-                 rows_by_twin, maps=True)
-    contrast = robust_calibration([map_contrast(fused(best, r)[0]) for r in authentic])
-    best = replace(best, calibration={**cal, "contrast": contrast})
+    best = tune_map(base, rows_by_twin)
     best = _best((replace(best, score_weight=sw, map_weight=mw, gated_grid_score=gated)
                   for sw, mw, gated in itertools.product(GRID["score"], GRID["map"], GRID["gated"])),
                  rows_by_twin, maps=False)
@@ -209,6 +194,22 @@ def tune_band(base, rows_by_twin: dict[str, list[dict]]):
     # flip comes first, so it wins ties: a paste is the smaller region (the learned map always follows that rule),
     # and validation must prefer the unflipped map to keep a map that lights up most of the frame.
     return _best((replace(best, flip_majority=flip) for flip in (True, False)), rows_by_twin, maps=True, strict=True)
+
+
+def tune_map(base, rows_by_twin: dict[str, list[dict]]):
+    """The first choice of `tune_band`: the methods' score calibrations on the band's validation authentic images,
+    the map part of the rule (gate, grid and learned weights) with the best mean p-mAP, and the calibration of that
+    map's contrast, for the score choices that follow."""
+    from exiflang.forensics.fusion import map_contrast
+
+    authentic = [r for rows in rows_by_twin.values() for r in rows if r["label"] == 0]
+    cal = {k: robust_calibration([r["score"][k] for r in authentic]) for k in ("learned", "grid", "dq")}
+    base = replace(base, calibration=cal, map_weight=0.0)
+    best = _best((replace(base, grid_gate=gate, grid_weight=gw, learned_weight=lw)
+                  for gate, gw, lw in itertools.product(GRID["gate"], GRID["grid_weight"], GRID["learned"])),
+                 rows_by_twin, maps=True)
+    contrast = robust_calibration([map_contrast(fused(best, r)[0]) for r in authentic])
+    return replace(best, calibration={**cal, "contrast": contrast})
 
 
 def _best(rules, rows_by_twin: dict[str, list[dict]], maps: bool, strict: bool = False):
